@@ -1,0 +1,170 @@
+/**
+ * Several metrics updated together from one batch, with shared state computed once.
+ *
+ * @module
+ */
+import { Metric } from './metrics/metric.js';
+import { batchError, describeValue } from './errors.js';
+import type { Batch, StatePart } from './functional/core.js';
+import { Tensor } from './tensor.js';
+
+/** Any metric whose value is a tensor or a record of tensors (as a classwise wrapper's). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyMetric = Metric<any, Tensor | Readonly<Record<string, Tensor>>>;
+
+/** The value type of a metric. */
+export type MetricResult<M> = M extends Metric<never, infer R> ? R : never;
+
+/**
+ * What a collection's `forward` and `compute` return: each metric's value under its key, with
+ * record values (a classwise wrapper's) flattened into the top level, as torchmetrics does.
+ */
+export type CollectionResult<M extends Record<string, AnyMetric>> = {
+  readonly [K in keyof M as MetricResult<M[K]> extends Tensor ? K : never]: MetricResult<M[K]>;
+} & Readonly<Record<string, Tensor>>;
+
+const NAME = 'MetricCollection';
+
+/**
+ * A named group of metrics that take the same batches. Metrics that declare the same state part
+ * (the fired-count family `NeuronActivityMetric` / `NeuronFiredCountMetric` /
+ * `FeatureDensityMetric`; the sums behind `L1AbsoluteLoss`, `L2ReconstructionLoss` and
+ * `SparseAutoencoderLoss`) are grouped by that declaration, and each part is computed from a batch
+ * once, whatever the number of metrics that use it.
+ *
+ * A batch is validated by every metric before any state changes, so a rejected batch leaves every
+ * metric as it was.
+ *
+ * @throws {TypeError} when `metrics` is not a non-empty record of sae-metrics metrics.
+ * @example
+ * ```ts
+ * const metrics = new MetricCollection({
+ *   l1: new L1AbsoluteLoss(),
+ *   dead: new NeuronActivityMetric({ numLearnedFeatures: 3 }),
+ * });
+ * metrics.update({ learnedActivations: tensor([[1, 0, 1], [0, 0, 0]]) });
+ * metrics.compute(); // { l1: tensor(1), dead: tensor(1) }
+ * ```
+ */
+export class MetricCollection<M extends Record<string, AnyMetric> = Record<string, AnyMetric>> {
+  /** The metrics, by key. */
+  readonly metrics: Readonly<M>;
+
+  constructor(metrics: M) {
+    if (typeof metrics !== 'object' || metrics === null || Array.isArray(metrics)) {
+      throw new TypeError(`${NAME}: metrics must be a record of metrics by name, got ${describeValue(metrics)}`);
+    }
+    const entries = Object.entries(metrics);
+    if (entries.length === 0) throw new TypeError(`${NAME}: metrics must hold at least one metric, got an empty record`);
+    for (const [key, metric] of entries) {
+      if (!(metric instanceof Metric)) {
+        throw new TypeError(`${NAME}: metrics.${key} must be a sae-metrics Metric, got ${describeValue(metric)}`);
+      }
+    }
+    if (new Set(entries.map(([, m]) => m)).size !== entries.length) {
+      throw new TypeError(`${NAME}: each metric may appear once; clone() a metric to use it under two keys`);
+    }
+    this.metrics = Object.freeze({ ...metrics });
+  }
+
+  /** The metric keys. */
+  keys(): string[] {
+    return Object.keys(this.metrics);
+  }
+
+  /**
+   * The compute groups: keys of metrics that share at least one state part, transitively (as
+   * torchmetrics' `compute_groups`), in key order.
+   */
+  get computeGroups(): string[][] {
+    const keys = this.keys();
+    const parent = keys.map((_, i) => i);
+    const find = (i: number): number => (parent[i] === i ? i : (parent[i] = find(parent[i] as number)));
+    const owner = new Map<string, number>();
+    keys.forEach((key, i) => {
+      for (const part of Object.values((this.metrics[key] as AnyMetric).definition.parts)) {
+        const j = owner.get(part.id);
+        if (j === undefined) owner.set(part.id, i);
+        else parent[find(i)] = find(j);
+      }
+    });
+    const groups = new Map<number, string[]>();
+    keys.forEach((key, i) => {
+      const root = find(i);
+      groups.set(root, [...(groups.get(root) ?? []), key]);
+    });
+    return [...groups.values()];
+  }
+
+  #fold(batch: Batch, withValues: boolean): Record<string, Tensor | Readonly<Record<string, Tensor>>> | undefined {
+    if (typeof batch !== 'object' || batch === null) {
+      throw batchError(NAME, 'batch', `a batch must be a plain object of tensors, got ${describeValue(batch)}`);
+    }
+    const rows = new Map<AnyMetric, number>();
+    for (const metric of Object.values(this.metrics)) rows.set(metric, metric.validateBatch(batch));
+    const shared = new Map<string, unknown>();
+    const values: Record<string, Tensor | Readonly<Record<string, Tensor>>> = {};
+    for (const [key, metric] of Object.entries(this.metrics)) {
+      const range = { start: 0, end: rows.get(metric) as number };
+      const partials: Record<string, unknown> = {};
+      for (const [name, part] of Object.entries(metric.definition.parts as Readonly<Record<string, StatePart<unknown>>>)) {
+        if (!shared.has(part.id)) shared.set(part.id, part.fromBatch(batch, range));
+        partials[name] = shared.get(part.id);
+      }
+      const value = metric.applyPartials(partials, withValues);
+      if (withValues) values[key] = value as Tensor | Readonly<Record<string, Tensor>>;
+    }
+    return withValues ? values : undefined;
+  }
+
+  /**
+   * Folds a batch into every metric, computing each shared state part once.
+   *
+   * @throws {InvalidBatchError} when any metric rejects the batch; no metric is then changed.
+   */
+  update(batch: Batch): void {
+    this.#fold(batch, false);
+  }
+
+  /**
+   * Folds a batch into every metric and returns each metric's value on this batch alone.
+   *
+   * @throws {InvalidBatchError} when any metric rejects the batch; no metric is then changed.
+   */
+  forward(batch: Batch): CollectionResult<M> {
+    return flatten(this.#fold(batch, true) as Record<string, Tensor | Readonly<Record<string, Tensor>>>) as CollectionResult<M>;
+  }
+
+  /** Each metric's accumulated value (cached per metric). */
+  compute(): CollectionResult<M> {
+    const values: Record<string, Tensor | Readonly<Record<string, Tensor>>> = {};
+    for (const [key, metric] of Object.entries(this.metrics)) values[key] = metric.compute();
+    return flatten(values) as CollectionResult<M>;
+  }
+
+  /** Resets every metric. */
+  reset(): void {
+    for (const metric of Object.values(this.metrics)) metric.reset();
+  }
+
+  /** An independent copy of the collection and every metric in it. */
+  clone(): MetricCollection<M> {
+    const copy: Record<string, AnyMetric> = {};
+    for (const [key, metric] of Object.entries(this.metrics)) copy[key] = metric.clone();
+    return new MetricCollection(copy as M);
+  }
+}
+
+/** Flattens record values into the top level; a clashing key becomes `outerKey_innerKey`. */
+function flatten(values: Record<string, Tensor | Readonly<Record<string, Tensor>>>): Record<string, Tensor> {
+  const out: Record<string, Tensor> = {};
+  const nested: [string, Readonly<Record<string, Tensor>>][] = [];
+  for (const [key, value] of Object.entries(values)) {
+    if (value instanceof Tensor) out[key] = value;
+    else nested.push([key, value]);
+  }
+  for (const [outer, record] of nested) {
+    for (const [inner, value] of Object.entries(record)) out[inner in out ? `${outer}_${inner}` : inner] = value;
+  }
+  return out;
+}

@@ -1,0 +1,98 @@
+/**
+ * Errors of sae-metrics, and the factories that build their messages.
+ *
+ * Every message starts with the name of the metric (or function) that raised it, then names the
+ * argument and the value it got, e.g.
+ * `NeuronActivityMetric: learnedActivations must have 3 features on its last axis, got shape [2, 4]`.
+ *
+ * Options are checked when a metric is created and raise the built-in `TypeError` (wrong kind of
+ * value) or `RangeError` (right kind, out of range). A batch is checked before any state changes
+ * and raises {@link InvalidBatchError}. Merging incompatible states raises {@link StateMergeError};
+ * a state that cannot be decoded raises {@link StateDecodeError}.
+ *
+ * @module
+ */
+
+/** Formats a shape as `[2, 3, 4]`. */
+export function formatShape(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`;
+}
+
+/** Describes any value briefly for an error message: numbers and strings as themselves, objects by kind. */
+export function describeValue(value: unknown): string {
+  if (value === undefined) return 'undefined';
+  if (value === null) return 'null';
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') {
+    return String(value);
+  }
+  if (typeof value === 'function') return 'a function';
+  if (Array.isArray(value)) return `an array of length ${value.length}`;
+  if (ArrayBuffer.isView(value)) return `a ${value.constructor.name} of length ${(value as unknown as ArrayLike<unknown>).length}`;
+  const name = (value as object).constructor?.name;
+  return name && name !== 'Object' ? `a ${name}` : 'an object';
+}
+
+/**
+ * A batch was rejected before it changed any state: a field is missing, has the wrong dtype, rank,
+ * component count or feature count, disagrees with another field, or is empty.
+ *
+ * @example
+ * ```ts
+ * try { metric.update({}); } catch (e) { if (e instanceof InvalidBatchError) console.error(e.field); }
+ * ```
+ */
+export class InvalidBatchError extends TypeError {
+  override readonly name = 'InvalidBatchError';
+  /** The metric (class name) that rejected the batch. */
+  readonly metric: string;
+  /** The batch field at fault (`learnedActivations`, ...), or `batch` for the batch itself. */
+  readonly field: string;
+
+  constructor(metric: string, field: string, message: string) {
+    super(`${metric}: ${message}`);
+    this.metric = metric;
+    this.field = field;
+  }
+}
+
+/** Two states could not be merged or loaded: they belong to different metrics or configurations. */
+export class StateMergeError extends TypeError {
+  override readonly name = 'StateMergeError';
+  /** The metric (class name) that refused the merge. */
+  readonly metric: string;
+
+  constructor(metric: string, message: string) {
+    super(`${metric}: ${message}`);
+    this.metric = metric;
+  }
+}
+
+/** An encoded state could not be decoded: not JSON, an unknown format or version, or a bad field. */
+export class StateDecodeError extends TypeError {
+  override readonly name = 'StateDecodeError';
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(`decodeState: ${message}`, options);
+  }
+}
+
+/** `Metric: options.name must be <expected>, got <value>` as a `TypeError`. */
+export function optionTypeError(metric: string, option: string, expected: string, value: unknown): TypeError {
+  return new TypeError(`${metric}: options.${option} must be ${expected}, got ${describeValue(value)}`);
+}
+
+/** `Metric: options.name must be <expected>, got <value>` as a `RangeError`. */
+export function optionRangeError(metric: string, option: string, expected: string, value: unknown): RangeError {
+  return new RangeError(`${metric}: options.${option} must be ${expected}, got ${describeValue(value)}`);
+}
+
+/** Builds an {@link InvalidBatchError} for `field` of `metric`. */
+export function batchError(metric: string, field: string, message: string): InvalidBatchError {
+  return new InvalidBatchError(metric, field, message);
+}
+
+/** Builds a {@link StateMergeError} for `metric`. */
+export function mergeError(metric: string, message: string): StateMergeError {
+  return new StateMergeError(metric, message);
+}

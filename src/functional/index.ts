@@ -1,0 +1,41 @@
+/**
+ * The pure metric definitions (`init`, `update`, `merge`, `compute`): all the math of sae-metrics,
+ * with no mutable state. Import from `sae-metrics/functional`.
+ *
+ * @module
+ */
+export { defineMetric, configKey } from './core.js';
+export type {
+  Batch,
+  RowRange,
+  MetricConfig,
+  MetricDefinition,
+  MetricSpec,
+  MetricState,
+  StatePart,
+  StateOf,
+  ResultOf,
+} from './core.js';
+export { l1AbsoluteLoss, calculateAbsSum } from './l1-absolute-loss.js';
+export type { L1AbsoluteLossOptions, L1AbsoluteLossState } from './l1-absolute-loss.js';
+export { l2ReconstructionLoss, calculateMse } from './l2-reconstruction-loss.js';
+export type { L2ReconstructionLossOptions, L2ReconstructionLossState } from './l2-reconstruction-loss.js';
+export { sparseAutoencoderLoss } from './sparse-autoencoder-loss.js';
+export type { SparseAutoencoderLossOptions, SparseAutoencoderLossState } from './sparse-autoencoder-loss.js';
+export { neuronActivity } from './neuron-activity.js';
+export type { NeuronActivityOptions, NeuronActivityState } from './neuron-activity.js';
+export { neuronFiredCount } from './neuron-fired-count.js';
+export type { NeuronFiredCountOptions, NeuronFiredCountState } from './neuron-fired-count.js';
+export { featureDensity } from './feature-density.js';
+export type { FeatureDensityOptions, FeatureDensityState } from './feature-density.js';
+export { l0Norm } from './l0-norm.js';
+export type { L0NormOptions, L0NormState } from './l0-norm.js';
+export { capacity, calculateCapacities } from './capacity.js';
+export type { CapacityState } from './capacity.js';
+export { reconstructionScore } from './reconstruction-score.js';
+export type { ReconstructionScoreOptions, ReconstructionScoreState } from './reconstruction-score.js';
+export type { RowLossSumState, RowLossItemsState } from './parts/row-losses.js';
+export type { FiredCountState } from './parts/fired-count.js';
+export type { NonZeroCountState } from './parts/non-zero-count.js';
+export type { ActivationListState } from './parts/activation-list.js';
+export type { LossSumsState } from './parts/loss-sums.js';

@@ -1,0 +1,56 @@
+/**
+ * Small helpers shared by the state parts: elementwise float64 sums and state checks.
+ *
+ * @module
+ */
+
+/** `a + b` elementwise, in a new array. */
+export function addF64(a: Float64Array, b: Float64Array): Float64Array {
+  const out = new Float64Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = (a[i] as number) + (b[i] as number);
+  return out;
+}
+
+/** The reason `value` is not an object with the given keys, or undefined. */
+export function notRecord(value: unknown, keys: readonly string[]): string | undefined {
+  if (typeof value !== 'object' || value === null) return `must be an object with ${keys.join(', ')}`;
+  for (const k of keys) if (!(k in value)) return `is missing ${k}`;
+  return undefined;
+}
+
+/** The reason `value` is not a Float64Array of `length`, or undefined. */
+export function notF64(value: unknown, length: number, name: string): string | undefined {
+  if (!(value instanceof Float64Array)) return `${name} must be a Float64Array`;
+  if (value.length !== length) return `${name} must have ${length} elements, got ${value.length}`;
+  return undefined;
+}
+
+/** The reason `value` is not a Float64Array of exact non-negative integers of `length`, or undefined. */
+export function notCounts(value: unknown, length: number, name: string): string | undefined {
+  const reason = notF64(value, length, name);
+  if (reason !== undefined) return reason;
+  for (const v of value as Float64Array) {
+    if (!Number.isSafeInteger(v) || v < 0) return `${name} must hold exact non-negative integer counts, got ${v}`;
+  }
+  return undefined;
+}
+
+/** The reason `value` is not a count of vectors, or undefined. */
+export function notCount(value: unknown, name: string): string | undefined {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
+    ? undefined
+    : `${name} must be a non-negative integer, got ${String(value)}`;
+}
+
+/** Concatenates Float64Array chunks into one array. */
+export function concatF64(chunks: readonly Float64Array[]): Float64Array {
+  let n = 0;
+  for (const c of chunks) n += c.length;
+  const out = new Float64Array(n);
+  let k = 0;
+  for (const c of chunks) {
+    out.set(c, k);
+    k += c.length;
+  }
+  return out;
+}

@@ -1,0 +1,95 @@
+/**
+ * Sparse autoencoder loss: `L1 * l1Coefficient + L2`, the same as composing `L1AbsoluteLoss` and
+ * `L2ReconstructionLoss`, and declared with the same state parts, so that in a `MetricCollection`
+ * the three share one pass over each batch.
+ *
+ * State: `absolute` and `mse`, each a running sum per component with a vector count (or, with
+ * `keepBatchDim`, the per-vector values in arrival order).
+ *
+ * @module
+ */
+import { checkActivations, checkBatch, checkOptions, booleanOption, defineMetric, numberInRange, positiveInteger } from './core.js';
+import type { Batch, MetricDefinition, MetricState } from './core.js';
+import { batchError, formatShape } from '../errors.js';
+import { float64, squeezeIfScalar, type Tensor } from '../tensor.js';
+import { rowLossItemsPart, rowLossSumPart, type RowLossItemsState, type RowLossSumState } from './parts/row-losses.js';
+import { rowLossResult } from './results.js';
+import { checkKeptAxis } from './l1-absolute-loss.js';
+import { checkReconstruction } from './l2-reconstruction-loss.js';
+
+/** Options of {@link sparseAutoencoderLoss} and `SparseAutoencoderLoss`. */
+export interface SparseAutoencoderLossOptions {
+  /** Number of components (default 1). */
+  readonly numComponents?: number;
+  /** Coefficient of the L1 term, a positive number (default 0.001). */
+  readonly l1Coefficient?: number;
+  /** Keep one value per activation vector instead of the mean (default false). */
+  readonly keepBatchDim?: boolean;
+}
+
+/** The state of {@link sparseAutoencoderLoss}. */
+export type SparseAutoencoderLossState = MetricState<{
+  readonly absolute: RowLossSumState | RowLossItemsState;
+  readonly mse: RowLossSumState | RowLossItemsState;
+}>;
+
+const METRIC = 'SparseAutoencoderLoss';
+
+/**
+ * The pure definition of `SparseAutoencoderLoss`.
+ *
+ * @throws {TypeError | RangeError} on a bad option.
+ * @example
+ * ```ts
+ * const loss = sparseAutoencoderLoss({ l1Coefficient: 0.5 });
+ * const s = loss.update(loss.init(), {
+ *   learnedActivations: tensor([[1, 0, 1]]),
+ *   sourceActivations: tensor([[4, 2]]),
+ *   decodedActivations: tensor([[2, 0]]),
+ * });
+ * loss.compute(s).item(); // 2 * 0.5 + 4 = 5
+ * ```
+ */
+export function sparseAutoencoderLoss(
+  options?: SparseAutoencoderLossOptions,
+): MetricDefinition<SparseAutoencoderLossState, Tensor<'float64'>> {
+  const o = checkOptions(METRIC, options, ['numComponents', 'l1Coefficient', 'keepBatchDim']);
+  const numComponents = positiveInteger(METRIC, 'numComponents', o.numComponents ?? 1);
+  const l1Coefficient = numberInRange(METRIC, 'l1Coefficient', o.l1Coefficient ?? 0.001, {
+    min: 0,
+    max: Number.MAX_VALUE,
+    exclusiveMin: true,
+    expected: 'a positive finite number',
+  });
+  const keepBatchDim = booleanOption(METRIC, 'keepBatchDim', o.keepBatchDim ?? false);
+  return defineMetric<SparseAutoencoderLossState['parts'], Tensor<'float64'>>({
+    metric: METRIC,
+    config: { numComponents, l1Coefficient, keepBatchDim },
+    parts: keepBatchDim
+      ? { absolute: rowLossItemsPart('abs', numComponents), mse: rowLossItemsPart('mse', numComponents) }
+      : { absolute: rowLossSumPart('abs', numComponents), mse: rowLossSumPart('mse', numComponents) },
+    validate(batch: Batch, state?: SparseAutoencoderLossState): number {
+      const b = checkBatch(METRIC, batch);
+      const learned = checkActivations(METRIC, b, 'learnedActivations', numComponents);
+      const source = checkReconstruction(METRIC, b, numComponents);
+      if (learned.rows !== source.rows || learned.componentAxis !== source.componentAxis) {
+        throw batchError(
+          METRIC,
+          'learnedActivations',
+          `learnedActivations and sourceActivations must have the same batch and component axes, got shapes ${formatShape(
+            learned.tensor.shape,
+          )} and ${formatShape(source.tensor.shape)}`,
+        );
+      }
+      checkKeptAxis(METRIC, 'learnedActivations', state?.parts.absolute, learned.componentAxis, learned.tensor.shape);
+      return learned.rows;
+    },
+    compute(parts) {
+      const l1 = rowLossResult(parts.absolute, numComponents);
+      const l2 = rowLossResult(parts.mse, numComponents);
+      const out = new Float64Array(l1.size);
+      for (let i = 0; i < out.length; i++) out[i] = (l1.data[i] as number) * l1Coefficient + (l2.data[i] as number);
+      return squeezeIfScalar(float64(out, l1.shape));
+    },
+  });
+}

@@ -1,0 +1,37 @@
+/**
+ * sae-metrics: streaming, mergeable metrics for sparse-autoencoder training, a faithful port of
+ * the metrics of the Python library `sparse_autoencoder` (on torchmetrics).
+ *
+ * @module
+ */
+export { Tensor, tensor, squeezeIfScalar, shapeSize } from './tensor.js';
+export type { DType, NestedArray, TensorLike } from './tensor.js';
+export { InvalidBatchError, StateMergeError, StateDecodeError } from './errors.js';
+export { encodeState, decodeState, STATE_FORMAT, STATE_VERSION } from './encoding.js';
+export type { Batch, RowRange, MetricDefinition, MetricState, MetricConfig, StatePart } from './functional/core.js';
+
+export { Metric } from './metrics/metric.js';
+export { L1AbsoluteLoss } from './metrics/l1-absolute-loss.js';
+export { L2ReconstructionLoss } from './metrics/l2-reconstruction-loss.js';
+export { SparseAutoencoderLoss } from './metrics/sparse-autoencoder-loss.js';
+export { NeuronActivityMetric } from './metrics/neuron-activity-metric.js';
+export { NeuronFiredCountMetric } from './metrics/neuron-fired-count-metric.js';
+export { FeatureDensityMetric } from './metrics/feature-density-metric.js';
+export { L0NormMetric } from './metrics/l0-norm-metric.js';
+export { CapacityMetric } from './metrics/capacity-metric.js';
+export { ReconstructionScoreMetric } from './metrics/reconstruction-score-metric.js';
+export { ClasswiseWrapperWithMean } from './metrics/classwise-wrapper-with-mean.js';
+export type { ClasswiseWrapperOptions } from './metrics/classwise-wrapper-with-mean.js';
+export { MetricCollection } from './collection.js';
+export type { AnyMetric, CollectionResult, MetricResult } from './collection.js';
+
+export type {
+  L1AbsoluteLossOptions,
+  L2ReconstructionLossOptions,
+  SparseAutoencoderLossOptions,
+  NeuronActivityOptions,
+  NeuronFiredCountOptions,
+  FeatureDensityOptions,
+  L0NormOptions,
+  ReconstructionScoreOptions,
+} from './functional/index.js';
