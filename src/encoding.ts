@@ -85,8 +85,14 @@ function decodeValue(value: unknown, path: string): unknown {
  *
  * @example
  * ```ts
- * const text = encodeState(metric.state());
- * other.mergeState(decodeState(text));
+ * const worker = new L0NormMetric();
+ * worker.update({ learnedActivations: tensor([[1, 0, 1]]) });
+ * // text can cross a process or machine boundary
+ * const text = encodeState(worker.state());
+ * const main = new L0NormMetric();
+ * main.update({ learnedActivations: tensor([[1, 1, 1]]) });
+ * main.mergeState(decodeState(text));
+ * main.compute().item(); // 2.5
  * ```
  */
 export function encodeState(state: MetricState<object>): string {

@@ -39,7 +39,10 @@ export function describeValue(value: unknown): string {
  *
  * @example
  * ```ts
- * try { metric.update({}); } catch (e) { if (e instanceof InvalidBatchError) console.error(e.field); }
+ * let field = '';
+ * try { new L1AbsoluteLoss().update({}); } catch (e) { if (e instanceof InvalidBatchError) field = e.field; }
+ * field; // 'learnedActivations'
+ * 
  * ```
  */
 export class InvalidBatchError extends TypeError {

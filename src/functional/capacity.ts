@@ -14,6 +14,7 @@ import type { Batch, MetricDefinition, MetricState } from './core.js';
 import { batchError, formatShape } from '../errors.js';
 import { float64, squeezeIfScalar, type Tensor, type TensorLike } from '../tensor.js';
 import { activationListPart, type ActivationListState } from './parts/activation-list.js';
+import { concat } from './parts/arrays.js';
 
 /** The state of {@link capacity}. */
 export type CapacityState = MetricState<{ readonly activations: ActivationListState }>;
@@ -89,14 +90,8 @@ export function capacity(options?: Record<string, never>): MetricDefinition<Capa
     compute(parts) {
       const { chunks, rowShape } = parts.activations;
       if (rowShape === null) return float64(new Float64Array(0), [0]);
-      let n = 0;
-      for (const c of chunks) n += c.length;
-      const x = new Float32Array(n);
-      let k = 0;
-      for (const c of chunks) {
-        x.set(c, k);
-        k += c.length;
-      }
+      const x = concat(chunks, (n) => new Float32Array(n));
+      const n = x.length;
       const components = rowShape.length === 2 ? (rowShape[0] as number) : 1;
       const features = rowShape[rowShape.length - 1] as number;
       const rows = n / (components * features);

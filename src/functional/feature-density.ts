@@ -6,25 +6,21 @@
  *
  * @module
  */
-import { defineMetric } from './core.js';
-import type { Batch, MetricDefinition, MetricState } from './core.js';
+import type { MetricDefinition } from './core.js';
 import type { Tensor } from '../tensor.js';
-import { firedCountPart, type FiredCountState } from './parts/fired-count.js';
+import {
+  defineFiredCountMetric,
+  perFeatureShape,
+  type FiredCountMetricState,
+  type FiredCountOptions,
+} from './fired-count-family.js';
 import { meanResult } from './results.js';
-import { checkFiredBatch, firedCountConfig } from './neuron-activity.js';
 
 /** Options of {@link featureDensity} and `FeatureDensityMetric`. */
-export interface FeatureDensityOptions {
-  /** Number of learned features (required). */
-  readonly numLearnedFeatures: number;
-  /** Number of components; leave unset for inputs without a component axis. */
-  readonly numComponents?: number;
-}
+export type FeatureDensityOptions = FiredCountOptions;
 
 /** The state of {@link featureDensity}. */
-export type FeatureDensityState = MetricState<{ readonly firedCount: FiredCountState }>;
-
-const METRIC = 'FeatureDensityMetric';
+export type FeatureDensityState = FiredCountMetricState;
 
 /**
  * The pure definition of `FeatureDensityMetric`.
@@ -38,17 +34,7 @@ const METRIC = 'FeatureDensityMetric';
  * ```
  */
 export function featureDensity(options: FeatureDensityOptions): MetricDefinition<FeatureDensityState, Tensor<'float64'>> {
-  const { numLearnedFeatures, numComponents } = firedCountConfig(METRIC, options);
-  return defineMetric({
-    metric: METRIC,
-    config: { numLearnedFeatures, numComponents: numComponents ?? null },
-    parts: { firedCount: firedCountPart(numLearnedFeatures, numComponents) },
-    validate: (batch: Batch) => checkFiredBatch(METRIC, batch, numLearnedFeatures, numComponents),
-    compute: (parts) =>
-      meanResult(
-        parts.firedCount.fired,
-        parts.firedCount.vectors,
-        numComponents === undefined ? [numLearnedFeatures] : [numComponents, numLearnedFeatures],
-      ),
+  return defineFiredCountMetric('FeatureDensityMetric', options, {
+    compute: ({ fired, vectors }, shape) => meanResult(fired, vectors, perFeatureShape(shape)),
   });
 }

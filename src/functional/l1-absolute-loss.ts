@@ -10,9 +10,9 @@
  *
  * @module
  */
-import { checkActivations, checkBatch, checkOptions, booleanOption, defineMetric, positiveInteger } from './core.js';
+import { checkActivations, checkBatch, defineMetric } from './core.js';
+import { checkKeptAxis, lossConfig, type LossOptions } from './loss-options.js';
 import type { Batch, MetricDefinition, MetricState } from './core.js';
-import { batchError, formatShape } from '../errors.js';
 import { float64, type Tensor, type TensorLike } from '../tensor.js';
 import {
   rowLossItemsPart,
@@ -24,35 +24,12 @@ import {
 import { rowLossResult } from './results.js';
 
 /** Options of {@link l1AbsoluteLoss} and `L1AbsoluteLoss`. */
-export interface L1AbsoluteLossOptions {
-  /** Number of components (default 1). */
-  readonly numComponents?: number;
-  /** Keep one value per activation vector instead of the mean (default false). */
-  readonly keepBatchDim?: boolean;
-}
+export type L1AbsoluteLossOptions = LossOptions;
 
 /** The state of {@link l1AbsoluteLoss}. */
 export type L1AbsoluteLossState = MetricState<{ readonly absolute: RowLossSumState | RowLossItemsState }>;
 
 const METRIC = 'L1AbsoluteLoss';
-
-/** Checks that a batch's rank agrees with the per-vector values kept so far. */
-export function checkKeptAxis(
-  metric: string,
-  field: string,
-  kept: RowLossItemsState | RowLossSumState | undefined,
-  componentAxis: boolean,
-  shape: readonly number[],
-): void {
-  if (kept === undefined || !('chunks' in kept) || kept.componentAxis === null || kept.componentAxis === componentAxis) return;
-  throw batchError(
-    metric,
-    field,
-    `${field} ${componentAxis ? 'has' : 'has no'} component axis but earlier batches ${
-      kept.componentAxis ? 'had one' : 'had none'
-    } (keepBatchDim concatenates per-vector values of one shape), got shape ${formatShape(shape)}`,
-  );
-}
 
 /**
  * The pure definition of `L1AbsoluteLoss`.
@@ -66,9 +43,7 @@ export function checkKeptAxis(
  * ```
  */
 export function l1AbsoluteLoss(options?: L1AbsoluteLossOptions): MetricDefinition<L1AbsoluteLossState, Tensor<'float64'>> {
-  const o = checkOptions(METRIC, options, ['numComponents', 'keepBatchDim']);
-  const numComponents = positiveInteger(METRIC, 'numComponents', o.numComponents ?? 1);
-  const keepBatchDim = booleanOption(METRIC, 'keepBatchDim', o.keepBatchDim ?? false);
+  const { numComponents, keepBatchDim } = lossConfig(METRIC, options);
   return defineMetric({
     metric: METRIC,
     config: { numComponents, keepBatchDim },

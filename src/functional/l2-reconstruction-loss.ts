@@ -9,7 +9,8 @@
  *
  * @module
  */
-import { checkActivations, checkBatch, checkOptions, booleanOption, defineMetric, positiveInteger } from './core.js';
+import { checkActivations, checkBatch, defineMetric } from './core.js';
+import { checkKeptAxis, lossConfig, type LossOptions } from './loss-options.js';
 import type { Activations, Batch, MetricDefinition, MetricState } from './core.js';
 import { batchError, formatShape } from '../errors.js';
 import { float64, type Tensor, type TensorLike } from '../tensor.js';
@@ -21,15 +22,9 @@ import {
   type RowLossSumState,
 } from './parts/row-losses.js';
 import { rowLossResult } from './results.js';
-import { checkKeptAxis } from './l1-absolute-loss.js';
 
 /** Options of {@link l2ReconstructionLoss} and `L2ReconstructionLoss`. */
-export interface L2ReconstructionLossOptions {
-  /** Number of components (default 1). */
-  readonly numComponents?: number;
-  /** Keep one value per activation vector instead of the mean (default false). */
-  readonly keepBatchDim?: boolean;
-}
+export type L2ReconstructionLossOptions = LossOptions;
 
 /** The state of {@link l2ReconstructionLoss}. */
 export type L2ReconstructionLossState = MetricState<{ readonly mse: RowLossSumState | RowLossItemsState }>;
@@ -67,9 +62,7 @@ export function checkReconstruction(metric: string, batch: Batch, numComponents:
 export function l2ReconstructionLoss(
   options?: L2ReconstructionLossOptions,
 ): MetricDefinition<L2ReconstructionLossState, Tensor<'float64'>> {
-  const o = checkOptions(METRIC, options, ['numComponents', 'keepBatchDim']);
-  const numComponents = positiveInteger(METRIC, 'numComponents', o.numComponents ?? 1);
-  const keepBatchDim = booleanOption(METRIC, 'keepBatchDim', o.keepBatchDim ?? false);
+  const { numComponents, keepBatchDim } = lossConfig(METRIC, options);
   return defineMetric({
     metric: METRIC,
     config: { numComponents, keepBatchDim },

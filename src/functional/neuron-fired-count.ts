@@ -6,25 +6,21 @@
  *
  * @module
  */
-import { defineMetric } from './core.js';
-import type { Batch, MetricDefinition, MetricState } from './core.js';
+import type { MetricDefinition } from './core.js';
 import type { Tensor } from '../tensor.js';
-import { firedCountPart, type FiredCountState } from './parts/fired-count.js';
+import {
+  defineFiredCountMetric,
+  perFeatureShape,
+  type FiredCountMetricState,
+  type FiredCountOptions,
+} from './fired-count-family.js';
 import { countResult } from './results.js';
-import { checkFiredBatch, firedCountConfig } from './neuron-activity.js';
 
 /** Options of {@link neuronFiredCount} and `NeuronFiredCountMetric`. */
-export interface NeuronFiredCountOptions {
-  /** Number of learned features (required). */
-  readonly numLearnedFeatures: number;
-  /** Number of components; leave unset for inputs without a component axis. */
-  readonly numComponents?: number;
-}
+export type NeuronFiredCountOptions = FiredCountOptions;
 
 /** The state of {@link neuronFiredCount}. */
-export type NeuronFiredCountState = MetricState<{ readonly firedCount: FiredCountState }>;
-
-const METRIC = 'NeuronFiredCountMetric';
+export type NeuronFiredCountState = FiredCountMetricState;
 
 /**
  * The pure definition of `NeuronFiredCountMetric`.
@@ -38,16 +34,7 @@ const METRIC = 'NeuronFiredCountMetric';
  * ```
  */
 export function neuronFiredCount(options: NeuronFiredCountOptions): MetricDefinition<NeuronFiredCountState, Tensor<'int64'>> {
-  const { numLearnedFeatures, numComponents } = firedCountConfig(METRIC, options);
-  return defineMetric({
-    metric: METRIC,
-    config: { numLearnedFeatures, numComponents: numComponents ?? null },
-    parts: { firedCount: firedCountPart(numLearnedFeatures, numComponents) },
-    validate: (batch: Batch) => checkFiredBatch(METRIC, batch, numLearnedFeatures, numComponents),
-    compute: (parts) =>
-      countResult(
-        parts.firedCount.fired.slice(),
-        numComponents === undefined ? [numLearnedFeatures] : [numComponents, numLearnedFeatures],
-      ),
+  return defineFiredCountMetric('NeuronFiredCountMetric', options, {
+    compute: ({ fired }, shape) => countResult(fired.slice(), perFeatureShape(shape)),
   });
 }

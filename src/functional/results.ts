@@ -4,7 +4,7 @@
  * @module
  */
 import { float64, int64, squeezeIfScalar, type Tensor } from '../tensor.js';
-import { concatF64 } from './parts/arrays.js';
+import { concat } from './parts/arrays.js';
 import type { RowLossItemsState, RowLossSumState } from './parts/row-losses.js';
 
 /** `sum / vectors` per component, squeezed (NaN before any vector, as 0 / 0 in torch). */
@@ -27,6 +27,6 @@ export function itemsShape(items: RowLossItemsState, numComponents: number, leng
 /** A running-sum loss as its mean per component, or kept per vector, squeezed. */
 export function rowLossResult(state: RowLossSumState | RowLossItemsState, numComponents: number): Tensor<'float64'> {
   if ('sum' in state) return meanResult(state.sum, state.vectors, [numComponents]);
-  const values = concatF64(state.chunks);
+  const values = concat(state.chunks, (n) => new Float64Array(n));
   return squeezeIfScalar(float64(values, itemsShape(state, numComponents, values.length)));
 }

@@ -8,23 +8,19 @@
  *
  * @module
  */
-import { checkActivations, checkBatch, checkOptions, booleanOption, defineMetric, numberInRange, positiveInteger } from './core.js';
+import { checkActivations, checkBatch, defineMetric, numberInRange } from './core.js';
+import { checkKeptAxis, lossConfig, type LossOptions } from './loss-options.js';
 import type { Batch, MetricDefinition, MetricState } from './core.js';
 import { batchError, formatShape } from '../errors.js';
 import { float64, squeezeIfScalar, type Tensor } from '../tensor.js';
 import { rowLossItemsPart, rowLossSumPart, type RowLossItemsState, type RowLossSumState } from './parts/row-losses.js';
 import { rowLossResult } from './results.js';
-import { checkKeptAxis } from './l1-absolute-loss.js';
 import { checkReconstruction } from './l2-reconstruction-loss.js';
 
 /** Options of {@link sparseAutoencoderLoss} and `SparseAutoencoderLoss`. */
-export interface SparseAutoencoderLossOptions {
-  /** Number of components (default 1). */
-  readonly numComponents?: number;
+export interface SparseAutoencoderLossOptions extends LossOptions {
   /** Coefficient of the L1 term, a positive number (default 0.001). */
   readonly l1Coefficient?: number;
-  /** Keep one value per activation vector instead of the mean (default false). */
-  readonly keepBatchDim?: boolean;
 }
 
 /** The state of {@link sparseAutoencoderLoss}. */
@@ -53,15 +49,13 @@ const METRIC = 'SparseAutoencoderLoss';
 export function sparseAutoencoderLoss(
   options?: SparseAutoencoderLossOptions,
 ): MetricDefinition<SparseAutoencoderLossState, Tensor<'float64'>> {
-  const o = checkOptions(METRIC, options, ['numComponents', 'l1Coefficient', 'keepBatchDim']);
-  const numComponents = positiveInteger(METRIC, 'numComponents', o.numComponents ?? 1);
+  const { numComponents, keepBatchDim, options: o } = lossConfig(METRIC, options, ['l1Coefficient']);
   const l1Coefficient = numberInRange(METRIC, 'l1Coefficient', o.l1Coefficient ?? 0.001, {
     min: 0,
     max: Number.MAX_VALUE,
     exclusiveMin: true,
     expected: 'a positive finite number',
   });
-  const keepBatchDim = booleanOption(METRIC, 'keepBatchDim', o.keepBatchDim ?? false);
   return defineMetric<SparseAutoencoderLossState['parts'], Tensor<'float64'>>({
     metric: METRIC,
     config: { numComponents, l1Coefficient, keepBatchDim },

@@ -44,8 +44,7 @@ function meanOverFirstAxis(t: Tensor): Tensor<'float64'> {
  *   componentNames: ['mlp_0', 'mlp_1'],
  *   prefix: 'l0',
  * });
- * l0.forward({ learnedActivations: tensor([[[1, 0, 1], [1, 1, 1]]]) });
- * // { 'l0/mlp_0': tensor(2), 'l0/mlp_1': tensor(3), 'l0/mean': tensor(2.5) }
+ * l0.forward({ learnedActivations: tensor([[[1, 0, 1], [1, 1, 1]]]) }); // { 'l0/mlp_0': tensor(2), 'l0/mlp_1': tensor(3), 'l0/mean': tensor(2.5) }
  * ```
  */
 export class ClasswiseWrapperWithMean<S extends MetricState<object> = MetricState> extends Metric<

@@ -42,11 +42,11 @@ export function notCount(value: unknown, name: string): string | undefined {
     : `${name} must be a non-negative integer, got ${String(value)}`;
 }
 
-/** Concatenates Float64Array chunks into one array. */
-export function concatF64(chunks: readonly Float64Array[]): Float64Array {
+/** Concatenates typed-array chunks into one new array of the same type. */
+export function concat<T extends Float64Array | Float32Array>(chunks: readonly T[], make: (length: number) => T): T {
   let n = 0;
   for (const c of chunks) n += c.length;
-  const out = new Float64Array(n);
+  const out = make(n);
   let k = 0;
   for (const c of chunks) {
     out.set(c, k);

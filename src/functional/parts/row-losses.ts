@@ -28,42 +28,30 @@ export interface RowLossItemsState {
 }
 
 /**
- * Calls `visit(row, component, value)` for every vector of `rows`, in row-major order, where value
- * is the loss of that vector over the feature axis.
+ * Calls `visit(index, value)` for every vector (row, component) of `rows`, in row-major order,
+ * where value is that vector's loss over the feature axis.
  */
 function eachRowLoss(kind: RowLoss, batch: Batch, rows: RowRange, visit: (index: number, value: number) => void): void {
-  if (kind === 'abs') {
-    const t = batch.learnedActivations as TensorLike;
-    const shape = t.shape;
-    const features = shape[shape.length - 1] as number;
-    const components = shape.length === 3 ? (shape[1] as number) : 1;
-    const x = t.data;
-    const first = rows.start * components;
-    const last = rows.end * components;
-    for (let v = first; v < last; v++) {
-      let s = 0;
-      const o = v * features;
-      for (let f = 0; f < features; f++) s += Math.abs(x[o + f] as number);
-      visit(v - first, s);
-    }
-    return;
-  }
-  const d = batch.decodedActivations as TensorLike;
-  const src = (batch.sourceActivations as TensorLike).data;
-  const shape = d.shape;
-  const features = shape[shape.length - 1] as number;
-  const components = shape.length === 3 ? (shape[1] as number) : 1;
-  const x = d.data;
+  const t = (kind === 'abs' ? batch.learnedActivations : batch.decodedActivations) as TensorLike;
+  const x = t.data;
+  const src = kind === 'mse' ? (batch.sourceActivations as TensorLike).data : x;
+  const features = t.shape[t.shape.length - 1] as number;
+  const components = t.shape.length === 3 ? (t.shape[1] as number) : 1;
   const first = rows.start * components;
   const last = rows.end * components;
   for (let v = first; v < last; v++) {
-    let s = 0;
     const o = v * features;
-    for (let f = 0; f < features; f++) {
-      const e = (x[o + f] as number) - (src[o + f] as number);
-      s += e * e;
+    let s = 0;
+    if (kind === 'abs') {
+      for (let f = 0; f < features; f++) s += Math.abs(x[o + f] as number);
+    } else {
+      for (let f = 0; f < features; f++) {
+        const e = (x[o + f] as number) - (src[o + f] as number);
+        s += e * e;
+      }
+      s /= features;
     }
-    visit(v - first, s / features);
+    visit(v - first, s);
   }
 }
 

@@ -1,0 +1,66 @@
+/**
+ * What `NeuronActivityMetric`, `NeuronFiredCountMetric` and `FeatureDensityMetric` share: their
+ * shape options, their batch check, and the fired-count state part.
+ *
+ * @module
+ */
+import { checkActivations, checkBatch, checkOptions, defineMetric, positiveInteger } from './core.js';
+import type { Batch, MetricConfig, MetricDefinition, MetricState } from './core.js';
+import { firedCountPart, type FiredCountState } from './parts/fired-count.js';
+
+/** The shape options of the fired-count family. */
+export interface FiredCountOptions {
+  /** Number of learned features (required). */
+  readonly numLearnedFeatures: number;
+  /** Number of components; leave unset for inputs without a component axis. */
+  readonly numComponents?: number;
+}
+
+/** The state of a fired-count metric. */
+export type FiredCountMetricState = MetricState<{ readonly firedCount: FiredCountState }>;
+
+/** The checked shape of a fired-count metric. */
+export interface FiredCountShape {
+  readonly numLearnedFeatures: number;
+  readonly numComponents: number | undefined;
+}
+
+/**
+ * Defines a metric of the fired-count family: checks the shape options (and allows `extra` option
+ * names, which the caller checks), then builds a definition whose state is the fired-count part.
+ */
+export function defineFiredCountMetric<O extends FiredCountOptions, R>(
+  metric: string,
+  options: O | undefined,
+  spec: {
+    readonly extraOptions?: readonly string[];
+    readonly config?: MetricConfig;
+    readonly compute: (state: FiredCountState, shape: FiredCountShape) => R;
+  },
+): MetricDefinition<FiredCountMetricState, R> {
+  if (options === undefined) {
+    throw new TypeError(`${metric}: options.numLearnedFeatures must be a positive integer, got undefined`);
+  }
+  const o = checkOptions(metric, options, ['numLearnedFeatures', 'numComponents', ...(spec.extraOptions ?? [])]);
+  const shape: FiredCountShape = {
+    numLearnedFeatures: positiveInteger(metric, 'numLearnedFeatures', o.numLearnedFeatures),
+    numComponents: o.numComponents === undefined ? undefined : positiveInteger(metric, 'numComponents', o.numComponents),
+  };
+  const { numLearnedFeatures, numComponents } = shape;
+  return defineMetric({
+    metric,
+    config: { numLearnedFeatures, numComponents: numComponents ?? null, ...spec.config },
+    parts: { firedCount: firedCountPart(numLearnedFeatures, numComponents) },
+    validate: (batch: Batch) =>
+      checkActivations(metric, checkBatch(metric, batch), 'learnedActivations', numComponents, {
+        count: numLearnedFeatures,
+        option: 'numLearnedFeatures',
+      }).rows,
+    compute: (parts) => spec.compute(parts.firedCount, shape),
+  });
+}
+
+/** The result shape of a per-feature value: `[feature]`, or `[component, feature]` with numComponents. */
+export function perFeatureShape(shape: FiredCountShape): number[] {
+  return shape.numComponents === undefined ? [shape.numLearnedFeatures] : [shape.numComponents, shape.numLearnedFeatures];
+}
