@@ -14,9 +14,11 @@ export interface ClasswiseWrapperOptions {
 
 const NAME = 'ClasswiseWrapperWithMean';
 
-function slice(t: Tensor, i: number): Tensor<'float64'> {
+/** Entry `i` along the first axis, with the result's dtype (counts stay int64, as torch slices do). */
+function slice(t: Tensor, i: number): Tensor {
   const width = t.size / (t.shape[0] as number);
-  return float64(Float64Array.from(t.data.subarray(i * width, (i + 1) * width)), t.shape.slice(1));
+  const data = t.data.slice(i * width, (i + 1) * width);
+  return new Tensor(data, t.shape.slice(1), t.dtype);
 }
 
 function meanOverFirstAxis(t: Tensor): Tensor<'float64'> {
