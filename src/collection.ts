@@ -7,6 +7,12 @@ import { Metric } from './metrics/metric.js';
 import { batchError, describeValue } from './errors.js';
 import type { Batch, StatePart } from './functional/core.js';
 import { Tensor } from './tensor.js';
+import { computePartials } from './kernels/partials.js';
+
+/** The state parts a metric declares. */
+export function partsOf(metric: AnyMetric): StatePart<unknown>[] {
+  return Object.values(metric.definition.parts as Readonly<Record<string, StatePart<unknown>>>);
+}
 
 /** Any metric whose value is a tensor or a record of tensors (as a classwise wrapper's). */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -100,16 +106,36 @@ export class MetricCollection<M extends Record<string, AnyMetric> = Record<strin
     if (typeof batch !== 'object' || batch === null) {
       throw batchError(NAME, 'batch', `a batch must be a plain object of tensors, got ${describeValue(batch)}`);
     }
-    const rows = new Map<AnyMetric, number>();
-    for (const metric of Object.values(this.metrics)) rows.set(metric, metric.validateBatch(batch));
-    const shared = new Map<string, unknown>();
+    // Validate everything first, so that a rejected batch changes no metric.
+    const byRows = new Map<number, StatePart<unknown>[]>();
+    const rowsOf = new Map<AnyMetric, number>();
+    for (const metric of Object.values(this.metrics)) {
+      const rows = metric.validateBatch(batch);
+      rowsOf.set(metric, rows);
+      byRows.set(rows, [...(byRows.get(rows) ?? []), ...partsOf(metric)]);
+    }
+    // One fused pass per row count (in practice one) computes every distinct part once.
+    const shared = new Map<number, Map<string, unknown>>();
+    for (const [rows, parts] of byRows) shared.set(rows, computePartials(parts, batch, { start: 0, end: rows }));
+    return this.applyShared((metric) => shared.get(rowsOf.get(metric) as number) as Map<string, unknown>, withValues);
+  }
+
+  /**
+   * Folds partial part states, by part id, into every metric (one fold each); with `withValues`,
+   * returns each metric's value on those partials alone.
+   *
+   * @internal
+   */
+  applyShared(
+    partialsFor: (metric: AnyMetric) => ReadonlyMap<string, unknown>,
+    withValues: boolean,
+  ): Record<string, Tensor | Readonly<Record<string, Tensor>>> | undefined {
     const values: Record<string, Tensor | Readonly<Record<string, Tensor>>> = {};
     for (const [key, metric] of Object.entries(this.metrics)) {
-      const range = { start: 0, end: rows.get(metric) as number };
+      const byId = partialsFor(metric);
       const partials: Record<string, unknown> = {};
       for (const [name, part] of Object.entries(metric.definition.parts as Readonly<Record<string, StatePart<unknown>>>)) {
-        if (!shared.has(part.id)) shared.set(part.id, part.fromBatch(batch, range));
-        partials[name] = shared.get(part.id);
+        partials[name] = byId.get(part.id);
       }
       const value = metric.applyPartials(partials, withValues);
       if (withValues) values[key] = value as Tensor | Readonly<Record<string, Tensor>>;

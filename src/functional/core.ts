@@ -11,6 +11,8 @@
  */
 import { batchError, formatShape, mergeError, optionRangeError, optionTypeError } from '../errors.js';
 import type { TensorLike } from '../tensor.js';
+import type { ShardNeeds, ShardStats } from '../kernels/types.js';
+import { computePartials } from '../kernels/partials.js';
 
 /**
  * A batch: a plain object whose fields are tensors. Each metric reads the fields it needs and
@@ -43,10 +45,24 @@ export interface RowRange {
 /** A metric's configuration as plain data: what two states must agree on to merge. */
 export type MetricConfig = Readonly<Record<string, number | boolean | string | null>>;
 
+/** How to rebuild a part in another thread: a factory name and its plain-data arguments. */
+export interface PartRecipe {
+  readonly kind: string;
+  readonly args: readonly (number | string | null)[];
+}
+
 /** A shared state declaration. Parts with equal `id` compute equal states from equal batches. */
 export interface StatePart<S> {
   /** Identity of the declaration, e.g. `firedCount(components=2,features=3)`. */
   readonly id: string;
+  /** How to rebuild this part elsewhere (a worker thread). */
+  readonly recipe: PartRecipe;
+  /** The batch fields the part reads. */
+  readonly reads: readonly string[];
+  /** The shard statistics the part is made from, when it is made from the fused pass. */
+  readonly needs?: ShardNeeds;
+  /** The partial state of `rows` of `batch` from the fused pass's statistics (parts with `needs`). */
+  fromStats?(stats: ShardStats, rows: RowRange, batch: Batch): S;
   /** The identity state. */
   init(): S;
   /** The partial state of `rows` of an already validated batch. Never mutates the batch. */
@@ -162,8 +178,9 @@ export function defineMetric<P extends object, R>(spec: MetricSpec<P, R>): Metri
   };
 
   const partials = (batch: Batch, rows: RowRange): Record<string, unknown> => {
+    const byId = computePartials(Object.values(parts), batch, rows);
     const out: Record<string, unknown> = {};
-    for (const k of keys) out[k] = (parts[k] as StatePart<unknown>).fromBatch(batch, rows);
+    for (const k of keys) out[k] = byId.get((parts[k] as StatePart<unknown>).id);
     return out;
   };
 

@@ -28,7 +28,8 @@ const FIELDS = ['sourceModelLoss', 'sourceModelLossWithReconstruction', 'sourceM
 
 /**
  * The pure definition of `ReconstructionScoreMetric`. A batch holds the three losses (float32
- * tensors of one shape, items along the first axis) and an optional `componentIdx` (default 0).
+ * tensors of one shape, items along the first axis) and an optional `componentIdx` (default 0;
+ * negative counts from the end, as Python indexing does).
  *
  * @throws {TypeError | RangeError} on a bad option.
  * @example
@@ -65,11 +66,11 @@ export function reconstructionScore(
         throw batchError(METRIC, FIELDS[0], `${FIELDS[0]} is an empty batch (no losses), got shape ${formatShape(shape)}`);
       }
       const c = b.componentIdx;
-      if (c !== undefined && (typeof c !== 'number' || !Number.isInteger(c) || c < 0 || c >= numComponents)) {
+      if (c !== undefined && (typeof c !== 'number' || !Number.isInteger(c) || c < -numComponents || c >= numComponents)) {
         throw batchError(
           METRIC,
           'componentIdx',
-          `componentIdx must be an integer in [0, ${numComponents}) (numComponents is ${numComponents}), got ${describeValue(c)}`,
+          `componentIdx must be an integer in [${-numComponents}, ${numComponents}) (numComponents is ${numComponents}; negative counts from the end, as in Python), got ${describeValue(c)}`,
         );
       }
       return shape.length === 0 ? 1 : (shape[0] as number);

@@ -17,6 +17,8 @@ export interface ActivationListState {
 export function activationListPart(): StatePart<ActivationListState> {
   return {
     id: 'activationList',
+    recipe: { kind: 'activationList', args: [] },
+    reads: ['learnedActivations'],
     init: () => ({ chunks: [], rowShape: null }),
     fromBatch(batch, rows) {
       const t = batch.learnedActivations as TensorLike;

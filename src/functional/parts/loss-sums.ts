@@ -26,13 +26,16 @@ function sumRows(t: TensorLike, start: number, end: number): number {
 export function lossSumsPart(numComponents: number): StatePart<LossSumsState> {
   return {
     id: `lossSums(components=${numComponents})`,
+    recipe: { kind: 'lossSums', args: [numComponents] },
+    reads: ['sourceModelLoss', 'sourceModelLossWithReconstruction', 'sourceModelLossWithZeroAblation'],
     init: () => ({
       source: new Float64Array(numComponents),
       reconstruction: new Float64Array(numComponents),
       zeroAblation: new Float64Array(numComponents),
     }),
     fromBatch(batch, rows) {
-      const c = batch.componentIdx ?? 0;
+      const index = batch.componentIdx ?? 0;
+      const c = index < 0 ? index + numComponents : index;
       const out = {
         source: new Float64Array(numComponents),
         reconstruction: new Float64Array(numComponents),

@@ -6,7 +6,7 @@
  * @module
  */
 import type { StatePart } from '../core.js';
-import type { TensorLike } from '../../tensor.js';
+import { fromFusedPass } from '../../kernels/partials.js';
 import { addF64, notCount, notCounts, notRecord } from './arrays.js';
 
 /** Non-zero counts per component (one entry without a component axis). */
@@ -18,28 +18,19 @@ export interface NonZeroCountState {
 /** The non-zero-count part for `numComponents` components (or none). */
 export function nonZeroCountPart(numComponents: number | undefined): StatePart<NonZeroCountState> {
   const components = numComponents ?? 1;
-  return {
+  const part: StatePart<NonZeroCountState> = {
     id: `nonZeroCount(components=${numComponents ?? 'none'})`,
+    recipe: { kind: 'nonZeroCount', args: [numComponents ?? null] },
+    reads: ['learnedActivations'],
+    needs: { nonZero: true },
     init: () => ({ nonZero: new Float64Array(components), vectors: 0 }),
-    fromBatch(batch, rows) {
-      const t = batch.learnedActivations as TensorLike;
-      const x = t.data;
-      const features = t.shape[t.shape.length - 1] as number;
-      const counts = new Float64Array(components);
-      for (let r = rows.start; r < rows.end; r++) {
-        for (let c = 0; c < components; c++) {
-          const o = (r * components + c) * features;
-          let n = 0;
-          for (let f = 0; f < features; f++) if ((x[o + f] as number) !== 0) n++;
-          counts[c] = (counts[c] as number) + n;
-        }
-      }
-      return { nonZero: counts, vectors: rows.end - rows.start };
-    },
+    fromStats: (stats, rows) => ({ nonZero: stats.nonZero as Float64Array, vectors: rows.end - rows.start }),
+    fromBatch: (batch, rows) => fromFusedPass(part, batch, rows),
     merge: (a, b) => ({ nonZero: addF64(a.nonZero, b.nonZero), vectors: a.vectors + b.vectors }),
     invalid: (v) =>
       notRecord(v, ['nonZero', 'vectors']) ??
       notCounts((v as NonZeroCountState).nonZero, components, 'nonZero') ??
       notCount((v as NonZeroCountState).vectors, 'vectors'),
   };
+  return part;
 }

@@ -10,6 +10,8 @@
 import type { Batch, RowRange, StatePart } from '../core.js';
 import type { TensorLike } from '../../tensor.js';
 import { addF64, notCount, notF64, notRecord } from './arrays.js';
+import { jsFusedKernel } from '../../kernels/js-fused.js';
+import { fromFusedPass } from '../../kernels/partials.js';
 
 /** Which per-vector loss. */
 export type RowLoss = 'abs' | 'mse';
@@ -27,79 +29,56 @@ export interface RowLossItemsState {
   readonly componentAxis: boolean | null;
 }
 
-/**
- * Calls `visit(index, value)` for every vector (row, component) of `rows`, in row-major order,
- * where value is that vector's loss over the feature axis.
- */
-function eachRowLoss(kind: RowLoss, batch: Batch, rows: RowRange, visit: (index: number, value: number) => void): void {
-  const t = (kind === 'abs' ? batch.learnedActivations : batch.decodedActivations) as TensorLike;
-  const x = t.data;
-  const src = kind === 'mse' ? (batch.sourceActivations as TensorLike).data : x;
-  const features = t.shape[t.shape.length - 1] as number;
-  const components = t.shape.length === 3 ? (t.shape[1] as number) : 1;
-  const first = rows.start * components;
-  const last = rows.end * components;
-  for (let v = first; v < last; v++) {
-    const o = v * features;
-    let s = 0;
-    if (kind === 'abs') {
-      for (let f = 0; f < features; f++) s += Math.abs(x[o + f] as number);
-    } else {
-      for (let f = 0; f < features; f++) {
-        const e = (x[o + f] as number) - (src[o + f] as number);
-        s += e * e;
-      }
-      s /= features;
-    }
-    visit(v - first, s);
-  }
+function componentAxis(kind: RowLoss, batch: Batch): boolean {
+  return ((kind === 'abs' ? batch.learnedActivations : batch.decodedActivations) as TensorLike).shape.length === 3;
 }
 
-function componentsOf(kind: RowLoss, batch: Batch): { components: number; axis: boolean } {
-  const t = (kind === 'abs' ? batch.learnedActivations : batch.decodedActivations) as TensorLike;
-  return { components: t.shape.length === 3 ? (t.shape[1] as number) : 1, axis: t.shape.length === 3 };
-}
-
-/** The per-vector values of `rows` of a batch (`[rows]` or `[rows, component]`, row-major). */
+/** The per-vector values of `rows` of a validated batch (`[rows]` or `[rows, component]`, row-major). */
 export function rowLossValues(kind: RowLoss, batch: Batch, rows: RowRange): Float64Array {
-  const { components } = componentsOf(kind, batch);
-  const out = new Float64Array((rows.end - rows.start) * components);
-  eachRowLoss(kind, batch, rows, (i, value) => {
-    out[i] = value;
-  });
-  return out;
+  return jsFusedKernel(batch, rows, { [kind]: true })[kind] as Float64Array;
 }
+
+const READS: Record<RowLoss, readonly string[]> = {
+  abs: ['learnedActivations'],
+  mse: ['decodedActivations', 'sourceActivations'],
+};
 
 /** The running-sum part of a per-vector loss with `numComponents` components. */
 export function rowLossSumPart(kind: RowLoss, numComponents: number): StatePart<RowLossSumState> {
-  return {
+  const part: StatePart<RowLossSumState> = {
     id: `rowLossSum(loss=${kind},components=${numComponents})`,
+    recipe: { kind: 'rowLossSum', args: [kind, numComponents] },
+    reads: READS[kind],
+    needs: { [kind]: true },
     init: () => ({ sum: new Float64Array(numComponents), vectors: 0 }),
-    fromBatch(batch, rows) {
-      const { components } = componentsOf(kind, batch);
+    fromStats(stats, rows) {
+      const values = stats[kind] as Float64Array;
+      const vectors = rows.end - rows.start;
+      const components = values.length / vectors;
       const sum = new Float64Array(numComponents);
-      eachRowLoss(kind, batch, rows, (i, value) => {
-        sum[i % components] = (sum[i % components] as number) + value;
-      });
-      return { sum, vectors: rows.end - rows.start };
+      for (let i = 0; i < values.length; i++) sum[i % components] = (sum[i % components] as number) + (values[i] as number);
+      return { sum, vectors };
     },
+    fromBatch: (batch, rows) => fromFusedPass(part, batch, rows),
     merge: (a, b) => ({ sum: addF64(a.sum, b.sum), vectors: a.vectors + b.vectors }),
     invalid: (v) =>
       notRecord(v, ['sum', 'vectors']) ??
       notF64((v as RowLossSumState).sum, numComponents, 'sum') ??
       notCount((v as RowLossSumState).vectors, 'vectors'),
   };
+  return part;
 }
 
 /** The ordered per-vector part of a per-vector loss (`keepBatchDim: true`). */
 export function rowLossItemsPart(kind: RowLoss, numComponents: number): StatePart<RowLossItemsState> {
-  return {
+  const part: StatePart<RowLossItemsState> = {
     id: `rowLossItems(loss=${kind},components=${numComponents})`,
+    recipe: { kind: 'rowLossItems', args: [kind, numComponents] },
+    reads: READS[kind],
+    needs: { [kind]: true },
     init: () => ({ chunks: [], componentAxis: null }),
-    fromBatch: (batch, rows) => ({
-      chunks: [rowLossValues(kind, batch, rows)],
-      componentAxis: componentsOf(kind, batch).axis,
-    }),
+    fromStats: (stats, _rows, batch) => ({ chunks: [stats[kind] as Float64Array], componentAxis: componentAxis(kind, batch) }),
+    fromBatch: (batch, rows) => fromFusedPass(part, batch, rows),
     merge(a, b) {
       if (a.componentAxis === null) return b;
       if (b.componentAxis === null) return a;
@@ -122,4 +101,5 @@ export function rowLossItemsPart(kind: RowLoss, numComponents: number): StatePar
       return undefined;
     },
   };
+  return part;
 }
