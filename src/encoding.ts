@@ -56,6 +56,9 @@ function decodeValue(value: unknown, path: string): unknown {
     if (ctor === undefined || typeof o.base64 !== 'string') {
       throw new StateDecodeError(`${path} is not a Float64Array or Float32Array encoding`);
     }
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(o.base64) || o.base64.length % 4 !== 0) {
+      throw new StateDecodeError(`${path}.base64 is not valid base64`);
+    }
     const bytes = Buffer.from(o.base64, 'base64');
     if (bytes.length % ctor.BYTES_PER_ELEMENT !== 0) {
       throw new StateDecodeError(`${path} has ${bytes.length} bytes, not a whole number of ${name} elements`);

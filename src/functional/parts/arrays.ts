@@ -11,6 +11,24 @@ export function addF64(a: Float64Array, b: Float64Array): Float64Array {
   return out;
 }
 
+/**
+ * `a + b` for exact integer counts.
+ *
+ * @throws {RangeError} when the sum is past 2^53 - 1, where counts would stop being exact.
+ */
+export function addCount(a: number, b: number): number {
+  const sum = a + b;
+  if (!Number.isSafeInteger(sum)) throw new RangeError(`counts past 2^53 - 1 (${a} + ${b}) would not be exact`);
+  return sum;
+}
+
+/** `a + b` elementwise for exact integer counts, in a new array (see {@link addCount}). */
+export function addCounts(a: Float64Array, b: Float64Array): Float64Array {
+  const out = new Float64Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = addCount(a[i] as number, b[i] as number);
+  return out;
+}
+
 /** The reason `value` is not an object with the given keys, or undefined. */
 export function notRecord(value: unknown, keys: readonly string[]): string | undefined {
   if (typeof value !== 'object' || value === null) return `must be an object with ${keys.join(', ')}`;

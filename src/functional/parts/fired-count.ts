@@ -7,7 +7,7 @@
  */
 import type { StatePart } from '../core.js';
 import { fromFusedPass } from '../../kernels/partials.js';
-import { addF64, notCount, notCounts, notRecord } from './arrays.js';
+import { addCount, addCounts, notCount, notCounts, notRecord } from './arrays.js';
 
 /** Fired counts `[component, feature]` (row-major; one component without a component axis). */
 export interface FiredCountState {
@@ -26,7 +26,7 @@ export function firedCountPart(numFeatures: number, numComponents: number | unde
     init: () => ({ fired: new Float64Array(size), vectors: 0 }),
     fromStats: (stats, rows) => ({ fired: stats.fired as Float64Array, vectors: rows.end - rows.start }),
     fromBatch: (batch, rows) => fromFusedPass(part, batch, rows),
-    merge: (a, b) => ({ fired: addF64(a.fired, b.fired), vectors: a.vectors + b.vectors }),
+    merge: (a, b) => ({ fired: addCounts(a.fired, b.fired), vectors: addCount(a.vectors, b.vectors) }),
     invalid: (v) =>
       notRecord(v, ['fired', 'vectors']) ??
       notCounts((v as FiredCountState).fired, size, 'fired') ??

@@ -7,7 +7,7 @@
  */
 import type { StatePart } from '../core.js';
 import { fromFusedPass } from '../../kernels/partials.js';
-import { addF64, notCount, notCounts, notRecord } from './arrays.js';
+import { addCount, addCounts, notCount, notCounts, notRecord } from './arrays.js';
 
 /** Non-zero counts per component (one entry without a component axis). */
 export interface NonZeroCountState {
@@ -26,7 +26,7 @@ export function nonZeroCountPart(numComponents: number | undefined): StatePart<N
     init: () => ({ nonZero: new Float64Array(components), vectors: 0 }),
     fromStats: (stats, rows) => ({ nonZero: stats.nonZero as Float64Array, vectors: rows.end - rows.start }),
     fromBatch: (batch, rows) => fromFusedPass(part, batch, rows),
-    merge: (a, b) => ({ nonZero: addF64(a.nonZero, b.nonZero), vectors: a.vectors + b.vectors }),
+    merge: (a, b) => ({ nonZero: addCounts(a.nonZero, b.nonZero), vectors: addCount(a.vectors, b.vectors) }),
     invalid: (v) =>
       notRecord(v, ['nonZero', 'vectors']) ??
       notCounts((v as NonZeroCountState).nonZero, components, 'nonZero') ??

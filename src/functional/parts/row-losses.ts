@@ -9,7 +9,7 @@
  */
 import type { Batch, RowRange, StatePart } from '../core.js';
 import type { TensorLike } from '../../tensor.js';
-import { addF64, notCount, notF64, notRecord } from './arrays.js';
+import { addCount, addF64, notCount, notF64, notRecord } from './arrays.js';
 import { jsFusedKernel } from '../../kernels/js-fused.js';
 import { fromFusedPass } from '../../kernels/partials.js';
 
@@ -60,7 +60,7 @@ export function rowLossSumPart(kind: RowLoss, numComponents: number): StatePart<
       return { sum, vectors };
     },
     fromBatch: (batch, rows) => fromFusedPass(part, batch, rows),
-    merge: (a, b) => ({ sum: addF64(a.sum, b.sum), vectors: a.vectors + b.vectors }),
+    merge: (a, b) => ({ sum: addF64(a.sum, b.sum), vectors: addCount(a.vectors, b.vectors) }),
     invalid: (v) =>
       notRecord(v, ['sum', 'vectors']) ??
       notF64((v as RowLossSumState).sum, numComponents, 'sum') ??
