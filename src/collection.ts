@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { Metric } from './metrics/metric.js';
+import { Metric, type BatchPlan } from './metrics/metric.js';
 import { batchError, describeValue } from './errors.js';
 import type { Batch, StatePart } from './functional/core.js';
 import { Tensor } from './tensor.js';
@@ -19,7 +19,7 @@ export function partsOf(metric: AnyMetric): StatePart<unknown>[] {
 export type AnyMetric = Metric<any, Tensor | Readonly<Record<string, Tensor>>>;
 
 /** The value type of a metric. */
-export type MetricResult<M> = M extends Metric<never, infer R> ? R : never;
+export type MetricResult<M> = M extends { compute(): infer R } ? R : never;
 
 /**
  * What a collection's `forward` and `compute` return: each metric's value under its key, with
@@ -102,45 +102,46 @@ export class MetricCollection<M extends Record<string, AnyMetric> = Record<strin
     return [...groups.values()];
   }
 
-  #fold(batch: Batch, withValues: boolean): Record<string, Tensor | Readonly<Record<string, Tensor>>> | undefined {
+  /**
+   * Validates a batch with every metric (so that a rejected batch changes none) and groups the
+   * distinct state parts by the number of rows their metrics read (in practice one group).
+   *
+   * @throws {InvalidBatchError} when any metric rejects the batch.
+   * @internal
+   */
+  prepareBatch(batch: Batch): BatchPlan {
     if (typeof batch !== 'object' || batch === null) {
       throw batchError(NAME, 'batch', `a batch must be a plain object of tensors, got ${describeValue(batch)}`);
     }
-    // Validate everything first, so that a rejected batch changes no metric.
     const byRows = new Map<number, StatePart<unknown>[]>();
-    const rowsOf = new Map<AnyMetric, number>();
     for (const metric of Object.values(this.metrics)) {
       const rows = metric.validateBatch(batch);
-      rowsOf.set(metric, rows);
       byRows.set(rows, [...(byRows.get(rows) ?? []), ...partsOf(metric)]);
     }
-    // One fused pass per row count (in practice one) computes every distinct part once.
-    const shared = new Map<number, Map<string, unknown>>();
-    for (const [rows, parts] of byRows) shared.set(rows, computePartials(parts, batch, { start: 0, end: rows }));
-    return this.applyShared((metric) => shared.get(rowsOf.get(metric) as number) as Map<string, unknown>, withValues);
+    return [...byRows].map(([rows, parts]) => ({ rows, parts }));
   }
 
   /**
-   * Folds partial part states, by part id, into every metric (one fold each); with `withValues`,
-   * returns each metric's value on those partials alone.
+   * Folds evaluated partial states, by part id, into every metric; with `withValues`, returns
+   * each metric's value on those partials alone (flattened).
    *
    * @internal
    */
-  applyShared(
-    partialsFor: (metric: AnyMetric) => ReadonlyMap<string, unknown>,
-    withValues: boolean,
-  ): Record<string, Tensor | Readonly<Record<string, Tensor>>> | undefined {
+  applyPartialsById(byId: ReadonlyMap<string, unknown>, withValues: boolean): CollectionResult<M> | undefined {
     const values: Record<string, Tensor | Readonly<Record<string, Tensor>>> = {};
     for (const [key, metric] of Object.entries(this.metrics)) {
-      const byId = partialsFor(metric);
-      const partials: Record<string, unknown> = {};
-      for (const [name, part] of Object.entries(metric.definition.parts as Readonly<Record<string, StatePart<unknown>>>)) {
-        partials[name] = byId.get(part.id);
-      }
-      const value = metric.applyPartials(partials, withValues);
+      const value = metric.applyPartialsById(byId, withValues);
       if (withValues) values[key] = value as Tensor | Readonly<Record<string, Tensor>>;
     }
-    return withValues ? values : undefined;
+    return withValues ? (flatten(values) as CollectionResult<M>) : undefined;
+  }
+
+  #fold(batch: Batch, withValues: boolean): CollectionResult<M> | undefined {
+    const byId = new Map<string, unknown>();
+    for (const { rows, parts } of this.prepareBatch(batch)) {
+      for (const [id, partial] of computePartials(parts, batch, { start: 0, end: rows })) byId.set(id, partial);
+    }
+    return this.applyPartialsById(byId, withValues);
   }
 
   /**
@@ -158,7 +159,7 @@ export class MetricCollection<M extends Record<string, AnyMetric> = Record<strin
    * @throws {InvalidBatchError} when any metric rejects the batch; no metric is then changed.
    */
   forward(batch: Batch): CollectionResult<M> {
-    return flatten(this.#fold(batch, true) as Record<string, Tensor | Readonly<Record<string, Tensor>>>) as CollectionResult<M>;
+    return this.#fold(batch, true) as CollectionResult<M>;
   }
 
   /** Each metric's accumulated value (cached per metric). */

@@ -6,7 +6,10 @@
  */
 import { mergeError } from '../errors.js';
 import { decodeState, encodeState } from '../encoding.js';
-import type { Batch, MetricDefinition, MetricState } from '../functional/core.js';
+import type { Batch, MetricDefinition, MetricState, StatePart } from '../functional/core.js';
+
+/** Which state parts to evaluate over how many rows of a batch: one entry per row count. */
+export type BatchPlan = readonly { readonly rows: number; readonly parts: readonly StatePart<unknown>[] }[];
 
 /**
  * Base class of every metric. Subclasses only choose a definition.
@@ -87,6 +90,28 @@ export abstract class Metric<S extends MetricState<object> = MetricState, R = un
   }
 
   /**
+   * Validates a batch and says which state parts must be evaluated over how many rows.
+   *
+   * @throws {InvalidBatchError} when the batch is rejected.
+   * @internal
+   */
+  prepareBatch(batch: Batch): BatchPlan {
+    return [{ rows: this.validateBatch(batch), parts: Object.values(this.#definition.parts) }];
+  }
+
+  /**
+   * Folds evaluated partial states, by part id, into the state (see {@link prepareBatch}); with
+   * `withValue`, returns the value of those partials alone.
+   *
+   * @internal
+   */
+  applyPartialsById(byId: ReadonlyMap<string, unknown>, withValue: boolean): R | undefined {
+    const partials: Record<string, unknown> = {};
+    for (const [name, part] of Object.entries(this.#definition.parts)) partials[name] = byId.get(part.id);
+    return this.applyPartials(partials, withValue);
+  }
+
+  /**
    * Checks a batch against the options and the current state; returns its number of rows.
    *
    * @throws {InvalidBatchError} when the batch is rejected.
@@ -141,7 +166,7 @@ export abstract class Metric<S extends MetricState<object> = MetricState, R = un
    *
    * @throws {StateMergeError} for a different metric or configuration; this metric is then unchanged.
    */
-  mergeState(other: Metric<S, R> | S): void {
+  mergeState(other: Metric<S, unknown> | S): void {
     if (other instanceof Metric) {
       if (other.#definition.metric !== this.#definition.metric) {
         throw mergeError(this.#definition.metric, `cannot merge a ${other.#definition.metric} into a ${this.#definition.metric}`);

@@ -1,0 +1,475 @@
+/**
+ * MetricCollection: the same values as each metric alone, flattened classwise results, compute
+ * groups by state declaration, each shared part computed once per batch, all-or-nothing batch
+ * validation, reset, clone and constructor errors.
+ *
+ * Expected values: each metric run alone on the same batches (bit for bit), anchored against the
+ * float64 reference implementations (relative tolerance 1e-12).
+ */
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import {
+  CapacityMetric,
+  ClasswiseWrapperWithMean,
+  FeatureDensityMetric,
+  InvalidBatchError,
+  L0NormMetric,
+  L1AbsoluteLoss,
+  L2ReconstructionLoss,
+  MetricCollection,
+  NeuronActivityMetric,
+  NeuronFiredCountMetric,
+  ReconstructionScoreMetric,
+  SparseAutoencoderLoss,
+  Tensor,
+  tensor,
+} from '../src/index.js';
+import type { AnyMetric, Batch, TensorLike } from '../src/index.js';
+import { type RefArray, refL1AbsoluteLoss, refNeuronActivity, refReconstructionScore } from './reference/index.js';
+
+const REL = 1e-12;
+
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function randomTensor(shape: number[], seed: number, lo = -2, hi = 2, zeros = 0.4): Tensor<'float32'> {
+  const r = rng(seed);
+  const n = shape.reduce((a, b) => a * b, 1);
+  const data = new Float32Array(n);
+  for (let i = 0; i < n; i++) data[i] = r() < zeros ? 0 : lo + (hi - lo) * r();
+  return tensor(data, shape);
+}
+
+function ref(t: unknown): RefArray {
+  const x = t as TensorLike;
+  return { shape: [...x.shape], data: Array.from(x.data) };
+}
+
+function expectTensorClose(actual: Tensor | undefined, expected: RefArray, rel = REL): void {
+  expect(actual).toBeInstanceOf(Tensor);
+  const a = actual as Tensor;
+  expect(a.shape).toEqual(expected.shape);
+  expected.data.forEach((e, i) => {
+    const v = a.data[i] as number;
+    if (Number.isNaN(e)) expect(v).toBeNaN();
+    else expect(Math.abs(v - e), `element ${i}: got ${v}, expected ${e}`).toBeLessThanOrEqual(rel * Math.max(1, Math.abs(e)));
+  });
+}
+
+function expectTensorSame(actual: Tensor | undefined, expected: Tensor | undefined): void {
+  expect(actual).toBeInstanceOf(Tensor);
+  expect(expected).toBeInstanceOf(Tensor);
+  const a = actual as Tensor;
+  const e = expected as Tensor;
+  expect(a.dtype).toBe(e.dtype);
+  expect(a.shape).toEqual(e.shape);
+  expect(Array.from(a.data)).toEqual(Array.from(e.data));
+}
+
+/** Same keys, and each value the same tensor bit for bit. */
+function expectRecordSame(actual: Readonly<Record<string, Tensor>>, expected: Readonly<Record<string, Tensor>>): void {
+  expect(Object.keys(actual).sort()).toEqual(Object.keys(expected).sort());
+  for (const k of Object.keys(expected)) expectTensorSame(actual[k], expected[k]);
+}
+
+function thrown(fn: () => unknown): Error {
+  try {
+    fn();
+  } catch (error) {
+    return error as Error;
+  }
+  throw new Error('expected the call to throw');
+}
+
+const C = 2;
+const F = 4;
+const D = 3;
+
+/** A batch every metric below accepts: activations with a component axis, and the three losses. */
+function batch(seed: number): Batch {
+  const rows = 2 + (seed % 3);
+  return {
+    learnedActivations: randomTensor([rows, C, F], seed),
+    sourceActivations: randomTensor([rows, C, D], seed * 7 + 1, -2, 2, 0),
+    decodedActivations: randomTensor([rows, C, D], seed * 7 + 2, -2, 2, 0.2),
+    sourceModelLoss: randomTensor([rows], seed * 5 + 1, 1, 2, 0),
+    sourceModelLossWithReconstruction: randomTensor([rows], seed * 5 + 2, 2, 3, 0),
+    sourceModelLossWithZeroAblation: randomTensor([rows], seed * 5 + 3, 4, 6, 0),
+    componentIdx: seed % 2,
+  };
+}
+
+/** One of each metric class (and a keepBatchDim loss), in a fixed key order. */
+function allMetrics() {
+  return {
+    l1: new L1AbsoluteLoss({ numComponents: C }),
+    l2: new L2ReconstructionLoss({ numComponents: C }),
+    sae: new SparseAutoencoderLoss({ numComponents: C, l1Coefficient: 0.25 }),
+    l1Items: new L1AbsoluteLoss({ numComponents: C, keepBatchDim: true }),
+    l0: new L0NormMetric({ numComponents: C }),
+    fired: new NeuronFiredCountMetric({ numLearnedFeatures: F, numComponents: C }),
+    density: new FeatureDensityMetric({ numLearnedFeatures: F, numComponents: C }),
+    capacity: new CapacityMetric(),
+    dead: new NeuronActivityMetric({ numLearnedFeatures: F, numComponents: C, thresholdIsDeadPortionFires: 0.25 }),
+    score: new ReconstructionScoreMetric({ numComponents: C }),
+  };
+}
+
+beforeEach(() => {
+  vi.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
+});
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+describe('values', () => {
+  const [b1, b2] = [1, 2].map(batch) as [Batch, Batch];
+
+  it('update, forward and compute give the same values as each metric alone', () => {
+    const collection = new MetricCollection(allMetrics());
+    const alone: Record<string, AnyMetric> = allMetrics();
+    const keys = Object.keys(alone);
+    expect(collection.keys()).toEqual(keys);
+
+    collection.update(b1);
+    for (const k of keys) alone[k]?.update(b1);
+
+    const forwarded = collection.forward(b2);
+    const expectedForward: Record<string, Tensor> = {};
+    for (const k of keys) expectedForward[k] = alone[k]?.forward(b2) as Tensor;
+    expect(Object.keys(forwarded)).toEqual(keys);
+    expectRecordSame(forwarded, expectedForward);
+
+    const computed = collection.compute();
+    expect(Object.keys(computed)).toEqual(keys);
+    const expectedCompute: Record<string, Tensor> = {};
+    for (const k of keys) expectedCompute[k] = alone[k]?.compute() as Tensor;
+    expectRecordSame(computed, expectedCompute);
+
+    for (const k of keys) expect(collection.metrics[k as keyof typeof collection.metrics].updateCount).toBe(2);
+  });
+
+  it('agrees with the reference implementations', () => {
+    const collection = new MetricCollection(allMetrics());
+    collection.update(b1);
+    const forwarded = collection.forward(b2);
+    const computed = collection.compute();
+    const learned = [b1, b2].map((b) => ref(b.learnedActivations));
+    const losses = [b1, b2].map((b) => ({
+      sourceModelLoss: ref(b.sourceModelLoss),
+      sourceModelLossWithReconstruction: ref(b.sourceModelLossWithReconstruction),
+      sourceModelLossWithZeroAblation: ref(b.sourceModelLossWithZeroAblation),
+      componentIdx: b.componentIdx as number,
+    }));
+    const deadOptions = { numLearnedFeatures: F, numComponents: C, thresholdIsDeadPortionFires: 0.25 };
+
+    expectTensorClose(forwarded.l1, refL1AbsoluteLoss(learned.slice(1), { keepBatchDim: false }));
+    expectTensorClose(computed.l1, refL1AbsoluteLoss(learned, { keepBatchDim: false }));
+    expectTensorClose(forwarded.l1Items, refL1AbsoluteLoss(learned.slice(1), { keepBatchDim: true }));
+    expectTensorClose(computed.l1Items, refL1AbsoluteLoss(learned, { keepBatchDim: true }));
+    expectTensorClose(forwarded.dead, refNeuronActivity(learned.slice(1), deadOptions));
+    expectTensorClose(computed.dead, refNeuronActivity(learned, deadOptions));
+    expectTensorClose(computed.score, refReconstructionScore(losses, { numComponents: C }));
+  });
+
+  it('flattens the keys of a ClasswiseWrapperWithMean into the top level', () => {
+    const make = () => ({
+      l1: new L1AbsoluteLoss({ numComponents: C }),
+      l0: new ClasswiseWrapperWithMean(new L0NormMetric({ numComponents: C }), { componentNames: ['a', 'b'], prefix: 'l0' }),
+      dead: new ClasswiseWrapperWithMean(new NeuronActivityMetric({ numLearnedFeatures: F, numComponents: C })),
+    });
+    const collection = new MetricCollection(make());
+    const alone = make();
+    const expectedKeys = [
+      'l1',
+      'l0/a',
+      'l0/b',
+      'l0/mean',
+      'neuronactivitymetric/0',
+      'neuronactivitymetric/1',
+      'neuronactivitymetric/mean',
+    ];
+
+    const forwarded = collection.forward(b1);
+    expect(Object.keys(forwarded)).toEqual(expectedKeys);
+    expectRecordSame(forwarded, { l1: alone.l1.forward(b1), ...alone.l0.forward(b1), ...alone.dead.forward(b1) });
+
+    collection.update(b2);
+    alone.l1.update(b2);
+    alone.l0.update(b2);
+    alone.dead.update(b2);
+    const computed = collection.compute();
+    expect(Object.keys(computed)).toEqual(expectedKeys);
+    expectRecordSame(computed, { l1: alone.l1.compute(), ...alone.l0.compute(), ...alone.dead.compute() });
+  });
+
+  it('a flattened key that clashes with a metric key becomes outerKey_innerKey', () => {
+    const collection = new MetricCollection({
+      'l0/a': new L1AbsoluteLoss({ numComponents: C }),
+      wrapped: new ClasswiseWrapperWithMean(new L0NormMetric({ numComponents: C }), { componentNames: ['a', 'b'], prefix: 'l0' }),
+    });
+    const l1 = new L1AbsoluteLoss({ numComponents: C });
+    const l0 = new L0NormMetric({ numComponents: C });
+    const values = collection.forward(b1);
+    expect(Object.keys(values).sort()).toEqual(['l0/a', 'l0/b', 'l0/mean', 'wrapped_l0/a'].sort());
+    expectTensorSame(values['l0/a'], l1.forward(b1));
+    const perComponent = l0.forward(b1);
+    expect(values['wrapped_l0/a']?.item()).toBe(perComponent.data[0]);
+    expect(values['l0/b']?.item()).toBe(perComponent.data[1]);
+  });
+});
+
+describe('computeGroups', () => {
+  it('groups L1, L2 and SAE losses of the same numComponents and keepBatchDim', () => {
+    const collection = new MetricCollection({
+      l1: new L1AbsoluteLoss({ numComponents: C }),
+      l2: new L2ReconstructionLoss({ numComponents: C }),
+      sae: new SparseAutoencoderLoss({ numComponents: C, l1Coefficient: 0.5 }),
+      l1Items: new L1AbsoluteLoss({ numComponents: C, keepBatchDim: true }),
+      saeItems: new SparseAutoencoderLoss({ numComponents: C, keepBatchDim: true }),
+      l2One: new L2ReconstructionLoss(),
+      saeOne: new SparseAutoencoderLoss({ numComponents: 1 }),
+    });
+    expect(collection.computeGroups).toEqual([['l1', 'l2', 'sae'], ['l1Items', 'saeItems'], ['l2One', 'saeOne']]);
+  });
+
+  it('groups the fired-count family of one shape, whatever the threshold', () => {
+    const collection = new MetricCollection({
+      dead: new NeuronActivityMetric({ numLearnedFeatures: F, numComponents: C }),
+      fired: new NeuronFiredCountMetric({ numLearnedFeatures: F, numComponents: C }),
+      wider: new NeuronFiredCountMetric({ numLearnedFeatures: F + 1, numComponents: C }),
+      density: new FeatureDensityMetric({ numLearnedFeatures: F, numComponents: C }),
+      dead50: new NeuronActivityMetric({ numLearnedFeatures: F, numComponents: C, thresholdIsDeadPortionFires: 0.5 }),
+      flat: new FeatureDensityMetric({ numLearnedFeatures: F }),
+      flatDead: new NeuronActivityMetric({ numLearnedFeatures: F, thresholdIsDeadPortionFires: 1 }),
+    });
+    expect(collection.computeGroups).toEqual([
+      ['dead', 'fired', 'density', 'dead50'],
+      ['wider'],
+      ['flat', 'flatDead'],
+    ]);
+  });
+
+  it('keeps metrics of other state declarations apart', () => {
+    const collection = new MetricCollection(allMetrics());
+    expect(collection.computeGroups).toEqual([
+      ['l1', 'l2', 'sae'],
+      ['l1Items'],
+      ['l0'],
+      ['fired', 'density', 'dead'],
+      ['capacity'],
+      ['score'],
+    ]);
+  });
+});
+
+describe('shared state parts', () => {
+  it('computes each shared part once per batch', () => {
+    // The definitions and their `parts` records are frozen, but the part objects they hold are
+    // not, so each part's producers (`fromBatch`, and `fromStats` for parts made from the fused
+    // pass) can be spied on. A call counts when no producer of the same declaration id is already
+    // running (`fromBatch` may delegate to `fromStats`), and calls are summed by declaration id
+    // over every metric's part objects: this counts how often each shared part was computed,
+    // whichever metric's copy of the declaration the collection happens to use.
+    const collection = new MetricCollection({
+      l1: new L1AbsoluteLoss({ numComponents: C }),
+      l2: new L2ReconstructionLoss({ numComponents: C }),
+      sae: new SparseAutoencoderLoss({ numComponents: C }),
+      sae2: new SparseAutoencoderLoss({ numComponents: C, l1Coefficient: 0.5 }),
+      dead: new NeuronActivityMetric({ numLearnedFeatures: F, numComponents: C }),
+      dead50: new NeuronActivityMetric({ numLearnedFeatures: F, numComponents: C, thresholdIsDeadPortionFires: 0.5 }),
+      fired: new NeuronFiredCountMetric({ numLearnedFeatures: F, numComponents: C }),
+      density: new FeatureDensityMetric({ numLearnedFeatures: F, numComponents: C }),
+      l0: new L0NormMetric({ numComponents: C }),
+      score: new ReconstructionScoreMetric({ numComponents: C }),
+      score2: new ReconstructionScoreMetric({ numComponents: C }),
+    });
+    const computed = new Map<string, number>();
+    const running = new Map<string, number>();
+    const seen = new Set<object>();
+    let copies = 0;
+    for (const metric of Object.values(collection.metrics)) {
+      for (const part of Object.values(metric.definition.parts)) {
+        if (seen.has(part)) continue;
+        seen.add(part);
+        copies++;
+        expect(Object.isFrozen(part), `part ${part.id} must not be frozen for this test`).toBe(false);
+        computed.set(part.id, 0);
+        for (const method of ['fromBatch', 'fromStats'] as const) {
+          const original = part[method];
+          if (original === undefined) continue;
+          const call = original.bind(part) as (...args: unknown[]) => unknown;
+          type Producers = Record<typeof method, (...args: unknown[]) => unknown>;
+          vi.spyOn(part as unknown as Producers, method).mockImplementation((...args: unknown[]) => {
+            const depth = running.get(part.id) ?? 0;
+            if (depth === 0) computed.set(part.id, (computed.get(part.id) ?? 0) + 1);
+            running.set(part.id, depth + 1);
+            try {
+              return call(...args);
+            } finally {
+              running.set(part.id, depth);
+            }
+          });
+        }
+      }
+    }
+    const ids = [...computed.keys()];
+    // abs and mse sums, fired counts, non-zero counts, loss sums; several metrics per declaration.
+    expect(ids).toHaveLength(5);
+    expect(copies).toBeGreaterThan(ids.length);
+
+    const b1 = batch(1);
+    const b2 = batch(2);
+    collection.update(b1);
+    expect(computed).toEqual(new Map(ids.map((id) => [id, 1])));
+    collection.forward(b2);
+    expect(computed).toEqual(new Map(ids.map((id) => [id, 2])));
+    collection.compute();
+    expect(computed).toEqual(new Map(ids.map((id) => [id, 2])));
+
+    // The spied parts still computed the right values.
+    vi.restoreAllMocks();
+    const alone = new SparseAutoencoderLoss({ numComponents: C, l1Coefficient: 0.5 });
+    alone.update(b1);
+    alone.update(b2);
+    expectTensorSame(collection.compute().sae2, alone.compute());
+    const fired = new NeuronFiredCountMetric({ numLearnedFeatures: F, numComponents: C });
+    fired.update(b1);
+    fired.update(b2);
+    expectTensorSame(collection.compute().fired, fired.compute());
+  });
+});
+
+describe('rejected batches', () => {
+  const good = batch(1);
+  const { sourceModelLoss: _unused, ...withoutLoss } = batch(2);
+  const cases: [string, unknown, string][] = [
+    // Only the last metric (the reconstruction score) rejects these two.
+    ['a batch without sourceModelLoss', withoutLoss, 'ReconstructionScoreMetric'],
+    ['a componentIdx out of range', { ...batch(2), componentIdx: C }, 'ReconstructionScoreMetric'],
+    // Rejected by several metrics.
+    ['learned activations with another feature count', { ...batch(2), learnedActivations: randomTensor([2, C, F + 1], 9) }, ''],
+    ['activations without a component axis', { ...batch(2), learnedActivations: randomTensor([3, F], 9) }, ''],
+    ['null', null, 'MetricCollection'],
+  ];
+
+  it.each(cases)('%s throws InvalidBatchError and leaves every metric unchanged', (_, bad, metric) => {
+    const collection = new MetricCollection(allMetrics());
+    collection.update(good);
+    const metrics = Object.entries(collection.metrics);
+    const states = metrics.map(([, m]) => m.state());
+    const values = collection.compute();
+    for (const op of ['update', 'forward'] as const) {
+      const e = thrown(() => collection[op](bad as Batch));
+      expect(e).toBeInstanceOf(InvalidBatchError);
+      if (metric !== '') expect((e as InvalidBatchError).metric).toBe(metric);
+      metrics.forEach(([key, m], i) => {
+        expect(m.updateCount, key).toBe(1);
+        expect(m.state(), key).toEqual(states[i]);
+      });
+    }
+    expectRecordSame(collection.compute(), values);
+    collection.update(batch(3));
+    for (const [, m] of metrics) expect(m.updateCount).toBe(2);
+  });
+});
+
+describe('reset and clone', () => {
+  const [b1, b2, b3] = [1, 2, 3].map(batch) as [Batch, Batch, Batch];
+
+  it('reset() resets every metric', () => {
+    const collection = new MetricCollection(allMetrics());
+    collection.update(b1);
+    collection.forward(b2);
+    collection.reset();
+    const fresh = allMetrics();
+    for (const [key, m] of Object.entries(collection.metrics)) {
+      expect(m.updateCount, key).toBe(0);
+      expect(m.state(), key).toEqual(fresh[key as keyof typeof fresh].state());
+    }
+    collection.update(b3);
+    const alone = new MetricCollection(allMetrics());
+    alone.update(b3);
+    expectRecordSame(collection.compute(), alone.compute());
+  });
+
+  it('clone() copies every metric, independently', () => {
+    const collection = new MetricCollection(allMetrics());
+    collection.update(b1);
+    const copy = collection.clone();
+    expect(copy).toBeInstanceOf(MetricCollection);
+    expect(copy.keys()).toEqual(collection.keys());
+    for (const key of collection.keys()) {
+      const k = key as keyof typeof collection.metrics;
+      expect(copy.metrics[k]).not.toBe(collection.metrics[k]);
+      expect(copy.metrics[k].constructor).toBe(collection.metrics[k].constructor);
+      expect(copy.metrics[k].updateCount).toBe(1);
+    }
+    expectRecordSame(copy.compute(), collection.compute());
+    expect(copy.computeGroups).toEqual(collection.computeGroups);
+
+    const before = collection.compute();
+    copy.update(b2);
+    expectRecordSame(collection.compute(), before);
+    collection.update(b3);
+    const expectedCopy = new MetricCollection(allMetrics());
+    expectedCopy.update(b1);
+    expectedCopy.update(b2);
+    expectRecordSame(copy.compute(), expectedCopy.compute());
+    const expectedOriginal = new MetricCollection(allMetrics());
+    expectedOriginal.update(b1);
+    expectedOriginal.update(b3);
+    expectRecordSame(collection.compute(), expectedOriginal.compute());
+  });
+});
+
+describe('constructor errors', () => {
+  const error = (fn: () => unknown, message: string): void => {
+    const e = thrown(fn);
+    expect(e).toBeInstanceOf(TypeError);
+    expect(e.message).toBe(message);
+  };
+
+  it('rejects an empty record', () => {
+    error(() => new MetricCollection({}), 'MetricCollection: metrics must hold at least one metric, got an empty record');
+  });
+
+  it('rejects a value that is not a metric', () => {
+    error(
+      () => new MetricCollection({ l1: new L1AbsoluteLoss(), other: {} as AnyMetric }),
+      'MetricCollection: metrics.other must be a sae-metrics Metric, got an object',
+    );
+    error(
+      () => new MetricCollection({ n: 3 as unknown as AnyMetric }),
+      'MetricCollection: metrics.n must be a sae-metrics Metric, got 3',
+    );
+  });
+
+  it('rejects the same metric instance twice', () => {
+    const l1 = new L1AbsoluteLoss();
+    error(
+      () => new MetricCollection({ a: l1, b: l1 }),
+      'MetricCollection: each metric may appear once; clone() a metric to use it under two keys',
+    );
+    // A clone is another instance.
+    expect(new MetricCollection({ a: l1, b: l1.clone() }).keys()).toEqual(['a', 'b']);
+  });
+
+  it('rejects something that is not a record', () => {
+    error(
+      () => new MetricCollection(null as unknown as Record<string, AnyMetric>),
+      'MetricCollection: metrics must be a record of metrics by name, got null',
+    );
+    error(
+      () => new MetricCollection([new L1AbsoluteLoss()] as unknown as Record<string, AnyMetric>),
+      'MetricCollection: metrics must be a record of metrics by name, got an array of length 1',
+    );
+  });
+});
