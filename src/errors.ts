@@ -99,3 +99,29 @@ export function batchError(metric: string, field: string, message: string): Inva
 export function mergeError(metric: string, message: string): StateMergeError {
   return new StateMergeError(metric, message);
 }
+
+/**
+ * A worker failed on a shard (it threw, or its thread exited). The batch it belonged to was not
+ * applied, so nothing was counted twice or half-counted; `cause` is the original error.
+ */
+export class WorkerError extends Error {
+  override readonly name = 'WorkerError';
+  /** Index of the batch in its stream (0-based). */
+  readonly batchIndex: number;
+  /** Index of the shard in its batch (0-based). */
+  readonly shardIndex: number;
+  /** The shard's rows, `[start, end)`. */
+  readonly rows: { readonly start: number; readonly end: number };
+
+  constructor(batchIndex: number, shardIndex: number, rows: { start: number; end: number }, cause: unknown) {
+    super(
+      `worker failed on batch ${batchIndex}, shard ${shardIndex} (rows ${rows.start} to ${rows.end}): ${
+        cause instanceof Error ? cause.message : String(cause)
+      }`,
+      { cause },
+    );
+    this.batchIndex = batchIndex;
+    this.shardIndex = shardIndex;
+    this.rows = rows;
+  }
+}

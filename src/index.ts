@@ -6,7 +6,7 @@
  */
 export { Tensor, tensor, squeezeIfScalar, shapeSize } from './tensor.js';
 export type { DType, NestedArray, TensorLike } from './tensor.js';
-export { InvalidBatchError, StateMergeError, StateDecodeError } from './errors.js';
+export { InvalidBatchError, StateMergeError, StateDecodeError, WorkerError } from './errors.js';
 export { encodeState, decodeState, STATE_FORMAT, STATE_VERSION } from './encoding.js';
 export type { Batch, RowRange, MetricDefinition, MetricState, MetricConfig, StatePart } from './functional/core.js';
 
@@ -24,6 +24,12 @@ export { ClasswiseWrapperWithMean } from './metrics/classwise-wrapper-with-mean.
 export type { ClasswiseWrapperOptions } from './metrics/classwise-wrapper-with-mean.js';
 export { MetricCollection } from './collection.js';
 export type { AnyMetric, CollectionResult, MetricResult } from './collection.js';
+
+export { accumulateMetric, forwardMetric, reduceMetric, computeEvery } from './operators/index.js';
+export type { ComputeEveryOptions, ComputeWindow, MetricOperatorOptions, MetricTarget, TargetResult } from './operators/index.js';
+export { createMetricPool, MetricPool } from './pool/metric-pool.js';
+export type { MetricPoolOptions } from './pool/metric-pool.js';
+export { planShards, treeMerge, DEFAULT_SHARD_ROWS } from './pool/plan.js';
 
 export type {
   L1AbsoluteLossOptions,

@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import * as api from '../src/index.js';
 import * as functional from '../src/functional/index.js';
 import * as kernels from '../src/kernels/index.js';
+import { of } from 'rxjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -122,7 +123,7 @@ function instrument(code: string): { body: string; checks: number } {
   return { body: out.join('\n'), checks };
 }
 
-const scope: Record<string, unknown> = { ...kernels, ...functional, ...api };
+const scope: Record<string, unknown> = { of, ...kernels, ...functional, ...api };
 const examples = [...sourceFiles(join(root, 'src')).flatMap(docExamples), ...readmeExamples()];
 
 describe('doc examples', () => {

@@ -1,0 +1,174 @@
+/**
+ * What the four metric operators share (as RxJS's `scan` and `reduce` share `scanInternals`): a
+ * fresh copy of the metric per subscription, batches validated on arrival, evaluated in-thread or
+ * on a pool through the same shard plan, and folded in arrival order.
+ *
+ * @module
+ */
+import { Observable, type OperatorFunction } from 'rxjs';
+import { describeValue } from '../../errors.js';
+import type { Batch } from '../../functional/core.js';
+import { Metric, type BatchPlan } from '../../metrics/metric.js';
+import { MetricCollection, type AnyMetric, type CollectionResult } from '../../collection.js';
+import { inThreadExecutor, type ShardExecutor } from '../../pool/executor.js';
+import { MetricPool } from '../../pool/metric-pool.js';
+import { DEFAULT_SHARD_ROWS } from '../../pool/plan.js';
+
+/** Options every metric operator takes. */
+export interface MetricOperatorOptions {
+  /** Evaluate shards on this worker pool; without it, in the subscribing thread. */
+  readonly pool?: MetricPool;
+  /** Rows per shard in-thread (default 1024; with a pool, the pool's `shardRows`). */
+  readonly shardRows?: number;
+}
+
+/** A metric or a collection: what an operator evaluates. */
+export type MetricTarget = AnyMetric | MetricCollection;
+
+/** The value a target computes. */
+export type TargetResult<T> = T extends MetricCollection<infer M>
+  ? CollectionResult<M>
+  : T extends { compute(): infer R }
+    ? R
+    : never;
+
+/** The mutable copy an operator works on, one per subscription. */
+export interface Runner<R> {
+  prepareBatch(batch: Batch): BatchPlan;
+  applyPartialsById(byId: ReadonlyMap<string, unknown>, withValue: boolean): R | undefined;
+  compute(): R;
+  reset(): void;
+}
+
+/** What an operator does with each evaluated batch, and on completion. */
+export interface Handlers<R, O> {
+  batch(runner: Runner<R>, byId: ReadonlyMap<string, unknown>, rows: number, emit: (value: O) => void): void;
+  complete?(runner: Runner<R>, emit: (value: O) => void): void;
+}
+
+/** Checks the operator's target and options when the operator is created. */
+export function checkTarget(operator: string, target: unknown, options: unknown): void {
+  if (!(target instanceof Metric) && !(target instanceof MetricCollection)) {
+    throw new TypeError(`${operator}: metric must be a sae-metrics Metric or MetricCollection, got ${describeValue(target)}`);
+  }
+  if (options === undefined) return;
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(`${operator}: options must be an object, got ${describeValue(options)}`);
+  }
+  const o = options as Record<string, unknown>;
+  if (o.pool !== undefined && !(o.pool instanceof MetricPool)) {
+    throw new TypeError(`${operator}: options.pool must be a MetricPool (see createMetricPool), got ${describeValue(o.pool)}`);
+  }
+  if (o.shardRows !== undefined && (typeof o.shardRows !== 'number' || !Number.isSafeInteger(o.shardRows) || o.shardRows <= 0)) {
+    throw new RangeError(`${operator}: options.shardRows must be a positive integer, got ${describeValue(o.shardRows)}`);
+  }
+}
+
+function freshRunner<R>(target: MetricTarget): Runner<R> {
+  const copy = target.clone();
+  copy.reset();
+  return copy as unknown as Runner<R>;
+}
+
+/**
+ * Builds a cold operator: per subscription, a fresh copy of `target` and fresh handlers
+ * (`makeHandlers()`); each source batch is
+ * validated at once (a rejected batch errors the output before any work is dispatched),
+ * evaluated (in-thread synchronously, or on the pool with at most `maxInFlight` batches at once),
+ * and handed to `handlers.batch` in arrival order. Unsubscribing aborts in-flight pool tasks.
+ */
+export function metricOperator<R, O>(
+  target: MetricTarget,
+  options: MetricOperatorOptions | undefined,
+  makeHandlers: () => Handlers<R, O>,
+): OperatorFunction<Batch, O> {
+  return (source) =>
+    new Observable<O>((subscriber) => {
+      const runner = freshRunner<R>(target);
+      const handlers = makeHandlers();
+      const executor: ShardExecutor = options?.pool ?? inThreadExecutor(options?.shardRows ?? DEFAULT_SHARD_ROWS);
+      const controller = new AbortController();
+      const emit = (value: O): void => subscriber.next(value);
+      let index = 0;
+      let pending = 0;
+      let sourceDone = false;
+      let failed = false;
+      let tail: Promise<void> = Promise.resolve();
+
+      const fail = (error: unknown): void => {
+        if (failed) return;
+        failed = true;
+        controller.abort(error);
+        subscriber.error(error);
+      };
+      const maybeComplete = (): void => {
+        if (failed || !sourceDone || pending > 0) return;
+        try {
+          handlers.complete?.(runner, emit);
+          subscriber.complete();
+        } catch (error) {
+          fail(error);
+        }
+      };
+      const evaluate = (plan: BatchPlan, batch: Batch, batchIndex: number) => {
+        const results = plan.map(({ rows, parts }) =>
+          executor.evaluate(parts, batch, rows, { batchIndex, signal: controller.signal }),
+        );
+        return results.some((r) => r instanceof Promise)
+          ? Promise.all(results).then(merged)
+          : merged(results as ReadonlyMap<string, unknown>[]);
+      };
+
+      const subscription = source.subscribe({
+        next(batch) {
+          if (failed) return;
+          let plan: BatchPlan;
+          let result: ReadonlyMap<string, unknown> | Promise<ReadonlyMap<string, unknown>>;
+          try {
+            plan = runner.prepareBatch(batch);
+            result = evaluate(plan, batch, index++);
+          } catch (error) {
+            fail(error);
+            return;
+          }
+          const rows = Math.max(...plan.map((p) => p.rows));
+          if (!(result instanceof Promise) && pending === 0) {
+            try {
+              handlers.batch(runner, result, rows, emit);
+            } catch (error) {
+              fail(error);
+            }
+            return;
+          }
+          pending++;
+          const ready = Promise.resolve(result);
+          ready.catch(() => undefined); // handled in order below
+          tail = tail.then(async () => {
+            const byId = await ready;
+            if (failed) return;
+            handlers.batch(runner, byId, rows, emit);
+            pending--;
+            maybeComplete();
+          });
+          tail = tail.catch(fail);
+        },
+        error: fail,
+        complete() {
+          sourceDone = true;
+          maybeComplete();
+        },
+      });
+
+      return () => {
+        controller.abort(new DOMException('The subscriber unsubscribed', 'AbortError'));
+        subscription.unsubscribe();
+      };
+    });
+}
+
+function merged(maps: readonly ReadonlyMap<string, unknown>[]): ReadonlyMap<string, unknown> {
+  if (maps.length === 1) return maps[0] as ReadonlyMap<string, unknown>;
+  const out = new Map<string, unknown>();
+  for (const m of maps) for (const [k, v] of m) out.set(k, v);
+  return out;
+}

@@ -1,0 +1,236 @@
+/**
+ * A pool of worker threads (one Piscina pool) that computes partial states of shards.
+ *
+ * @module
+ */
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import { describeValue, WorkerError } from '../errors.js';
+import type { Batch, StatePart } from '../functional/core.js';
+import type { Tensor, TensorLike } from '../tensor.js';
+import { distinctParts, mergeShards, type EvaluateOptions, type ShardExecutor } from './executor.js';
+import { DEFAULT_SHARD_ROWS, planShards } from './plan.js';
+import { allocateShared, toShared, type SharedTensor } from './shared-memory.js';
+import type { ShardResult, ShardTask } from './task.js';
+
+/** Options of {@link createMetricPool}. */
+export interface MetricPoolOptions {
+  /** Worker threads (default `os.availableParallelism()`). */
+  readonly workers?: number;
+  /** Rows per shard, fixed by the batch and not by the worker count (default 1024). */
+  readonly shardRows?: number;
+  /** Which kernel computes shards (default `'auto'`, which is `'js'` here). */
+  readonly backend?: 'auto' | 'js';
+  /** Batches dispatched at once, across all users of the pool (default 2 per worker). */
+  readonly maxInFlight?: number;
+  /** The worker module (default: this package's worker). For tests and custom workers. */
+  readonly filename?: string;
+}
+
+const NAME = 'createMetricPool';
+
+function positive(option: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+    throw new (typeof value === 'number' ? RangeError : TypeError)(
+      `${NAME}: options.${option} must be a positive integer, got ${describeValue(value)}`,
+    );
+  }
+  return value;
+}
+
+function abortError(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new DOMException('The operation was aborted', 'AbortError');
+}
+
+/**
+ * A worker pool for metric shards. Create it with {@link createMetricPool}; `close()` it when
+ * done (its threads keep the process alive until then).
+ */
+export class MetricPool implements ShardExecutor {
+  /** Worker threads. */
+  readonly workers: number;
+  /** Rows per shard. */
+  readonly shardRows: number;
+  /** The kernel the workers run. */
+  readonly backend: 'js';
+  /** Batches dispatched at once. */
+  readonly maxInFlight: number;
+  readonly #piscina: Piscina<ShardTask, ShardResult>;
+  #inFlight = 0;
+  #peakInFlight = 0;
+  #closed = false;
+  readonly #waiting: { resolve: () => void; reject: (e: unknown) => void; signal: AbortSignal | undefined }[] = [];
+
+  /** @internal Use {@link createMetricPool}. */
+  constructor(options: MetricPoolOptions = {}) {
+    if (typeof options !== 'object' || options === null) {
+      throw new TypeError(`${NAME}: options must be an object, got ${describeValue(options)}`);
+    }
+    const known = ['workers', 'shardRows', 'backend', 'maxInFlight', 'filename'];
+    for (const k of Object.keys(options)) {
+      if (!known.includes(k)) throw new TypeError(`${NAME}: unknown option ${k} (known options: ${known.join(', ')})`);
+    }
+    this.workers = positive('workers', options.workers ?? availableParallelism());
+    this.shardRows = positive('shardRows', options.shardRows ?? DEFAULT_SHARD_ROWS);
+    this.maxInFlight = positive('maxInFlight', options.maxInFlight ?? 2 * this.workers);
+    const backend = options.backend ?? 'auto';
+    if (backend !== 'auto' && backend !== 'js') {
+      throw new RangeError(`${NAME}: options.backend must be 'auto' or 'js', got ${describeValue(backend)}`);
+    }
+    this.backend = 'js';
+    if (options.filename !== undefined && typeof options.filename !== 'string') {
+      throw new TypeError(`${NAME}: options.filename must be a path, got ${describeValue(options.filename)}`);
+    }
+    const filename = options.filename ?? defaultWorker();
+    this.#piscina = new Piscina<ShardTask, ShardResult>({
+      filename,
+      minThreads: this.workers,
+      maxThreads: this.workers,
+      idleTimeout: 60_000,
+      // A worker written in TypeScript (development, tests) runs through tsx.
+      execArgv: filename.endsWith('.ts') ? ['--import', 'tsx'] : [],
+    });
+  }
+
+  /** Batches dispatched now. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** The most batches ever dispatched at once. */
+  get peakInFlight(): number {
+    return this.#peakInFlight;
+  }
+
+  /** The worker threads (for tests and monitoring). */
+  get threads(): number {
+    return this.#piscina.threads.length;
+  }
+
+  /**
+   * A zero-filled float32 tensor in shared memory: a producer that writes its batches into one
+   * hands them to the workers with no copy at all.
+   */
+  allocate(shape: readonly number[]): Tensor<'float32'> {
+    return allocateShared(shape);
+  }
+
+  async #acquire(signal: AbortSignal | undefined): Promise<void> {
+    if (this.#closed) throw new Error('MetricPool: the pool is closed');
+    if (signal?.aborted) throw abortError(signal);
+    if (this.#inFlight >= this.maxInFlight) {
+      await new Promise<void>((resolve, reject) => {
+        const entry = { resolve, reject, signal };
+        this.#waiting.push(entry);
+        signal?.addEventListener(
+          'abort',
+          () => {
+            const i = this.#waiting.indexOf(entry);
+            if (i >= 0) {
+              this.#waiting.splice(i, 1);
+              reject(abortError(signal));
+            }
+          },
+          { once: true },
+        );
+      });
+    }
+    this.#inFlight++;
+    this.#peakInFlight = Math.max(this.#peakInFlight, this.#inFlight);
+  }
+
+  #release(): void {
+    this.#inFlight--;
+    this.#waiting.shift()?.resolve();
+  }
+
+  /**
+   * The merged partial state of every part over a validated batch: waits for a free slot (at most
+   * `maxInFlight` batches at once), copies fields that are not in shared memory once, sends one
+   * task per shard, and merges the shards in order through a fixed tree.
+   *
+   * @throws {WorkerError} when a worker throws or exits on a shard; the other shards are aborted.
+   */
+  async evaluate(
+    parts: readonly StatePart<unknown>[],
+    batch: Batch,
+    rows: number,
+    options: EvaluateOptions,
+  ): Promise<ReadonlyMap<string, unknown>> {
+    await this.#acquire(options.signal);
+    const local = new AbortController();
+    const onAbort = (): void => local.abort(options.signal?.reason);
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const distinct = distinctParts(parts);
+      const reads = new Set<string>();
+      for (const part of distinct.values()) for (const field of part.reads) reads.add(field);
+      const fields: Record<string, SharedTensor> = {};
+      for (const field of reads) fields[field] = toShared(batch[field] as TensorLike);
+      const recipes = [...distinct.values()].map((p) => p.recipe);
+      const componentIdx = batch.componentIdx;
+      const shards = planShards(rows, this.shardRows);
+      const results = await Promise.all(
+        shards.map((range, shardIndex) =>
+          this.#piscina
+            .run(
+              {
+                recipes,
+                fields,
+                rows: range,
+                batchIndex: options.batchIndex,
+                shardIndex,
+                ...(componentIdx === undefined ? {} : { componentIdx }),
+              },
+              { signal: local.signal },
+            )
+            .then(
+              (result) => new Map(Object.entries(result)),
+              (error: unknown) => {
+                if (options.signal?.aborted) throw abortError(options.signal);
+                const wrapped = local.signal.aborted && local.signal.reason instanceof WorkerError
+                  ? local.signal.reason
+                  : new WorkerError(options.batchIndex, shardIndex, range, error);
+                local.abort(wrapped);
+                throw wrapped;
+              },
+            ),
+        ),
+      );
+      return mergeShards(distinct, results);
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+      this.#release();
+    }
+  }
+
+  /** Waits for running tasks, then ends the worker threads. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const w of this.#waiting.splice(0)) w.reject(new Error('MetricPool: the pool is closed'));
+    await this.#piscina.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+function defaultWorker(): string {
+  const here = import.meta.url;
+  const ext = here.endsWith('.ts') ? 'ts' : 'js';
+  return fileURLToPath(new URL(`../../workers/metric-worker.${ext}`, here));
+}
+
+/**
+ * Creates a worker pool: `workers` threads (`minThreads = maxThreads`), shards of `shardRows`
+ * rows, at most `maxInFlight` batches dispatched at once.
+ *
+ * @throws {TypeError | RangeError} on a bad option, naming it: `createMetricPool: options.workers
+ *   must be a positive integer, got 0`.
+ */
+export function createMetricPool(options: MetricPoolOptions = {}): MetricPool {
+  return new MetricPool(options);
+}

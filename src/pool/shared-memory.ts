@@ -1,0 +1,53 @@
+/**
+ * Float32 tensors in shared memory: a shard handed to a worker is a view, never a copy.
+ *
+ * @module
+ */
+import { describeValue, formatShape } from '../errors.js';
+import { shapeSize, Tensor, type TensorLike } from '../tensor.js';
+
+/** A float32 tensor whose data lives in a `SharedArrayBuffer`, as plain data a worker can receive. */
+export interface SharedTensor {
+  readonly buffer: SharedArrayBuffer;
+  readonly byteOffset: number;
+  readonly length: number;
+  readonly shape: readonly number[];
+}
+
+/**
+ * A zero-filled float32 tensor backed by a new `SharedArrayBuffer`.
+ *
+ * @throws {RangeError} when the shape is not a list of non-negative integers.
+ */
+export function allocateShared(shape: readonly number[]): Tensor<'float32'> {
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    throw new RangeError(`allocate: shape must be an array of non-negative integers, got ${describeValue(shape)}`);
+  }
+  const size = shapeSize(shape);
+  return new Tensor(new Float32Array(new SharedArrayBuffer(size * Float32Array.BYTES_PER_ELEMENT)), shape, 'float32');
+}
+
+/** Whether a tensor's data already lives in shared memory. */
+export function isShared(t: TensorLike): boolean {
+  return t.data.buffer instanceof SharedArrayBuffer;
+}
+
+/** The tensor as a shared view: itself when already shared, else one copy into shared memory. */
+export function toShared(t: TensorLike): SharedTensor {
+  let data = t.data;
+  if (!(data.buffer instanceof SharedArrayBuffer)) {
+    const copy = new Float32Array(new SharedArrayBuffer(data.byteLength));
+    copy.set(data);
+    data = copy;
+  }
+  return { buffer: data.buffer as SharedArrayBuffer, byteOffset: data.byteOffset, length: data.length, shape: [...t.shape] };
+}
+
+/** The float32 view a worker reads a shared tensor through. */
+export function fromShared(s: SharedTensor): TensorLike {
+  const data = new Float32Array(s.buffer, s.byteOffset, s.length);
+  if (shapeSize(s.shape) !== data.length) {
+    throw new RangeError(`fromShared: shape ${formatShape(s.shape)} does not hold ${data.length} elements`);
+  }
+  return { data, shape: s.shape };
+}
