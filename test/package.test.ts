@@ -1,11 +1,12 @@
 /**
  * The package as npm publishes it: `npm pack` (of the `dist/` that `npm test` builds first),
  * unpacked into a scratch project's node_modules, then imported by name from JavaScript and
- * type-checked from TypeScript.
+ * type-checked from TypeScript. The scratch project lives under this repository's
+ * `node_modules/.cache`, so the package's own dependencies (rxjs, piscina) resolve to the installed
+ * ones, with no network install.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,7 +16,9 @@ let project = '';
 
 beforeAll(() => {
   if (!existsSync(join(root, 'dist/src/index.js'))) throw new Error('dist/ is missing: run `npm run build` (npm test does)');
-  project = mkdtempSync(join(tmpdir(), 'sae-metrics-consumer-'));
+  const cache = join(root, 'node_modules', '.cache');
+  mkdirSync(cache, { recursive: true });
+  project = mkdtempSync(join(cache, 'sae-metrics-consumer-'));
   const packed = JSON.parse(
     execFileSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', project], { cwd: root, encoding: 'utf8' }),
   ) as { filename: string; files: { path: string }[] }[];
@@ -36,17 +39,20 @@ describe('the published package', () => {
       join(project, 'main.js'),
       `import { tensor, L1AbsoluteLoss, NeuronActivityMetric } from 'sae-metrics';
 import { l0Norm } from 'sae-metrics/functional';
+import { reduceMetric } from 'sae-metrics/operators';
+import { of, lastValueFrom } from 'rxjs';
 const learnedActivations = tensor([[[1, 0, 1]], [[0, 1, 0]]]);
 const l0 = l0Norm();
 console.log(JSON.stringify({
   l1: new L1AbsoluteLoss().forward({ learnedActivations }).item(),
   dead: new NeuronActivityMetric({ numLearnedFeatures: 3, numComponents: 1 }).forward({ learnedActivations }).item(),
   l0: l0.compute(l0.update(l0.init(), { learnedActivations: tensor([[1, 0, 1], [0, 1, 0]]) })).item(),
+  reduced: (await lastValueFrom(of({ learnedActivations }).pipe(reduceMetric(new L1AbsoluteLoss())))).item(),
 }));
 `,
     );
     const out = JSON.parse(execFileSync('node', ['main.js'], { cwd: project, encoding: 'utf8' })) as Record<string, number>;
-    expect(out).toEqual({ l1: 1.5, dead: 0, l0: 1.5 });
+    expect(out).toEqual({ l1: 1.5, dead: 0, l0: 1.5, reduced: 1.5 });
   });
 
   it('ships type declarations that a strict TypeScript consumer compiles against', () => {

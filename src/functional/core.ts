@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { batchError, formatShape, mergeError, optionRangeError, optionTypeError } from '../errors.js';
+import { batchError, describeValue, formatShape, mergeError, optionRangeError, optionTypeError } from '../errors.js';
 import type { TensorLike } from '../tensor.js';
 import type { ShardNeeds, ShardStats } from '../kernels/types.js';
 import { computePartials } from '../kernels/partials.js';
@@ -256,22 +256,20 @@ export interface Activations {
   readonly componentAxis: boolean;
 }
 
-/** Checks that `batch` is an object; returns it. */
-export function checkBatch(metric: string, batch: unknown): Batch {
+/** Checks that `batch` is an object; returns it. `example` names a field the metric reads, for the message. */
+export function checkBatch(metric: string, batch: unknown, example = 'learnedActivations'): Batch {
   if (typeof batch !== 'object' || batch === null || Array.isArray(batch) || ArrayBuffer.isView(batch)) {
     throw batchError(
       metric,
       'batch',
-      `a batch must be a plain object of tensors (e.g. { learnedActivations }), got ${
-        batch === null ? 'null' : Array.isArray(batch) ? 'an array' : typeof batch
-      }`,
+      `a batch must be a plain object of tensors (e.g. { ${example} }), got ${describeValue(batch)}`,
     );
   }
   if (batch instanceof Object && 'shape' in batch && 'data' in batch) {
     throw batchError(
       metric,
       'batch',
-      'a batch must be a plain object of tensors, got a tensor; pass { learnedActivations: t } (or the field the metric reads)',
+      `a batch must be a plain object of tensors, got a tensor; pass { ${example}: t } (or the field the metric reads)`,
     );
   }
   return batch as Batch;
@@ -280,7 +278,7 @@ export function checkBatch(metric: string, batch: unknown): Batch {
 /** Reads `batch[field]`, checking it is a float32 tensor whose shape matches its data. */
 export function checkTensorField(metric: string, batch: Batch, field: string, what: string): TensorLike {
   const value = batch[field];
-  if (value === undefined) {
+  if (value === undefined && !(field in batch)) {
     const present = Object.keys(batch);
     throw batchError(
       metric,
@@ -289,7 +287,7 @@ export function checkTensorField(metric: string, batch: Batch, field: string, wh
     );
   }
   if (typeof value !== 'object' || value === null || !('data' in value) || !('shape' in value)) {
-    throw batchError(metric, field, `${field} must be a Tensor (see tensor()), got ${value === null ? 'null' : typeof value}`);
+    throw batchError(metric, field, `${field} must be a Tensor (see tensor()), got ${describeValue(value)}`);
   }
   const t = value as { data: unknown; shape: unknown };
   if (!(t.data instanceof Float32Array)) {
@@ -346,7 +344,11 @@ export function checkActivations(
       );
     }
     if (componentAxis && shape[1] !== numComponents) {
-      throw batchError(metric, field, `${field} must have ${numComponents} components on axis 1 (numComponents), got shape ${got}`);
+      throw batchError(
+        metric,
+        field,
+        `${field} must have ${numComponents} component${numComponents === 1 ? '' : 's'} on axis 1 (numComponents), got shape ${got}`,
+      );
     }
     if (!componentAxis && numComponents !== undefined && numComponents !== 1) {
       throw batchError(
@@ -378,14 +380,21 @@ export function checkActivations(
 export function checkOptions<T extends object>(metric: string, options: T | undefined, known: readonly string[]): Partial<T> {
   if (options === undefined) return {};
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
-    throw new TypeError(`${metric}: options must be an object, got ${options === null ? 'null' : typeof options}`);
+    throw new TypeError(`${metric}: options must be an object, got ${describeValue(options)}`);
   }
   for (const k of Object.keys(options)) {
     if (!known.includes(k)) {
-      throw new TypeError(`${metric}: unknown option ${k} (known options: ${known.join(', ')})`);
+      throw new TypeError(
+        `${metric}: unknown option ${k} (${known.length ? `known options: ${known.join(', ')}` : 'it takes no options'})`,
+      );
     }
   }
   return options;
+}
+
+/** The option's value, or `fallback` when it is absent (`undefined`; an explicit `null` is checked like any value). */
+export function orDefault<T>(value: T | undefined, fallback: T): T {
+  return value === undefined ? fallback : value;
 }
 
 /** A positive integer option. */

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { booleanOption, checkOptions, positiveInteger } from './core.js';
+import { booleanOption, checkOptions, orDefault, positiveInteger } from './core.js';
 import { batchError, formatShape } from '../errors.js';
 import type { RowLossItemsState, RowLossSumState } from './parts/row-losses.js';
 
@@ -25,8 +25,8 @@ export function lossConfig<O extends LossOptions>(
 ): { numComponents: number; keepBatchDim: boolean; options: Partial<O> } {
   const o = checkOptions(metric, options, ['numComponents', 'keepBatchDim', ...extra]);
   return {
-    numComponents: positiveInteger(metric, 'numComponents', o.numComponents ?? 1),
-    keepBatchDim: booleanOption(metric, 'keepBatchDim', o.keepBatchDim ?? false),
+    numComponents: positiveInteger(metric, 'numComponents', orDefault(o.numComponents, 1)),
+    keepBatchDim: booleanOption(metric, 'keepBatchDim', orDefault(o.keepBatchDim, false)),
     options: o,
   };
 }
@@ -43,7 +43,7 @@ export function checkKeptAxis(
   throw batchError(
     metric,
     field,
-    `${field} ${componentAxis ? 'has' : 'has no'} component axis but earlier batches ${
+    `${field} ${componentAxis ? 'has a' : 'has no'} component axis but earlier batches ${
       kept.componentAxis ? 'had one' : 'had none'
     } (keepBatchDim concatenates per-vector values of one shape), got shape ${formatShape(shape)}`,
   );

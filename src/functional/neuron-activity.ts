@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { numberInRange } from './core.js';
+import { numberInRange, orDefault } from './core.js';
 import type { MetricDefinition } from './core.js';
 import type { Tensor } from '../tensor.js';
 import { defineFiredCountMetric, type FiredCountMetricState, type FiredCountOptions } from './fired-count-family.js';
@@ -37,7 +37,7 @@ const METRIC = 'NeuronActivityMetric';
  * ```
  */
 export function neuronActivity(options: NeuronActivityOptions): MetricDefinition<NeuronActivityState, Tensor<'int64'>> {
-  const threshold = numberInRange(METRIC, 'thresholdIsDeadPortionFires', options?.thresholdIsDeadPortionFires ?? 0, {
+  const threshold = numberInRange(METRIC, 'thresholdIsDeadPortionFires', orDefault(options?.thresholdIsDeadPortionFires, 0), {
     min: 0,
     max: 1,
     expected: 'a number in [0, 1]',

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { checkBatch, checkOptions, checkTensorField, defineMetric, positiveInteger } from './core.js';
+import { checkBatch, checkOptions, checkTensorField, defineMetric, orDefault, positiveInteger } from './core.js';
 import type { Batch, MetricDefinition, MetricState } from './core.js';
 import { batchError, describeValue, formatShape } from '../errors.js';
 import { float64, squeezeIfScalar, type Tensor } from '../tensor.js';
@@ -47,13 +47,13 @@ export function reconstructionScore(
   options?: ReconstructionScoreOptions,
 ): MetricDefinition<ReconstructionScoreState, Tensor<'float64'>> {
   const o = checkOptions(METRIC, options, ['numComponents']);
-  const numComponents = positiveInteger(METRIC, 'numComponents', o.numComponents ?? 1);
+  const numComponents = positiveInteger(METRIC, 'numComponents', orDefault(o.numComponents, 1));
   return defineMetric({
     metric: METRIC,
     config: { numComponents },
     parts: { losses: lossSumsPart(numComponents) },
     validate(batch: Batch): number {
-      const b = checkBatch(METRIC, batch);
+      const b = checkBatch(METRIC, batch, 'sourceModelLoss');
       const tensors = FIELDS.map((f) => checkTensorField(METRIC, b, f, 'a float32 Tensor of losses, one per item'));
       const shape = (tensors[0] as { shape: readonly number[] }).shape;
       FIELDS.forEach((f, i) => {

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { checkActivations, checkBatch, defineMetric, numberInRange } from './core.js';
+import { checkActivations, checkBatch, defineMetric, numberInRange, orDefault } from './core.js';
 import { checkKeptAxis, lossConfig, type LossOptions } from './loss-options.js';
 import type { Batch, MetricDefinition, MetricState } from './core.js';
 import { batchError, formatShape } from '../errors.js';
@@ -50,7 +50,7 @@ export function sparseAutoencoderLoss(
   options?: SparseAutoencoderLossOptions,
 ): MetricDefinition<SparseAutoencoderLossState, Tensor<'float64'>> {
   const { numComponents, keepBatchDim, options: o } = lossConfig(METRIC, options, ['l1Coefficient']);
-  const l1Coefficient = numberInRange(METRIC, 'l1Coefficient', o.l1Coefficient ?? 0.001, {
+  const l1Coefficient = numberInRange(METRIC, 'l1Coefficient', orDefault(o.l1Coefficient, 0.001), {
     min: 0,
     max: Number.MAX_VALUE,
     exclusiveMin: true,

@@ -17,8 +17,9 @@ import type { Tensor, TensorLike } from '../tensor.js';
  * ```
  */
 export class CapacityMetric extends Metric<CapacityState, Tensor<'float64'>> {
-  constructor() {
-    super(capacity(), []);
+  /** Takes no options (as in Python); a JavaScript caller that passes some gets a `TypeError`. */
+  constructor(...noOptions: []) {
+    super(capacity((noOptions as unknown[])[0] as Record<string, never> | undefined), []);
   }
 
   /** The capacity of each vector of `features`: `[component, batch]` or `[batch]`. */

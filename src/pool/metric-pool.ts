@@ -212,10 +212,6 @@ export class MetricPool implements ShardExecutor {
     for (const w of this.#waiting.splice(0)) w.reject(new Error('MetricPool: the pool is closed'));
     await this.#piscina.close();
   }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.close();
-  }
 }
 
 function defaultWorker(): string {

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { describeValue } from '../../errors.js';
 
 /** `a + b` elementwise, in a new array. */
 export function addF64(a: Float64Array, b: Float64Array): Float64Array {
@@ -57,7 +58,7 @@ export function notCounts(value: unknown, length: number, name: string): string 
 export function notCount(value: unknown, name: string): string | undefined {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
     ? undefined
-    : `${name} must be a non-negative integer, got ${String(value)}`;
+    : `${name} must be a non-negative integer, got ${describeValue(value)}`;
 }
 
 /** Concatenates typed-array chunks into one new array of the same type. */

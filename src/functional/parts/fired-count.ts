@@ -27,10 +27,16 @@ export function firedCountPart(numFeatures: number, numComponents: number | unde
     fromStats: (stats, rows) => ({ fired: stats.fired as Float64Array, vectors: rows.end - rows.start }),
     fromBatch: (batch, rows) => fromFusedPass(part, batch, rows),
     merge: (a, b) => ({ fired: addCounts(a.fired, b.fired), vectors: addCount(a.vectors, b.vectors) }),
-    invalid: (v) =>
-      notRecord(v, ['fired', 'vectors']) ??
-      notCounts((v as FiredCountState).fired, size, 'fired') ??
-      notCount((v as FiredCountState).vectors, 'vectors'),
+    invalid(v) {
+      const reason =
+        notRecord(v, ['fired', 'vectors']) ??
+        notCounts((v as FiredCountState).fired, size, 'fired') ??
+        notCount((v as FiredCountState).vectors, 'vectors');
+      if (reason !== undefined) return reason;
+      const { fired, vectors } = v as FiredCountState;
+      const over = fired.find((n) => n > vectors);
+      return over === undefined ? undefined : `fired counts cannot exceed vectors (${vectors}), got ${over}`;
+    },
   };
   return part;
 }
