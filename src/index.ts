@@ -25,7 +25,8 @@ export type { ClasswiseWrapperOptions } from './metrics/classwise-wrapper-with-m
 export { MetricCollection } from './collection.js';
 export type { AnyMetric, CollectionResult, MetricResult } from './collection.js';
 
-export { accumulateMetric, forwardMetric, reduceMetric, computeEvery } from './operators/index.js';
+export { accumulateMetric, forwardMetric, reduceMetric, computeEvery, fromBatches } from './operators/index.js';
+export type { FromBatchesOptions } from './operators/index.js';
 export type { ComputeEveryOptions, ComputeWindow, MetricOperatorOptions, MetricTarget, TargetResult } from './operators/index.js';
 export { createMetricPool, MetricPool } from './pool/metric-pool.js';
 export type { MetricPoolOptions } from './pool/metric-pool.js';

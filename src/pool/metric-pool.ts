@@ -61,6 +61,7 @@ export class MetricPool implements ShardExecutor {
   #peakInFlight = 0;
   #closed = false;
   readonly #waiting: { resolve: () => void; reject: (e: unknown) => void; signal: AbortSignal | undefined }[] = [];
+  readonly #ready: (() => void)[] = [];
 
   /** @internal Use {@link createMetricPool}. */
   constructor(options: MetricPoolOptions = {}) {
@@ -96,6 +97,21 @@ export class MetricPool implements ShardExecutor {
   /** Batches dispatched now. */
   get inFlight(): number {
     return this.#inFlight;
+  }
+
+  /** Batches waiting for a slot (handed to the pool, not dispatched yet). */
+  get queued(): number {
+    return this.#waiting.length;
+  }
+
+  /**
+   * Resolves when the pool can take another batch without queueing it: fewer than `maxInFlight`
+   * batches dispatched or waiting. A producer that awaits this before making each batch is paced
+   * by the workers (see `fromBatches`).
+   */
+  whenReady(): Promise<void> {
+    if (this.#inFlight + this.#waiting.length < this.maxInFlight || this.#closed) return Promise.resolve();
+    return new Promise((resolve) => this.#ready.push(resolve));
   }
 
   /** The most batches ever dispatched at once. */
@@ -143,6 +159,7 @@ export class MetricPool implements ShardExecutor {
   #release(): void {
     this.#inFlight--;
     this.#waiting.shift()?.resolve();
+    if (this.#inFlight + this.#waiting.length < this.maxInFlight) this.#ready.shift()?.();
   }
 
   /**
@@ -210,6 +227,7 @@ export class MetricPool implements ShardExecutor {
     if (this.#closed) return;
     this.#closed = true;
     for (const w of this.#waiting.splice(0)) w.reject(new Error('MetricPool: the pool is closed'));
+    for (const r of this.#ready.splice(0)) r();
     await this.#piscina.close();
   }
 }
