@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import * as api from '../src/index.js';
 import * as functional from '../src/functional/index.js';
 import * as kernels from '../src/kernels/index.js';
-import { of } from 'rxjs';
+import { from, lastValueFrom, of, toArray } from 'rxjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -123,7 +123,7 @@ function instrument(code: string): { body: string; checks: number } {
   return { body: out.join('\n'), checks };
 }
 
-const scope: Record<string, unknown> = { of, ...kernels, ...functional, ...api };
+const scope: Record<string, unknown> = { of, from, lastValueFrom, toArray, ...kernels, ...functional, ...api };
 const examples = [...sourceFiles(join(root, 'src')).flatMap(docExamples), ...readmeExamples()];
 
 describe('doc examples', () => {
@@ -131,14 +131,15 @@ describe('doc examples', () => {
     expect(examples.length).toBeGreaterThanOrEqual(25);
   });
 
-  it.each(examples.map((e) => [e.where, e] as const))('%s runs and its values hold', (_where, example) => {
+  it.each(examples.map((e) => [e.where, e] as const))('%s runs and its values hold', async (_where, example) => {
     const { body, checks } = instrument(example.code);
     const check = (value: unknown, expected: unknown, tolerance: number, expr: string): void =>
       expectClose(normalize(value), normalize(expected), tolerance, expr);
     const names = Object.keys(scope);
-    // eslint-disable-next-line @typescript-eslint/no-implied-eval
-    const run = new Function(...names, '__check', body) as (...args: unknown[]) => void;
-    run(...names.map((n) => scope[n]), check);
+    // Examples may await (a pool, a stream), so they run as an async function.
+    const AsyncFunction = (async () => undefined).constructor as new (...args: string[]) => (...a: unknown[]) => Promise<void>;
+    const run = new AsyncFunction(...names, '__check', body);
+    await run(...names.map((n) => scope[n]), check);
     expect(checks, 'each example states at least one value').toBeGreaterThan(0);
   });
 });

@@ -1,0 +1,30 @@
+import { describe, expect, it } from 'vitest';
+import { makeBatch, runService, seededRandom, serviceMetrics } from '../../examples/node-service/service.js';
+
+describe('examples/node-service', () => {
+  it('logs every window with the values the metrics give on those batches', async () => {
+    const o = { batches: 8, batchRows: 64, learnedFeatures: 32, inputFeatures: 16, logEvery: 128, workers: 2, seed: 7 };
+    const lines: string[] = [];
+    const windows = await runService({ ...o, log: (line) => lines.push(line) });
+
+    // The same batches through the plain classes, window by window.
+    const random = seededRandom(o.seed);
+    const batches = Array.from({ length: o.batches }, () => makeBatch(random, o));
+    const perWindow = o.logEvery / o.batchRows;
+    expect(windows).toHaveLength(o.batches / perWindow);
+    expect(lines).toHaveLength(windows.length);
+    windows.forEach((w, k) => {
+      const metrics = serviceMetrics(o.learnedFeatures);
+      for (const b of batches.slice(k * perWindow, (k + 1) * perWindow)) metrics.update(b);
+      const r = metrics.compute();
+      for (const key of ['loss', 'l1', 'l2', 'l0'] as const) {
+        expect(w[key]).toBeCloseTo(r[key]!.item(), 12);
+      }
+      expect(w.dead).toBe(r.dead!.item());
+      const density = Array.from(r.density!.data);
+      expect(w.meanDensity).toBeCloseTo(density.reduce((a, b) => a + b, 0) / density.length, 12);
+      // The stand-in SAE never fires its last eighth of features.
+      expect(w.dead).toBeGreaterThanOrEqual(o.learnedFeatures / 8);
+    });
+  }, 30_000);
+});
