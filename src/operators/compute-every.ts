@@ -40,8 +40,8 @@ export function computeEvery<T extends MetricTarget>(
   options?: ComputeEveryOptions,
 ): OperatorFunction<Batch, TargetResult<T>> {
   const name = 'computeEvery';
+  checkTarget(name, metric, options);
   const { emitPartial = false, ...rest } = options ?? {};
-  checkTarget(name, metric, rest);
   if (typeof emitPartial !== 'boolean') {
     throw new TypeError(`${name}: options.emitPartial must be a boolean, got ${describeValue(emitPartial)}`);
   }

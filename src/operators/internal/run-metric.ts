@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { Observable, type OperatorFunction } from 'rxjs';
+import { Observable, Subscriber, type OperatorFunction } from 'rxjs';
 import { describeValue } from '../../errors.js';
 import type { Batch } from '../../functional/core.js';
 import { Metric, type BatchPlan } from '../../metrics/metric.js';
@@ -44,6 +44,43 @@ export interface Runner<R> {
 export interface Handlers<R, O> {
   batch(runner: Runner<R>, byId: ReadonlyMap<string, unknown>, rows: number, emit: (value: O) => void): void;
   complete?(runner: Runner<R>, emit: (value: O) => void): void;
+}
+
+/**
+ * The operator's subscriber to its source, chained to the output subscriber as RxJS's own
+ * operators chain theirs: when the output is closed (completed, errored, unsubscribed), this
+ * subscriber is closed too, so a synchronous source stops being pulled at once.
+ */
+class SourceSubscriber extends Subscriber<Batch> {
+  readonly #observer: { next(batch: Batch): void; error(error: unknown): void; complete(): void };
+
+  constructor(
+    destination: Subscriber<unknown>,
+    observer: { next(batch: Batch): void; error(error: unknown): void; complete(): void },
+  ) {
+    super(destination);
+    this.#observer = observer;
+  }
+
+  protected override _next(batch: Batch): void {
+    this.#observer.next(batch);
+  }
+
+  protected override _error(error: unknown): void {
+    try {
+      this.#observer.error(error);
+    } finally {
+      this.unsubscribe();
+    }
+  }
+
+  protected override _complete(): void {
+    try {
+      this.#observer.complete();
+    } finally {
+      this.unsubscribe();
+    }
+  }
 }
 
 /** Checks the operator's target and options when the operator is created. */
@@ -119,9 +156,9 @@ export function metricOperator<R, O>(
           : merged(results as ReadonlyMap<string, unknown>[]);
       };
 
-      const subscription = source.subscribe({
+      const inner = new SourceSubscriber(subscriber, {
         next(batch) {
-          if (failed) return;
+          if (failed || subscriber.closed) return;
           let plan: BatchPlan;
           let result: ReadonlyMap<string, unknown> | Promise<ReadonlyMap<string, unknown>>;
           try {
@@ -158,11 +195,8 @@ export function metricOperator<R, O>(
           maybeComplete();
         },
       });
-
-      return () => {
-        controller.abort(new DOMException('The subscriber unsubscribed', 'AbortError'));
-        subscription.unsubscribe();
-      };
+      subscriber.add(() => controller.abort(new DOMException('The subscriber unsubscribed', 'AbortError')));
+      source.subscribe(inner);
     });
 }
 
