@@ -92,6 +92,14 @@ export class MetricPool implements ShardExecutor {
       // A worker written in TypeScript (development, tests) runs through tsx.
       execArgv: filename.endsWith('.ts') ? ['--import', 'tsx'] : [],
     });
+    // Piscina reports a result that arrives for a task it already aborted (its worker finished
+    // the shard just as the abort came) as an 'error' event; unhandled, that would crash the
+    // process. The aborted batch was never applied, so the late result is dropped. Anything else
+    // reported this way is not tied to a task: it becomes a process warning.
+    this.#piscina.on('error', (error: Error) => {
+      if (error.message.startsWith('Unexpected message from Worker')) return;
+      process.emitWarning(`MetricPool: ${error.message}`, { code: 'SAE_METRICS_POOL_ERROR' });
+    });
   }
 
   /** Batches dispatched now. */
@@ -132,32 +140,49 @@ export class MetricPool implements ShardExecutor {
     return allocateShared(shape);
   }
 
-  async #acquire(signal: AbortSignal | undefined): Promise<void> {
+  /**
+   * Takes a dispatch slot: at once (returning undefined) when one is free, so that a batch handed
+   * to the pool is dispatched synchronously; else a promise that resolves when a slot is handed
+   * over, or rejects when `signal` aborts first. No listener is left on `signal` either way.
+   */
+  #acquire(signal: AbortSignal | undefined): Promise<void> | undefined {
     if (this.#closed) throw new Error('MetricPool: the pool is closed');
     if (signal?.aborted) throw abortError(signal);
-    if (this.#inFlight >= this.maxInFlight) {
-      await new Promise<void>((resolve, reject) => {
-        const entry = { resolve, reject, signal };
-        this.#waiting.push(entry);
-        signal?.addEventListener(
-          'abort',
-          () => {
-            const i = this.#waiting.indexOf(entry);
-            if (i >= 0) {
-              this.#waiting.splice(i, 1);
-              reject(abortError(signal));
-            }
-          },
-          { once: true },
-        );
-      });
+    if (this.#inFlight < this.maxInFlight && this.#waiting.length === 0) {
+      this.#take();
+      return undefined;
     }
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => {
+        const i = this.#waiting.indexOf(entry);
+        if (i >= 0) this.#waiting.splice(i, 1);
+        reject(abortError(signal as AbortSignal));
+      };
+      const entry = {
+        resolve: () => {
+          signal?.removeEventListener('abort', onAbort);
+          this.#take();
+          resolve();
+        },
+        reject: (e: unknown) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(e);
+        },
+        signal,
+      };
+      this.#waiting.push(entry);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  #take(): void {
     this.#inFlight++;
     this.#peakInFlight = Math.max(this.#peakInFlight, this.#inFlight);
   }
 
   #release(): void {
     this.#inFlight--;
+    // Hand the slot to the next waiting batch (it counts itself in).
     this.#waiting.shift()?.resolve();
     if (this.#inFlight + this.#waiting.length < this.maxInFlight) this.#ready.shift()?.();
   }
@@ -175,11 +200,13 @@ export class MetricPool implements ShardExecutor {
     rows: number,
     options: EvaluateOptions,
   ): Promise<ReadonlyMap<string, unknown>> {
-    await this.#acquire(options.signal);
+    const waiting = this.#acquire(options.signal);
+    if (waiting !== undefined) await waiting;
     const local = new AbortController();
     const onAbort = (): void => local.abort(options.signal?.reason);
     options.signal?.addEventListener('abort', onAbort, { once: true });
     try {
+      if (options.signal?.aborted) throw abortError(options.signal);
       const distinct = distinctParts(parts);
       const reads = new Set<string>();
       for (const part of distinct.values()) for (const field of part.reads) reads.add(field);

@@ -20,8 +20,11 @@ export interface SharedTensor {
  * @throws {RangeError} when the shape is not a list of non-negative integers.
  */
 export function allocateShared(shape: readonly number[]): Tensor<'float32'> {
-  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    throw new RangeError(`allocate: shape must be an array of non-negative integers, got ${describeValue(shape)}`);
+  if (!Array.isArray(shape)) {
+    throw new TypeError(`allocate: shape must be an array of non-negative integers, got ${describeValue(shape)}`);
+  }
+  if (!shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    throw new RangeError(`allocate: shape must hold non-negative integers, got ${formatShape(shape)}`);
   }
   const size = shapeSize(shape);
   return new Tensor(new Float32Array(new SharedArrayBuffer(size * Float32Array.BYTES_PER_ELEMENT)), shape, 'float32');

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { setMaxListeners } from 'node:events';
 import { Observable, Subscriber, type OperatorFunction } from 'rxjs';
 import { describeValue } from '../../errors.js';
 import type { Batch } from '../../functional/core.js';
@@ -99,6 +100,11 @@ export function checkTarget(operator: string, target: unknown, options: unknown)
   if (o.shardRows !== undefined && (typeof o.shardRows !== 'number' || !Number.isSafeInteger(o.shardRows) || o.shardRows <= 0)) {
     throw new RangeError(`${operator}: options.shardRows must be a positive integer, got ${describeValue(o.shardRows)}`);
   }
+  if (o.pool instanceof MetricPool && o.shardRows !== undefined && o.shardRows !== o.pool.shardRows) {
+    throw new RangeError(
+      `${operator}: options.shardRows (${String(o.shardRows)}) disagrees with the pool's shardRows (${o.pool.shardRows}); with a pool, set shardRows on the pool`,
+    );
+  }
 }
 
 function freshRunner<R>(target: MetricTarget): Runner<R> {
@@ -125,6 +131,9 @@ export function metricOperator<R, O>(
       const handlers = makeHandlers();
       const executor: ShardExecutor = options?.pool ?? inThreadExecutor(options?.shardRows ?? DEFAULT_SHARD_ROWS);
       const controller = new AbortController();
+      // Every batch waiting for a pool slot listens on this signal, and a fast source may have
+      // many waiting: more than Node's default of 10 listeners is expected here.
+      setMaxListeners(0, controller.signal);
       const emit = (value: O): void => subscriber.next(value);
       let index = 0;
       let pending = 0;
