@@ -7,7 +7,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { describeValue, WorkerError } from '../errors.js';
-import type { Batch, StatePart } from '../functional/core.js';
+import { orDefault, type Batch, type StatePart } from '../functional/core.js';
 import type { Tensor, TensorLike } from '../tensor.js';
 import { distinctParts, mergeShards, type EvaluateOptions, type ShardExecutor } from './executor.js';
 import { DEFAULT_SHARD_ROWS, planShards } from './plan.js';
@@ -62,6 +62,8 @@ export class MetricPool implements ShardExecutor {
   #closed = false;
   readonly #waiting: { resolve: () => void; reject: (e: unknown) => void; signal: AbortSignal | undefined }[] = [];
   readonly #ready: (() => void)[] = [];
+  /** Shared buffers that held copies of finished batches, by size, for the next copies. */
+  readonly #spare = new Map<number, SharedArrayBuffer[]>();
 
   /** @internal Use {@link createMetricPool}. */
   constructor(options: MetricPoolOptions = {}) {
@@ -72,10 +74,10 @@ export class MetricPool implements ShardExecutor {
     for (const k of Object.keys(options)) {
       if (!known.includes(k)) throw new TypeError(`${NAME}: unknown option ${k} (known options: ${known.join(', ')})`);
     }
-    this.workers = positive('workers', options.workers ?? availableParallelism());
-    this.shardRows = positive('shardRows', options.shardRows ?? DEFAULT_SHARD_ROWS);
-    this.maxInFlight = positive('maxInFlight', options.maxInFlight ?? 2 * this.workers);
-    const backend = options.backend ?? 'auto';
+    this.workers = positive('workers', orDefault(options.workers, availableParallelism()));
+    this.shardRows = positive('shardRows', orDefault(options.shardRows, DEFAULT_SHARD_ROWS));
+    this.maxInFlight = positive('maxInFlight', orDefault(options.maxInFlight, 2 * this.workers));
+    const backend = orDefault(options.backend, 'auto');
     if (backend !== 'auto' && backend !== 'js') {
       throw new RangeError(`${NAME}: options.backend must be 'auto' or 'js', got ${describeValue(backend)}`);
     }
@@ -203,6 +205,7 @@ export class MetricPool implements ShardExecutor {
     const waiting = this.#acquire(options.signal);
     if (waiting !== undefined) await waiting;
     const local = new AbortController();
+    const staged: SharedArrayBuffer[] = [];
     const onAbort = (): void => local.abort(options.signal?.reason);
     options.signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -211,7 +214,7 @@ export class MetricPool implements ShardExecutor {
       const reads = new Set<string>();
       for (const part of distinct.values()) for (const field of part.reads) reads.add(field);
       const fields: Record<string, SharedTensor> = {};
-      for (const field of reads) fields[field] = toShared(batch[field] as TensorLike);
+      for (const field of reads) fields[field] = toShared(batch[field] as TensorLike, (n) => this.#stage(n, staged));
       const recipes = [...distinct.values()].map((p) => p.recipe);
       const componentIdx = batch.componentIdx;
       const shards = planShards(rows, this.shardRows);
@@ -245,8 +248,25 @@ export class MetricPool implements ShardExecutor {
       return mergeShards(distinct, results);
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
+      // A staging buffer may be reused once no worker can still read it: after an abort or a
+      // failure, shards of this batch may still be running, so those buffers are dropped.
+      if (!local.signal.aborted) for (const buffer of staged) this.#unstage(buffer);
       this.#release();
     }
+  }
+
+  /** A shared buffer of `byteLength` bytes for a copy, reused when one is spare. */
+  #stage(byteLength: number, staged: SharedArrayBuffer[]): SharedArrayBuffer {
+    const buffer = this.#spare.get(byteLength)?.pop() ?? new SharedArrayBuffer(byteLength);
+    staged.push(buffer);
+    return buffer;
+  }
+
+  /** Keeps a finished copy's buffer for reuse (as many per size as batches can be in flight). */
+  #unstage(buffer: SharedArrayBuffer): void {
+    const list = this.#spare.get(buffer.byteLength) ?? [];
+    if (list.length < this.maxInFlight) list.push(buffer);
+    this.#spare.set(buffer.byteLength, list);
   }
 
   /** Waits for running tasks, then ends the worker threads. */
@@ -255,6 +275,7 @@ export class MetricPool implements ShardExecutor {
     this.#closed = true;
     for (const w of this.#waiting.splice(0)) w.reject(new Error('MetricPool: the pool is closed'));
     for (const r of this.#ready.splice(0)) r();
+    this.#spare.clear();
     await this.#piscina.close();
   }
 }

@@ -35,11 +35,16 @@ export function isShared(t: TensorLike): boolean {
   return t.data.buffer instanceof SharedArrayBuffer;
 }
 
-/** The tensor as a shared view: itself when already shared, else one copy into shared memory. */
-export function toShared(t: TensorLike): SharedTensor {
+/**
+ * The tensor as a shared view: itself when already shared, else one copy into shared memory —
+ * into `staging(byteLength)` when given (a reused buffer: a new one costs a page fault per page on
+ * first write), else into a new `SharedArrayBuffer`.
+ */
+export function toShared(t: TensorLike, staging?: (byteLength: number) => SharedArrayBuffer): SharedTensor {
   let data = t.data;
   if (!(data.buffer instanceof SharedArrayBuffer)) {
-    const copy = new Float32Array(new SharedArrayBuffer(data.byteLength));
+    const buffer = staging?.(data.byteLength) ?? new SharedArrayBuffer(data.byteLength);
+    const copy = new Float32Array(buffer, 0, data.length);
     copy.set(data);
     data = copy;
   }
