@@ -31,6 +31,8 @@ export type { ComputeEveryOptions, ComputeWindow, MetricOperatorOptions, MetricT
 export { createMetricPool, MetricPool } from './pool/metric-pool.js';
 export type { MetricPoolOptions } from './pool/metric-pool.js';
 export { planShards, treeMerge, DEFAULT_SHARD_ROWS } from './pool/plan.js';
+export { BACKEND_ENV, GPUJS_MODE_ENV } from './pool/backend.js';
+export type { BackendName, BackendOption, GpujsMode } from './pool/backend.js';
 
 export type {
   L1AbsoluteLossOptions,

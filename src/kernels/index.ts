@@ -7,3 +7,7 @@
 export { jsFusedKernel } from './js-fused.js';
 export { computePartials, fromFusedPass } from './partials.js';
 export type { FusedKernel, ShardNeeds, ShardStats } from './types.js';
+export { createWasmKernel, wasmFile, wasmModule } from './wasm/index.js';
+export type { WasmKernel } from './wasm/index.js';
+export { createGpujsKernel, gpujsAvailable } from './gpujs/index.js';
+export type { GpujsKernel } from './gpujs/index.js';

@@ -7,6 +7,11 @@
  */
 import type { Batch, StatePart } from '../functional/core.js';
 import { computePartials } from '../kernels/partials.js';
+import type { FusedKernel } from '../kernels/types.js';
+import type { TensorLike } from '../tensor.js';
+import { checkBackendOption, chooseBackend, type BackendName, type BackendOption, type GpujsMode } from './backend.js';
+import { createKernelHost } from './kernel-host.js';
+import { WasmArena } from './wasm-arena.js';
 import { DEFAULT_SHARD_ROWS, planShards, treeMerge } from './plan.js';
 
 /** Options of one batch's evaluation. */
@@ -50,21 +55,68 @@ export function mergeShards(
   return out;
 }
 
+let inThreadWasm: { arena: WasmArena; kernel: FusedKernel } | undefined;
+
+/** This thread's WebAssembly kernel and the memory it reads (built once). */
+function threadWasm(): { arena: WasmArena; kernel: FusedKernel } {
+  if (inThreadWasm === undefined) {
+    const arena = new WasmArena();
+    inThreadWasm = { arena, kernel: createKernelHost({ backend: 'wasm', memory: arena.memory }).kernel };
+  }
+  return inThreadWasm;
+}
+
 /**
- * The in-thread executor: the same shard plan and merge tree as the pool, in the calling thread.
+ * The in-thread executor: the same shard plan, merge tree and backend choice as the pool (so the
+ * same bits as a pool of the same backend), in the calling thread. With the wasm backend each
+ * batch is copied once into this thread's WebAssembly memory.
  *
- * @throws {RangeError} when `shardRows` is not a positive integer.
+ * @throws {RangeError} when `shardRows` is not a positive integer or the backend is unknown.
+ * @throws {Error} when an explicitly requested backend cannot run here.
  */
-export function inThreadExecutor(shardRows: number = DEFAULT_SHARD_ROWS): ShardExecutor {
+export function inThreadExecutor(
+  shardRows: number = DEFAULT_SHARD_ROWS,
+  backend: BackendOption = 'auto',
+  gpujsMode?: GpujsMode,
+): ShardExecutor & { readonly backend: BackendName } {
   if (!Number.isSafeInteger(shardRows) || shardRows <= 0) {
     throw new RangeError(`inThreadExecutor: shardRows must be a positive integer, got ${String(shardRows)}`);
   }
+  const choice = chooseBackend('inThreadExecutor', checkBackendOption('inThreadExecutor', backend), gpujsMode);
+  const host =
+    choice.backend === 'wasm'
+      ? undefined
+      : createKernelHost({ backend: choice.backend, ...(choice.gpujsMode ? { gpujsMode: choice.gpujsMode } : {}) });
   return {
     shardRows,
+    backend: choice.backend,
     evaluate(parts, batch, rows) {
       const distinct = distinctParts(parts);
-      const shards = planShards(rows, shardRows).map((range) => computePartials(distinct.values(), batch, range));
-      return mergeShards(distinct, shards);
+      if (host !== undefined) {
+        const shards = planShards(rows, shardRows).map((range) => computePartials(distinct.values(), batch, range, host.kernel));
+        return mergeShards(distinct, shards);
+      }
+      const { arena, kernel } = threadWasm();
+      const blocks: number[] = [];
+      try {
+        const placed: Record<string, unknown> = { ...batch };
+        const reads = new Set<string>();
+        for (const part of distinct.values()) for (const field of part.reads) reads.add(field);
+        for (const field of reads) {
+          const t = batch[field] as TensorLike;
+          const offset = arena.allocate(t.data.byteLength);
+          blocks.push(offset);
+          const view = arena.view(offset, t.data.length);
+          view.set(t.data);
+          placed[field] = { data: view, shape: t.shape };
+        }
+        const shards = planShards(rows, shardRows).map((range) =>
+          computePartials(distinct.values(), placed as Batch, range, kernel),
+        );
+        return mergeShards(distinct, shards);
+      } finally {
+        for (const offset of blocks) arena.free(offset);
+      }
     },
   };
 }

@@ -8,11 +8,20 @@ import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { describeValue, WorkerError } from '../errors.js';
 import { orDefault, type Batch, type StatePart } from '../functional/core.js';
-import type { Tensor, TensorLike } from '../tensor.js';
+import { Tensor, type TensorLike } from '../tensor.js';
 import { distinctParts, mergeShards, type EvaluateOptions, type ShardExecutor } from './executor.js';
 import { DEFAULT_SHARD_ROWS, planShards } from './plan.js';
-import { allocateShared, toShared, type SharedTensor } from './shared-memory.js';
-import type { ShardResult, ShardTask } from './task.js';
+import { allocateShared, toShared } from './shared-memory.js';
+import type { ShardField, ShardResult, ShardTask } from './task.js';
+import { WasmArena } from './wasm-arena.js';
+import {
+  checkBackendOption,
+  checkGpujsMode,
+  chooseBackend,
+  type BackendName,
+  type BackendOption,
+  type GpujsMode,
+} from './backend.js';
 
 /** Options of {@link createMetricPool}. */
 export interface MetricPoolOptions {
@@ -20,8 +29,14 @@ export interface MetricPoolOptions {
   readonly workers?: number;
   /** Rows per shard, fixed by the batch and not by the worker count (default 1024). */
   readonly shardRows?: number;
-  /** Which kernel computes shards (default `'auto'`, which is `'js'` here). */
-  readonly backend?: 'auto' | 'js';
+  /**
+   * Which kernel computes shards (default `'auto'`: gpu.js on a hardware GPU, else the fused
+   * WebAssembly SIMD pass, else plain JavaScript). The environment variable
+   * `SAE_METRICS_BACKEND` overrides it.
+   */
+  readonly backend?: BackendOption;
+  /** The gpu.js mode for the `gpujs` backend (default `'gpu'`; `SAE_METRICS_GPUJS_MODE` overrides it). */
+  readonly gpujsMode?: GpujsMode;
   /** Batches dispatched at once, across all users of the pool (default 2 per worker). */
   readonly maxInFlight?: number;
   /** The worker module (default: this package's worker). For tests and custom workers. */
@@ -52,8 +67,17 @@ export class MetricPool implements ShardExecutor {
   readonly workers: number;
   /** Rows per shard. */
   readonly shardRows: number;
-  /** The kernel the workers run. */
-  readonly backend: 'js';
+  /** The kernel family the workers run. */
+  readonly backend: BackendName;
+  /** The gpu.js mode, for the gpujs backend. */
+  readonly gpujsMode: GpujsMode | undefined;
+  /** Why this backend was chosen. */
+  readonly backendReason: string;
+  /** The shared WebAssembly memory of the wasm backend, and its blocks. */
+  readonly #arena: WasmArena | undefined;
+  /** Blocks of the arena handed out by `allocate`, by their data. */
+  readonly #blocks = new WeakMap<Float32Array, number>();
+  readonly #collected = new FinalizationRegistry<number>((offset) => this.#arena?.free(offset));
   /** Batches dispatched at once. */
   readonly maxInFlight: number;
   readonly #piscina: Piscina<ShardTask, ShardResult>;
@@ -70,18 +94,20 @@ export class MetricPool implements ShardExecutor {
     if (typeof options !== 'object' || options === null) {
       throw new TypeError(`${NAME}: options must be an object, got ${describeValue(options)}`);
     }
-    const known = ['workers', 'shardRows', 'backend', 'maxInFlight', 'filename'];
+    const known = ['workers', 'shardRows', 'backend', 'gpujsMode', 'maxInFlight', 'filename'];
     for (const k of Object.keys(options)) {
       if (!known.includes(k)) throw new TypeError(`${NAME}: unknown option ${k} (known options: ${known.join(', ')})`);
     }
     this.workers = positive('workers', orDefault(options.workers, availableParallelism()));
     this.shardRows = positive('shardRows', orDefault(options.shardRows, DEFAULT_SHARD_ROWS));
     this.maxInFlight = positive('maxInFlight', orDefault(options.maxInFlight, 2 * this.workers));
-    const backend = orDefault(options.backend, 'auto');
-    if (backend !== 'auto' && backend !== 'js') {
-      throw new RangeError(`${NAME}: options.backend must be 'auto' or 'js', got ${describeValue(backend)}`);
-    }
-    this.backend = 'js';
+    const backend = checkBackendOption(NAME, orDefault(options.backend, 'auto'));
+    const mode = options.gpujsMode === undefined ? undefined : checkGpujsMode(NAME, options.gpujsMode);
+    const choice = chooseBackend(NAME, backend, mode);
+    this.backend = choice.backend;
+    this.gpujsMode = choice.gpujsMode;
+    this.backendReason = choice.reason;
+    this.#arena = choice.backend === 'wasm' ? new WasmArena() : undefined;
     if (options.filename !== undefined && typeof options.filename !== 'string') {
       throw new TypeError(`${NAME}: options.filename must be a path, got ${describeValue(options.filename)}`);
     }
@@ -93,6 +119,11 @@ export class MetricPool implements ShardExecutor {
       idleTimeout: 60_000,
       // A worker written in TypeScript (development, tests) runs through tsx.
       execArgv: filename.endsWith('.ts') ? ['--import', 'tsx'] : [],
+      workerData: {
+        backend: choice.backend,
+        ...(choice.gpujsMode === undefined ? {} : { gpujsMode: choice.gpujsMode }),
+        ...(this.#arena === undefined ? {} : { memory: this.#arena.memory }),
+      },
     });
     // Piscina reports a result that arrives for a task it already aborted (its worker finished
     // the shard just as the abort came) as an 'error' event; unhandled, that would crash the
@@ -139,7 +170,41 @@ export class MetricPool implements ShardExecutor {
    * hands them to the workers with no copy at all.
    */
   allocate(shape: readonly number[]): Tensor<'float32'> {
-    return allocateShared(shape);
+    const arena = this.#arena;
+    if (arena === undefined) return allocateShared(shape);
+    const t = allocateShared(shape); // checks the shape
+    const offset = arena.allocate(t.data.byteLength);
+    const data = arena.view(offset, t.size);
+    data.fill(0);
+    this.#blocks.set(data, offset);
+    const tensor = new Tensor(data, t.shape, 'float32');
+    // The block returns to the arena when its data is collected (or on release()).
+    this.#collected.register(data, offset, data);
+    return tensor;
+  }
+
+  /**
+   * Gives back the memory of a tensor from {@link allocate} at once (it is otherwise freed when
+   * the tensor is garbage-collected). The tensor must not be used afterwards.
+   */
+  release(tensor: Tensor<'float32'>): void {
+    const offset = this.#blocks.get(tensor.data);
+    if (offset === undefined || this.#arena === undefined) return;
+    this.#blocks.delete(tensor.data);
+    this.#collected.unregister(tensor.data);
+    this.#arena.free(offset);
+  }
+
+  /** Puts a batch field where the workers' kernel reads it; `staged` collects blocks to free after. */
+  #place(t: TensorLike, staged: number[], stagedBuffers: SharedArrayBuffer[]): ShardField {
+    const arena = this.#arena;
+    if (arena === undefined) return toShared(t, (n) => this.#stage(n, stagedBuffers));
+    const own = this.#blocks.get(t.data);
+    if (own !== undefined) return { wasm: true, byteOffset: t.data.byteOffset, length: t.data.length, shape: [...t.shape] };
+    const offset = arena.allocate(t.data.byteLength);
+    staged.push(offset);
+    arena.view(offset, t.data.length).set(t.data);
+    return { wasm: true, byteOffset: offset, length: t.data.length, shape: [...t.shape] };
   }
 
   /**
@@ -206,6 +271,8 @@ export class MetricPool implements ShardExecutor {
     if (waiting !== undefined) await waiting;
     const local = new AbortController();
     const staged: SharedArrayBuffer[] = [];
+    const blocks: number[] = [];
+    let running: Promise<unknown>[] = [];
     const onAbort = (): void => local.abort(options.signal?.reason);
     options.signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -213,13 +280,12 @@ export class MetricPool implements ShardExecutor {
       const distinct = distinctParts(parts);
       const reads = new Set<string>();
       for (const part of distinct.values()) for (const field of part.reads) reads.add(field);
-      const fields: Record<string, SharedTensor> = {};
-      for (const field of reads) fields[field] = toShared(batch[field] as TensorLike, (n) => this.#stage(n, staged));
+      const fields: Record<string, ShardField> = {};
+      for (const field of reads) fields[field] = this.#place(batch[field] as TensorLike, blocks, staged);
       const recipes = [...distinct.values()].map((p) => p.recipe);
       const componentIdx = batch.componentIdx;
       const shards = planShards(rows, this.shardRows);
-      const results = await Promise.all(
-        shards.map((range, shardIndex) =>
+      running = shards.map((range, shardIndex) =>
           this.#piscina
             .run(
               {
@@ -243,14 +309,21 @@ export class MetricPool implements ShardExecutor {
                 throw wrapped;
               },
             ),
-        ),
       );
-      return mergeShards(distinct, results);
+      const results = await Promise.all(running);
+      return mergeShards(distinct, results as ReadonlyMap<string, unknown>[]);
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
       // A staging buffer may be reused once no worker can still read it: after an abort or a
       // failure, shards of this batch may still be running, so those buffers are dropped.
       if (!local.signal.aborted) for (const buffer of staged) this.#unstage(buffer);
+      // Blocks of the wasm arena are freed once no shard can read them any more.
+      if (blocks.length > 0) {
+        const arena = this.#arena as WasmArena;
+        void Promise.allSettled(running).then(() => {
+          for (const offset of blocks) arena.free(offset);
+        });
+      }
       this.#release();
     }
   }
@@ -281,8 +354,10 @@ export class MetricPool implements ShardExecutor {
 }
 
 function defaultWorker(): string {
-  const here = import.meta.url;
-  const ext = here.endsWith('.ts') ? 'ts' : 'js';
+  // The path, not the whole URL: a loader may add a query (tsx does: ?tsx-namespace=...).
+  const here = new URL(import.meta.url);
+  here.search = '';
+  const ext = here.pathname.endsWith('.ts') ? 'ts' : 'js';
   return fileURLToPath(new URL(`../../workers/metric-worker.${ext}`, here));
 }
 

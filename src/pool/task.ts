@@ -7,15 +7,28 @@
 import type { Batch, PartRecipe, RowRange } from '../functional/core.js';
 import { partFromRecipe } from '../functional/parts/registry.js';
 import { computePartials } from '../kernels/partials.js';
+import { jsFusedKernel } from '../kernels/js-fused.js';
+import type { FusedKernel } from '../kernels/types.js';
 import { fromShared, type SharedTensor } from './shared-memory.js';
 import type { StatePart } from '../functional/core.js';
+
+/** A float32 tensor in the pool's shared WebAssembly memory, by position. */
+export interface WasmField {
+  readonly wasm: true;
+  readonly byteOffset: number;
+  readonly length: number;
+  readonly shape: readonly number[];
+}
+
+/** A batch field as a worker receives it. */
+export type ShardField = SharedTensor | WasmField;
 
 /** One shard of one batch, for a worker. */
 export interface ShardTask {
   /** The distinct parts to compute. */
   readonly recipes: readonly PartRecipe[];
   /** The batch fields the parts read, in shared memory. */
-  readonly fields: Readonly<Record<string, SharedTensor>>;
+  readonly fields: Readonly<Record<string, ShardField>>;
   /** The batch's `componentIdx`, if any. */
   readonly componentIdx?: number;
   /** The shard's rows. */
@@ -34,8 +47,11 @@ function recipeKey(r: PartRecipe): string {
   return `${r.kind}(${JSON.stringify(r.args)})`;
 }
 
-/** Runs a shard task (in a worker, or in-thread): one fused pass, every part's partial state. */
-export function runShardTask(task: ShardTask): ShardResult {
+/**
+ * Runs a shard task (in a worker, or in-thread): one fused pass of `kernel`, every part's partial
+ * state. Fields in WebAssembly memory are read through views of `memory` as it is now.
+ */
+export function runShardTask(task: ShardTask, kernel: FusedKernel = jsFusedKernel, memory?: WebAssembly.Memory): ShardResult {
   const parts: StatePart<unknown>[] = [];
   for (const recipe of task.recipes) {
     const key = recipeKey(recipe);
@@ -47,8 +63,13 @@ export function runShardTask(task: ShardTask): ShardResult {
     parts.push(part);
   }
   const batch: Record<string, unknown> = {};
-  for (const [name, shared] of Object.entries(task.fields)) batch[name] = fromShared(shared);
+  for (const [name, field] of Object.entries(task.fields)) {
+    if ('wasm' in field) {
+      if (memory === undefined) throw new Error(`field ${name} is in WebAssembly memory, but this worker has none`);
+      batch[name] = { data: new Float32Array(memory.buffer, field.byteOffset, field.length), shape: field.shape };
+    } else batch[name] = fromShared(field);
+  }
   if (task.componentIdx !== undefined) batch.componentIdx = task.componentIdx;
-  const partials = computePartials(parts, batch as Batch, task.rows);
+  const partials = computePartials(parts, batch as Batch, task.rows, kernel);
   return Object.fromEntries(partials);
 }

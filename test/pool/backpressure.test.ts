@@ -69,7 +69,7 @@ describe('many large batches from a lazy producer, maxInFlight 2', () => {
   const SHARD_ROWS = 1024;
   let pool: MetricPool;
   beforeAll(() => {
-    pool = createMetricPool({ workers: 2, shardRows: SHARD_ROWS, maxInFlight: 2, filename: slowWorker });
+    pool = createMetricPool({ workers: 2, shardRows: SHARD_ROWS, maxInFlight: 2, filename: slowWorker, backend: 'js' });
   });
   afterAll(async () => {
     await pool.close();
@@ -101,7 +101,7 @@ describe('maxInFlight 1', () => {
   const SHARD_ROWS = 64; // 4 shards a batch, over 2 workers
   let pool: MetricPool;
   beforeAll(() => {
-    pool = createMetricPool({ workers: 2, shardRows: SHARD_ROWS, maxInFlight: 1, filename: slowWorker });
+    pool = createMetricPool({ workers: 2, shardRows: SHARD_ROWS, maxInFlight: 1, filename: slowWorker, backend: 'js' });
   });
   afterAll(async () => {
     await pool.close();

@@ -270,7 +270,7 @@ describe('unsubscribing aborts a task that never finishes', () => {
   let pool: MetricPool;
   beforeAll(() => {
     // maxInFlight 1: while the blocked batch runs, the later batches wait for a slot.
-    pool = createMetricPool({ workers: WORKERS, shardRows: SHARD_ROWS, maxInFlight: 1, filename: fixture('fault-block') });
+    pool = createMetricPool({ workers: WORKERS, shardRows: SHARD_ROWS, maxInFlight: 1, filename: fixture('fault-block'), backend: 'js' });
   });
   afterAll(async () => {
     await pool.close();
@@ -355,7 +355,7 @@ describe('an early unsubscribe while shards run', () => {
 describe('workers finishing out of order', () => {
   let pool: MetricPool;
   beforeAll(() => {
-    pool = createMetricPool({ workers: WORKERS, shardRows: SHARD_ROWS, filename: fixture('fault-slow-first') });
+    pool = createMetricPool({ workers: WORKERS, shardRows: SHARD_ROWS, filename: fixture('fault-slow-first'), backend: 'js' });
   });
   afterAll(async () => {
     await pool.close();

@@ -39,13 +39,23 @@ describe('option validation (no pool is started)', () => {
 
   it.each(['gpu', 'cpu', 'JS', ''])('options.backend %j is rejected with a RangeError', (backend) => {
     expect(() => create({ backend })).toThrow(RangeError);
-    expect(() => create({ backend })).toThrow(`createMetricPool: options.backend must be 'auto' or 'js', got ${JSON.stringify(backend)}`);
+    expect(() => create({ backend })).toThrow(
+      `createMetricPool: options.backend must be one of 'auto', 'wasm', 'gpujs', 'js', got ${JSON.stringify(backend)}`,
+    );
+  });
+
+  it.each(['cuda', 'GPU', 3])('options.gpujsMode %j is rejected with a RangeError', (gpujsMode) => {
+    expect(() => create({ backend: 'gpujs', gpujsMode })).toThrow(
+      new RangeError(
+        `createMetricPool: options.gpujsMode must be one of 'gpu', 'headlessgl', 'webgl', 'webgl2', 'webgpu', 'cpu', 'webasm', got ${JSON.stringify(gpujsMode)}`,
+      ),
+    );
   });
 
   it('an unknown option is rejected with a TypeError listing the known ones', () => {
     expect(() => create({ threads: 2 })).toThrow(TypeError);
     expect(() => create({ threads: 2 })).toThrow(
-      'createMetricPool: unknown option threads (known options: workers, shardRows, backend, maxInFlight, filename)',
+      'createMetricPool: unknown option threads (known options: workers, shardRows, backend, gpujsMode, maxInFlight, filename)',
     );
   });
 
@@ -73,7 +83,7 @@ describe('defaults and the pool life cycle', () => {
   const batch = { learnedActivations: tensor([[1, -2, 0], [0.5, 0, 3], [-1, 1, 1]]) };
   const parts = Object.values(new L1AbsoluteLoss().definition.parts);
 
-  it('defaults: workers = availableParallelism(), maxInFlight = 2 * workers, shardRows 1024, backend js', async () => {
+  it('defaults: workers = availableParallelism(), maxInFlight = 2 * workers, shardRows 1024, backend auto (wasm here: no GPU)', async () => {
     const pool = createMetricPool();
     try {
       expect(pool).toBeInstanceOf(MetricPool);
@@ -81,7 +91,7 @@ describe('defaults and the pool life cycle', () => {
       expect(pool.maxInFlight).toBe(2 * availableParallelism());
       expect(pool.shardRows).toBe(1024);
       expect(DEFAULT_SHARD_ROWS).toBe(1024);
-      expect(pool.backend).toBe('js');
+      expect(pool.backend).toBe('wasm');
       expect(pool.threads).toBe(availableParallelism());
       expect(pool.inFlight).toBe(0);
       expect(pool.peakInFlight).toBe(0);
@@ -90,13 +100,13 @@ describe('defaults and the pool life cycle', () => {
     }
   }, 20_000);
 
-  it("explicit options are kept; maxInFlight follows workers; backend 'auto' runs 'js'", async () => {
+  it("explicit options are kept; maxInFlight follows workers; backend 'auto' runs 'wasm' here", async () => {
     const pool = createMetricPool({ workers: 1, shardRows: 2, backend: 'auto' });
     try {
       expect(pool.workers).toBe(1);
       expect(pool.maxInFlight).toBe(2);
       expect(pool.shardRows).toBe(2);
-      expect(pool.backend).toBe('js');
+      expect(pool.backend).toBe('wasm');
       expect(pool.threads).toBe(1);
       // It works, with the in-thread executor's bits at the same shardRows.
       const expected = inThreadExecutor(2).evaluate(parts, batch, 3, { batchIndex: 0 });

@@ -153,7 +153,7 @@ describe('MetricPool and shared memory (fixture worker equivalence-probe)', () =
   let pool: MetricPool;
 
   beforeAll(() => {
-    pool = createMetricPool({ workers: 2, shardRows: SHARD_ROWS, filename: PROBE });
+    pool = createMetricPool({ workers: 2, shardRows: SHARD_ROWS, filename: PROBE, backend: 'js' });
   });
   afterAll(async () => {
     await pool.close();

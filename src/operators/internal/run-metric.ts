@@ -14,6 +14,7 @@ import { MetricCollection, type AnyMetric, type CollectionResult } from '../../c
 import { inThreadExecutor, type ShardExecutor } from '../../pool/executor.js';
 import { MetricPool } from '../../pool/metric-pool.js';
 import { DEFAULT_SHARD_ROWS } from '../../pool/plan.js';
+import { checkBackendOption, checkGpujsMode, type BackendOption, type GpujsMode } from '../../pool/backend.js';
 
 /** Options every metric operator takes. */
 export interface MetricOperatorOptions {
@@ -21,6 +22,10 @@ export interface MetricOperatorOptions {
   readonly pool?: MetricPool;
   /** Rows per shard in-thread (default 1024; with a pool, the pool's `shardRows`). */
   readonly shardRows?: number;
+  /** The in-thread kernel (default `'auto'`, chosen as a pool chooses; with a pool, the pool's). */
+  readonly backend?: BackendOption;
+  /** The gpu.js mode of an in-thread `gpujs` backend. */
+  readonly gpujsMode?: GpujsMode;
 }
 
 /** A metric or a collection: what an operator evaluates. */
@@ -100,6 +105,11 @@ export function checkTarget(operator: string, target: unknown, options: unknown)
   if (o.shardRows !== undefined && (typeof o.shardRows !== 'number' || !Number.isSafeInteger(o.shardRows) || o.shardRows <= 0)) {
     throw new RangeError(`${operator}: options.shardRows must be a positive integer, got ${describeValue(o.shardRows)}`);
   }
+  if (o.backend !== undefined) checkBackendOption(operator, o.backend);
+  if (o.gpujsMode !== undefined) checkGpujsMode(operator, o.gpujsMode);
+  if (o.pool instanceof MetricPool && (o.backend !== undefined || o.gpujsMode !== undefined)) {
+    throw new TypeError(`${operator}: options.backend and options.gpujsMode are for the in-thread path; with a pool, set them on the pool`);
+  }
   if (o.pool instanceof MetricPool && o.shardRows !== undefined && o.shardRows !== o.pool.shardRows) {
     throw new RangeError(
       `${operator}: options.shardRows (${String(o.shardRows)}) disagrees with the pool's shardRows (${o.pool.shardRows}); with a pool, set shardRows on the pool`,
@@ -129,7 +139,15 @@ export function metricOperator<R, O>(
     new Observable<O>((subscriber) => {
       const runner = freshRunner<R>(target);
       const handlers = makeHandlers();
-      const executor: ShardExecutor = options?.pool ?? inThreadExecutor(options?.shardRows ?? DEFAULT_SHARD_ROWS);
+      let executor: ShardExecutor;
+      try {
+        executor =
+          options?.pool ??
+          inThreadExecutor(options?.shardRows ?? DEFAULT_SHARD_ROWS, options?.backend ?? 'auto', options?.gpujsMode);
+      } catch (error) {
+        subscriber.error(error);
+        return;
+      }
       const controller = new AbortController();
       // Every batch waiting for a pool slot listens on this signal, and a fast source may have
       // many waiting: more than Node's default of 10 listeners is expected here.

@@ -1,0 +1,464 @@
+/**
+ * gpu.js kernels for every partial reduction the metrics need, on any gpu.js mode that runs
+ * synchronously: `cpu`, `webasm` (single-threaded), and the GL modes (`headlessgl` in Node, under
+ * a display; `gpu` picks the best GL backend).
+ *
+ * One kernel per statistic, each over blocks so that every output cell sums a bounded run of
+ * float32 values; the blocks are summed outside the kernel in float64 (counts in exact integers):
+ *
+ * | statistic | kernel output | cell computes | outside the kernel |
+ * | --- | --- | --- | --- |
+ * | `abs` | `[vectors, featureBlocks]` | `sum |x|` over one block of features | sum of the blocks, per vector |
+ * | `nonZero` | `[vectors, featureBlocks]` | `count(x != 0)` over one block of features | sum of the blocks and of the vectors of each component |
+ * | `fired` | `[features, components, rowBlocks]` | `count(x > 0)` over one block of rows | sum of the row blocks |
+ * | `mse` | `[vectors, featureBlocks]` | `sum (decoded - source)^2` over one block | sum of the blocks, divided by the feature count |
+ *
+ * Known gpu.js traps, and how they are avoided here:
+ * - flat indexing `x[r * F + f]` is computed in float32 in `webasm` and the GL modes, and reads the
+ *   wrong element past 2^24: every array is an `input(data, [F, vectors])` (or `[F, C, rows]`)
+ *   read with 2-D/3-D indexing, which gpu.js computes in integers;
+ * - a loop bound passed as an argument is silently capped at `loopMaxIterations`: every loop bound
+ *   is a constant, and `loopMaxIterations` is set above it;
+ * - `cpu` mode with `dynamicArguments` strides wrongly: kernels have fixed sizes, one set per shard
+ *   shape `(rows, components, features)`, built on first use and cached;
+ * - threaded `webasm` starts a worker pool of its own (a pool inside each pool worker): kernels run
+ *   synchronously, which gpu.js runs single-threaded (its pool is only used under `asyncMode`);
+ * - outputs are float32: a count in one output cell is at most a block size (far below 2^24, so
+ *   exact), and cells are summed outside in float64.
+ *
+ * A silent fallback to another mode is an error: the mode that ran is checked when the kernel
+ * object is created and after every kernel run.
+ *
+ * @module
+ */
+import { describeValue } from '../../errors.js';
+import type { TensorLike } from '../../tensor.js';
+import { jsFusedKernel } from '../js-fused.js';
+import type { FusedKernel, ShardStats } from '../types.js';
+import {
+  type ActualMode,
+  glLoadError,
+  glRenderer,
+  type GpuInstance,
+  gpujs,
+  type KernelOutput,
+  type KernelRunShortcut,
+  modeOfKernel,
+} from './gpu.js';
+
+export type { ActualMode as GpujsActualMode } from './gpu.js';
+
+/** The gpu.js modes that can be requested (`gpu`: the best GL backend gpu.js finds). */
+export type GpujsMode = 'gpu' | 'headlessgl' | 'webgl' | 'webgl2' | 'webgpu' | 'cpu' | 'webasm';
+
+const MODES: readonly GpujsMode[] = ['gpu', 'headlessgl', 'webgl', 'webgl2', 'webgpu', 'cpu', 'webasm'];
+const GL_MODES: readonly ActualMode[] = ['headlessgl', 'webgl', 'webgl2'];
+
+/** Options of {@link createGpujsKernel}. */
+export interface GpujsKernelOptions {
+  /** The gpu.js mode to run in. */
+  readonly mode: GpujsMode;
+  /**
+   * Features summed by one output cell (default 256): a float32 sum over at most this many values,
+   * so the per-vector sums stay within about 1e-6 relative of float64 on typical data.
+   */
+  readonly featureBlock?: number;
+  /** Rows counted by one output cell of the fired-count kernel (default 256). */
+  readonly rowBlock?: number;
+  /** How many shard shapes keep their kernels (default 8; the least recently used is destroyed). */
+  readonly maxShapes?: number;
+}
+
+/** A gpu.js fused kernel: the kernels, the mode that runs them, and how to release them. */
+export interface GpujsKernel {
+  /** The mode gpu.js actually runs (for a requested `gpu`, the GL backend it chose). */
+  readonly mode: ActualMode;
+  /** The mode that was requested. */
+  readonly requestedMode: GpujsMode;
+  /**
+   * For the GL modes: the WebGL renderer and, where it can be found, the driver below it (e.g.
+   * `ANGLE (WebGL 1.0 stack-gl 8.1.6); driver: Mesa swrast_dri.so (llvmpipe, software)`), so a
+   * software renderer can be told from a hardware GPU. Undefined for `cpu` and `webasm`.
+   */
+  readonly renderer?: string;
+  /** The shard pass: same contract and results as `jsFusedKernel`, within float32 tolerance. */
+  readonly fused: FusedKernel;
+  /** Destroys every kernel and the GL context; `fused` throws afterwards. */
+  destroy(): Promise<void>;
+}
+
+/** Whether a gpu.js mode can run here, and if not, why. */
+export type GpujsAvailability = { readonly ok: true } | { readonly ok: false; readonly reason: string };
+
+const GL_INSTALL =
+  'install its build dependencies (Debian: libxi-dev libx11-dev libxext-dev mesa-common-dev pkg-config) and reinstall it (npm rebuild gl)';
+
+function headlessglAvailable(): GpujsAvailability {
+  const loadError = glLoadError();
+  if (loadError !== undefined) {
+    return { ok: false, reason: `the optional native package gl cannot be loaded (${loadError}); ${GL_INSTALL}` };
+  }
+  if (gpujs().HeadlessGLKernel.isSupported) return { ok: true };
+  const display = process.env.DISPLAY;
+  return {
+    ok: false,
+    reason:
+      display === undefined || display === ''
+        ? 'gl cannot create a WebGL context: there is no X display (DISPLAY is not set); run under xvfb-run (Debian package xvfb)'
+        : `gl cannot create a WebGL context on display ${display} (is the X server running, with GLX?)`,
+  };
+}
+
+/**
+ * Whether a gpu.js mode can run here; never throws. The reasons name what is missing: the `gl`
+ * package or a display for `headlessgl`, a browser for `webgl`/`webgl2`, `navigator.gpu` for
+ * `webgpu`.
+ *
+ * @example
+ * ```ts
+ * gpujsAvailable('cpu'); // { ok: true }
+ * gpujsAvailable('webgl').ok; // false
+ * ```
+ */
+export function gpujsAvailable(mode: GpujsMode): GpujsAvailability {
+  try {
+    if (!MODES.includes(mode)) {
+      return { ok: false, reason: `unknown gpu.js mode ${describeValue(mode)} (one of ${MODES.join(', ')})` };
+    }
+    const g = gpujs();
+    switch (mode) {
+      case 'cpu':
+        return { ok: true };
+      case 'webasm':
+        return g.WebAssemblyKernel.isSupported ? { ok: true } : { ok: false, reason: 'this runtime has no WebAssembly' };
+      case 'headlessgl':
+        return headlessglAvailable();
+      case 'webgl':
+      case 'webgl2':
+        return (mode === 'webgl' ? g.WebGLKernel : g.WebGL2Kernel).isSupported
+          ? { ok: true }
+          : { ok: false, reason: `${mode} needs a browser canvas (there is none in Node: use headlessgl)` };
+      case 'gpu': {
+        if (g.HeadlessGLKernel.isSupported || g.WebGL2Kernel.isSupported || g.WebGLKernel.isSupported) return { ok: true };
+        const gl = headlessglAvailable();
+        return { ok: false, reason: `no GL backend (gpu.js would run webasm, not a GPU): ${gl.ok ? 'unknown' : gl.reason}` };
+      }
+      case 'webgpu': {
+        const nav = (globalThis as { navigator?: { gpu?: unknown } }).navigator;
+        if (nav?.gpu === undefined) return { ok: false, reason: 'no navigator.gpu in this runtime (Node has no WebGPU)' };
+        return {
+          ok: false,
+          reason: "gpu.js's webgpu kernels return Promises (readback is asynchronous) and a FusedKernel is synchronous",
+        };
+      }
+    }
+  } catch (error) {
+    return { ok: false, reason: (error as Error).message };
+  }
+}
+
+/** Sums of |x| over one block of features of one vector: output `[vectors, featureBlocks]`. */
+const ABS_SOURCE = `function(x) {
+  let s = 0;
+  for (let k = 0; k < this.constants.B; k++) {
+    const f = this.thread.y * this.constants.B + k;
+    if (f < this.constants.F) {
+      s += Math.abs(x[this.thread.x][f]);
+    }
+  }
+  return s;
+}`;
+
+/** Counts of x != 0 over one block of features of one vector: output `[vectors, featureBlocks]`. */
+const NON_ZERO_SOURCE = `function(x) {
+  let n = 0;
+  for (let k = 0; k < this.constants.B; k++) {
+    const f = this.thread.y * this.constants.B + k;
+    if (f < this.constants.F) {
+      if (x[this.thread.x][f] !== 0) {
+        n += 1;
+      }
+    }
+  }
+  return n;
+}`;
+
+/** Counts of x > 0 over one block of rows, per component and feature: output `[features, components, rowBlocks]`. */
+const FIRED_SOURCE = `function(x) {
+  let n = 0;
+  for (let k = 0; k < this.constants.RB; k++) {
+    const r = this.thread.z * this.constants.RB + k;
+    if (r < this.constants.R) {
+      if (x[r][this.thread.y][this.thread.x] > 0) {
+        n += 1;
+      }
+    }
+  }
+  return n;
+}`;
+
+/** Sums of (decoded - source)^2 over one block of features of one vector: output `[vectors, featureBlocks]`. */
+const SQUARED_ERROR_SOURCE = `function(d, s) {
+  let acc = 0;
+  for (let k = 0; k < this.constants.B; k++) {
+    const f = this.thread.y * this.constants.B + k;
+    if (f < this.constants.F) {
+      const e = d[this.thread.x][f] - s[this.thread.x][f];
+      acc += e * e;
+    }
+  }
+  return acc;
+}`;
+
+type Statistic = 'abs' | 'nonZero' | 'fired' | 'mse';
+
+/** The kernels of one shard shape, built on first use. */
+interface ShapeKernels {
+  readonly rows: number;
+  readonly components: number;
+  readonly features: number;
+  readonly kernels: Map<Statistic, KernelRunShortcut>;
+}
+
+function axes(t: TensorLike): { components: number; features: number } {
+  const shape = t.shape;
+  return { components: shape.length === 3 ? (shape[1] as number) : 1, features: shape[shape.length - 1] as number };
+}
+
+/** The output rows of a kernel, in storage order (z, then y): each a `Float32Array` along x. */
+function outputRows(output: KernelOutput): Float32Array[] {
+  if (output instanceof Float32Array) return [output];
+  const rows: Float32Array[] = [];
+  for (const item of output) {
+    if (item instanceof Float32Array) rows.push(item);
+    else for (const row of item) rows.push(row);
+  }
+  return rows;
+}
+
+/** `out[i] = sum_b rows[b][i]` in float64. */
+function sumRows(rows: readonly Float32Array[], length: number): Float64Array {
+  const out = new Float64Array(length);
+  for (const row of rows) {
+    if (row.length !== length) throw new Error(`gpu.js kernel: an output row has ${row.length} cells, expected ${length}`);
+    for (let i = 0; i < length; i++) out[i] = (out[i] as number) + (row[i] as number);
+  }
+  return out;
+}
+
+function positiveInteger(fn: string, name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || (value as number) < 1) {
+    throw new RangeError(`${fn}: options.${name} must be a positive integer, got ${describeValue(value)}`);
+  }
+  return value as number;
+}
+
+const FN = 'createGpujsKernel';
+
+/**
+ * Builds gpu.js kernels in one mode. The mode that actually runs is checked by running a small
+ * kernel: if gpu.js fell back to another mode, this throws rather than hide it.
+ *
+ * `fused(batch, rows, needs)` has `jsFusedKernel`'s contract: the needed statistics of rows
+ * `[start, end)` of a validated batch. Sums are float32 within a block of `featureBlock` features
+ * and float64 across blocks; counts are exact integers. Kernels are built once per shard shape
+ * `(rows, components, features)` and cached. A shard with no rows, components or features is
+ * computed by `jsFusedKernel` (no gpu.js kernel can have an empty output).
+ *
+ * @throws {RangeError} when an option is out of range.
+ * @throws {Error} when the mode cannot run here (the reason says why, see {@link gpujsAvailable}),
+ *   or when gpu.js runs another mode than the one requested.
+ *
+ * @example
+ * ```ts
+ * const gpu = createGpujsKernel({ mode: 'cpu' });
+ * const stats = gpu.fused({ learnedActivations: tensor([[1, -2, 0], [0, 3, 0]]) }, { start: 0, end: 2 }, { abs: true, fired: true });
+ * Array.from(stats.abs); // [3, 3]
+ * Array.from(stats.fired); // [1, 1, 0]
+ * gpu.mode; // 'cpu'
+ * await gpu.destroy();
+ * ```
+ */
+export function createGpujsKernel(options: GpujsKernelOptions): GpujsKernel {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(`${FN}: options must be an object, got ${describeValue(options)}`);
+  }
+  const requested = options.mode;
+  if (!MODES.includes(requested)) {
+    throw new RangeError(`${FN}: options.mode must be one of ${MODES.map((m) => `'${m}'`).join(', ')}, got ${describeValue(requested)}`);
+  }
+  const featureBlock = positiveInteger(FN, 'featureBlock', options.featureBlock, 256);
+  const rowBlock = positiveInteger(FN, 'rowBlock', options.rowBlock, 256);
+  const maxShapes = positiveInteger(FN, 'maxShapes', options.maxShapes, 8);
+  // For 'gpu', gpu.js picks a backend itself (webasm when there is no GL): the probe below reports
+  // what it picked. Every other mode is checked first, so the error says what is missing.
+  const available = gpujsAvailable(requested);
+  if (!available.ok && requested !== 'gpu') {
+    throw new Error(`${FN}: gpu.js mode '${requested}' cannot run here: ${available.reason}`);
+  }
+
+  const g = gpujs();
+  const gpu: GpuInstance = new g.GPU({ mode: requested });
+  const isGl = (m: string): boolean => (GL_MODES as readonly string[]).includes(m);
+  const accepts = (actual: string): boolean => (requested === 'gpu' ? isGl(actual) : actual === requested);
+
+  // The probe: a small kernel whose answer is known, run once, then checked for mode and value.
+  let mode: ActualMode;
+  let renderer: string | undefined;
+  {
+    const probe = gpu.createKernel('function(x) { return x[this.thread.x] * 2; }', {
+      output: [3],
+      constants: {},
+      loopMaxIterations: 1,
+      precision: 'single',
+      tactic: 'precision',
+    });
+    let result: KernelOutput;
+    try {
+      result = probe(new Float32Array([1, 2, 3]));
+    } catch (error) {
+      void gpu.destroy().catch(() => undefined);
+      throw new Error(`${FN}: gpu.js mode '${requested}' failed to run a kernel: ${(error as Error).message}`);
+    }
+    const actual = modeOfKernel(probe.kernel);
+    if (!accepts(actual)) {
+      const reason = probe.kernel.fallbackReason ?? (available.ok ? undefined : available.reason);
+      void gpu.destroy().catch(() => undefined);
+      throw new Error(
+        `${FN}: requested gpu.js mode '${requested}' but gpu.js runs '${actual}'${reason ? ` (${reason})` : ''}`,
+      );
+    }
+    const values = outputRows(result)[0];
+    if (values === undefined || values[0] !== 2 || values[1] !== 4 || values[2] !== 6) {
+      void gpu.destroy().catch(() => undefined);
+      throw new Error(`${FN}: gpu.js mode '${actual}' computed ${describeValue(values)} for [1, 2, 3] * 2`);
+    }
+    mode = actual as ActualMode;
+    if (isGl(mode)) renderer = glRenderer(gpu.context ?? probe.kernel.context);
+    probe.kernel.destroy(false);
+  }
+
+  const shapes = new Map<string, ShapeKernels>();
+  let destroyed = false;
+
+  function shapeOf(rows: number, components: number, features: number): ShapeKernels {
+    const key = `${rows}x${components}x${features}`;
+    let shape = shapes.get(key);
+    if (shape !== undefined) {
+      shapes.delete(key); // re-inserted below: the map's order is least recently used first
+    } else {
+      shape = { rows, components, features, kernels: new Map() };
+      if (shapes.size >= maxShapes) {
+        const [oldestKey, oldest] = shapes.entries().next().value as [string, ShapeKernels];
+        shapes.delete(oldestKey);
+        for (const k of oldest.kernels.values()) k.kernel.destroy(false);
+      }
+    }
+    shapes.set(key, shape);
+    return shape;
+  }
+
+  function kernelFor(shape: ShapeKernels, statistic: Statistic): KernelRunShortcut {
+    let kernel = shape.kernels.get(statistic);
+    if (kernel !== undefined) return kernel;
+    const { rows: R, components: C, features: F } = shape;
+    const B = Math.min(featureBlock, F);
+    const RB = Math.min(rowBlock, R);
+    // GL: outputs packed four floats to a texel, in a texture as square as gpu.js can make it (an
+    // unpacked output [x, y] is an x by y texture, over the size limit when x > 16384).
+    const common = {
+      loopMaxIterations: Math.max(B, RB) + 1,
+      precision: 'single',
+      tactic: 'precision',
+      ...(isGl(mode) ? { optimizeFloatMemory: true } : {}),
+    } as const;
+    const featureBlocks = Math.ceil(F / B);
+    if (statistic === 'fired') {
+      kernel = gpu.createKernel(FIRED_SOURCE, { ...common, output: [F, C, Math.ceil(R / RB)], constants: { R, RB } });
+    } else {
+      const source = statistic === 'abs' ? ABS_SOURCE : statistic === 'nonZero' ? NON_ZERO_SOURCE : SQUARED_ERROR_SOURCE;
+      kernel = gpu.createKernel(source, { ...common, output: [R * C, featureBlocks], constants: { F, B } });
+    }
+    shape.kernels.set(statistic, kernel);
+    return kernel;
+  }
+
+  function run(kernel: KernelRunShortcut, args: unknown[]): Float32Array[] {
+    const output = kernel(...args);
+    const actual = modeOfKernel(kernel.kernel);
+    if (actual !== mode) {
+      const reason = kernel.kernel.fallbackReason;
+      throw new Error(`gpu.js kernel: expected to run in mode '${mode}', but gpu.js ran '${actual}'${reason ? ` (${reason})` : ''}`);
+    }
+    return outputRows(output);
+  }
+
+  const fused: FusedKernel = (batch, rows, needs) => {
+    if (destroyed) throw new Error(`gpu.js kernel (${mode}): used after destroy()`);
+    const R = rows.end - rows.start;
+    const out: { -readonly [K in keyof ShardStats]: ShardStats[K] } = {};
+    const input = g.input;
+    if (needs.abs || needs.nonZero || needs.fired) {
+      const t = batch.learnedActivations as TensorLike;
+      const { components: C, features: F } = axes(t);
+      if (R === 0 || C === 0 || F === 0) {
+        Object.assign(out, jsFusedKernel({ learnedActivations: t }, rows, { abs: !!needs.abs, nonZero: !!needs.nonZero, fired: !!needs.fired }));
+      } else {
+        const V = R * C;
+        const data = t.data.subarray(rows.start * C * F, rows.end * C * F);
+        const shape = shapeOf(R, C, F);
+        if (needs.abs) out.abs = sumRows(run(kernelFor(shape, 'abs'), [input(data, [F, V])]), V);
+        if (needs.nonZero) {
+          const perVector = sumRows(run(kernelFor(shape, 'nonZero'), [input(data, [F, V])]), V);
+          const nonZero = new Float64Array(C);
+          for (let v = 0; v < V; v++) nonZero[v % C] = (nonZero[v % C] as number) + (perVector[v] as number);
+          out.nonZero = nonZero;
+        }
+        if (needs.fired) {
+          const planes = run(kernelFor(shape, 'fired'), [input(data, [F, C, R])]);
+          // planes are (rowBlock, component) in storage order; each holds the F features.
+          const fired = new Float64Array(C * F);
+          planes.forEach((plane, i) => {
+            const o = (i % C) * F;
+            if (plane.length !== F) throw new Error(`gpu.js kernel: a fired plane has ${plane.length} cells, expected ${F}`);
+            for (let f = 0; f < F; f++) fired[o + f] = (fired[o + f] as number) + (plane[f] as number);
+          });
+          out.fired = fired;
+        }
+      }
+    }
+    if (needs.mse) {
+      const d = batch.decodedActivations as TensorLike;
+      const s = batch.sourceActivations as TensorLike;
+      const { components: C, features: F } = axes(d);
+      if (R === 0 || C === 0 || F === 0) {
+        out.mse = jsFusedKernel({ decodedActivations: d, sourceActivations: s }, rows, { mse: true }).mse as Float64Array;
+      } else {
+        const V = R * C;
+        const first = rows.start * C * F;
+        const last = rows.end * C * F;
+        const sums = sumRows(
+          run(kernelFor(shapeOf(R, C, F), 'mse'), [input(d.data.subarray(first, last), [F, V]), input(s.data.subarray(first, last), [F, V])]),
+          V,
+        );
+        for (let v = 0; v < V; v++) sums[v] = (sums[v] as number) / F;
+        out.mse = sums;
+      }
+    }
+    return out as ShardStats;
+  };
+
+  const kernel: GpujsKernel = {
+    mode,
+    requestedMode: requested,
+    fused,
+    async destroy(): Promise<void> {
+      if (destroyed) return;
+      destroyed = true;
+      shapes.clear();
+      await gpu.destroy();
+    },
+  };
+  return renderer === undefined ? kernel : { ...kernel, renderer };
+}

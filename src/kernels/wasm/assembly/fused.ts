@@ -1,0 +1,363 @@
+// The fused shard pass in WebAssembly SIMD (AssemblyScript; compiled by scripts/build-wasm.mjs).
+//
+// Every pointer is a byte address in the imported (shared) memory. Tensors are row-major float32
+// `[rows, components, features]` (components = 1 for rank 2). Byte offsets are computed in u64
+// and then narrowed to usize, so no intermediate product overflows for tensors up to 4 GiB.
+//
+// Accuracy: absolute sums and squared errors accumulate in float64 lanes (each float32 is
+// promoted exactly before it is added), so results agree with a float64 loop to ~1e-15 relative;
+// readSum accumulates blocks of 16 values per float32 lane and carries each block into float64.
+// Counts are exact (i32 lanes; a lane counts at most rows * features / 4 < 2^31 elements).
+//
+// The module uses no memory of its own (no data segments, no stack): only the pointers it gets.
+
+/**
+ * Sums of |v| of one float32x4 as a float64x2 (both halves promoted exactly). `mask` is
+ * {@link absMask}: a sign mask kept in a register (V8 rebuilds the constant of `f32x4.abs` on
+ * every use, two more instructions per vector).
+ */
+@inline
+function absPair(v: v128, mask: v128): v128 {
+  const a = v128.and(v, mask);
+  return f64x2.add(f64x2.promote_low_f32x4(a), f64x2.promote_low_f32x4(v128.shuffle<f32>(a, a, 2, 3, 2, 3)));
+}
+
+/**
+ * i32x4(0x7fffffff), built from a run-time value so that neither Binaryen nor V8 turns it into a
+ * constant that is rematerialized inside the loop (`features` is never negative).
+ */
+@inline
+function absMask(features: i32): v128 {
+  return i32x4.splat(0x7fffffff & ~(features & 0x80000000));
+}
+
+@inline
+function hsum64(v: v128): f64 {
+  return f64x2.extract_lane(v, 0) + f64x2.extract_lane(v, 1);
+}
+
+@inline
+function hsum32(v: v128): u32 {
+  return <u32>(i32x4.extract_lane(v, 0) + i32x4.extract_lane(v, 1) + i32x4.extract_lane(v, 2) + i32x4.extract_lane(v, 3));
+}
+
+/** Byte offset of element `(row * components + component) * features`, computed in u64. */
+@inline
+function offsetOf(row: i32, components: i32, component: i32, features: i32): usize {
+  return <usize>((<u64>row * <u64>components + <u64>component) * <u64>features * 4);
+}
+
+/**
+ * One vector (row, component) of the learned activations: statistics of its `features` values.
+ * `nz` is the component's running non-zero count as negative i32 lanes (a true mask is -1).
+ */
+@inline
+function oneVector(
+  p: usize,
+  features: i32,
+  absAt: usize,
+  fc: usize,
+  nzIn: v128,
+  doAbs: bool,
+  doNz: bool,
+  doFired: bool,
+): v128 {
+  const zero = f32x4.splat(0);
+  const mask = absMask(features);
+  let acc = f64x2.splat(0);
+  let nz = nzIn;
+  const f4 = <usize>(features & ~3);
+  const n = <usize>features;
+  for (let b: usize = 0; b < f4 << 2; b += 16) {
+    const v = v128.load(p + b);
+    if (doAbs) acc = f64x2.add(acc, absPair(v, mask));
+    if (doNz) nz = i32x4.add(nz, f32x4.ne(v, zero));
+    if (doFired) v128.store(fc + b, i32x4.sub(v128.load(fc + b), f32x4.gt(v, zero)));
+  }
+  let s: f64 = 0;
+  let nzTail: i32 = 0;
+  for (let f: usize = f4; f < n; f++) {
+    const value = load<f32>(p + (f << 2));
+    if (doAbs) s += <f64>Mathf.abs(value);
+    if (doNz) nzTail += <i32>(value != 0);
+    if (doFired) {
+      if (value > 0) store<u32>(fc + (f << 2), load<u32>(fc + (f << 2)) + 1);
+    }
+  }
+  if (doAbs) store<f64>(absAt, hsum64(acc) + s);
+  if (doNz) nz = i32x4.sub(nz, i32x4.replace_lane(i32x4.splat(0), 0, nzTail));
+  return nz;
+}
+
+/** Four rows at once: the fired counts are read and written once per four rows. */
+@inline
+function fourRows(
+  x: usize,
+  row: i32,
+  rowStart: i32,
+  components: i32,
+  features: i32,
+  absOut: usize,
+  nonZeroOut: usize,
+  firedOut: usize,
+  doAbs: bool,
+  doNz: bool,
+  doFired: bool,
+): void {
+  const zero = f32x4.splat(0);
+  const mask = absMask(features);
+  const rowBytes = <usize>(<u64>components * <u64>features * 4);
+  const f4 = <usize>(features & ~3);
+  const n = <usize>features;
+  for (let c: i32 = 0; c < components; c++) {
+    const p0 = x + offsetOf(row, components, c, features);
+    const p1 = p0 + rowBytes;
+    const p2 = p1 + rowBytes;
+    const p3 = p2 + rowBytes;
+    const fc = firedOut + (<usize>c) * (n << 2);
+    let a0 = f64x2.splat(0);
+    let a1 = f64x2.splat(0);
+    let a2 = f64x2.splat(0);
+    let a3 = f64x2.splat(0);
+    let nz = i32x4.splat(0);
+    for (let b: usize = 0; b < f4 << 2; b += 16) {
+      const v0 = v128.load(p0 + b);
+      const v1 = v128.load(p1 + b);
+      const v2 = v128.load(p2 + b);
+      const v3 = v128.load(p3 + b);
+      if (doAbs) {
+        a0 = f64x2.add(a0, absPair(v0, mask));
+        a1 = f64x2.add(a1, absPair(v1, mask));
+        a2 = f64x2.add(a2, absPair(v2, mask));
+        a3 = f64x2.add(a3, absPair(v3, mask));
+      }
+      if (doNz) {
+        nz = i32x4.add(
+          nz,
+          i32x4.add(i32x4.add(f32x4.ne(v0, zero), f32x4.ne(v1, zero)), i32x4.add(f32x4.ne(v2, zero), f32x4.ne(v3, zero))),
+        );
+      }
+      if (doFired) {
+        const fired = i32x4.add(
+          i32x4.add(f32x4.gt(v0, zero), f32x4.gt(v1, zero)),
+          i32x4.add(f32x4.gt(v2, zero), f32x4.gt(v3, zero)),
+        );
+        v128.store(fc + b, i32x4.sub(v128.load(fc + b), fired));
+      }
+    }
+    // Scalar tail (features not divisible by 4), row by row.
+    let s0: f64 = 0;
+    let s1: f64 = 0;
+    let s2: f64 = 0;
+    let s3: f64 = 0;
+    let nzTail: i32 = 0;
+    for (let f: usize = f4; f < n; f++) {
+      const o = f << 2;
+      const x0 = load<f32>(p0 + o);
+      const x1 = load<f32>(p1 + o);
+      const x2 = load<f32>(p2 + o);
+      const x3 = load<f32>(p3 + o);
+      if (doAbs) {
+        s0 += <f64>Mathf.abs(x0);
+        s1 += <f64>Mathf.abs(x1);
+        s2 += <f64>Mathf.abs(x2);
+        s3 += <f64>Mathf.abs(x3);
+      }
+      if (doNz) nzTail += <i32>(x0 != 0) + <i32>(x1 != 0) + <i32>(x2 != 0) + <i32>(x3 != 0);
+      if (doFired) {
+        const k = <u32>(<i32>(x0 > 0) + <i32>(x1 > 0) + <i32>(x2 > 0) + <i32>(x3 > 0));
+        store<u32>(fc + o, load<u32>(fc + o) + k);
+      }
+    }
+    if (doAbs) {
+      const vecs = <usize>components;
+      const at = absOut + ((<usize>(row - rowStart) * vecs + <usize>c) << 3);
+      store<f64>(at, hsum64(a0) + s0);
+      store<f64>(at + (vecs << 3), hsum64(a1) + s1);
+      store<f64>(at + (vecs << 4), hsum64(a2) + s2);
+      store<f64>(at + (vecs << 3) * 3, hsum64(a3) + s3);
+    }
+    if (doNz) {
+      const at = nonZeroOut + (<usize>c << 2);
+      store<u32>(at, load<u32>(at) + <u32>nzTail - hsum32(nz));
+    }
+  }
+}
+
+@inline
+function pass(
+  x: usize,
+  rowStart: i32,
+  rowEnd: i32,
+  components: i32,
+  features: i32,
+  absOut: usize,
+  nonZeroOut: usize,
+  firedOut: usize,
+  doAbs: bool,
+  doNz: bool,
+  doFired: bool,
+): void {
+  let row = rowStart;
+  for (; row + 4 <= rowEnd; row += 4) {
+    fourRows(x, row, rowStart, components, features, absOut, nonZeroOut, firedOut, doAbs, doNz, doFired);
+  }
+  const n = <usize>features;
+  for (; row < rowEnd; row++) {
+    for (let c: i32 = 0; c < components; c++) {
+      const p = x + offsetOf(row, components, c, features);
+      const absAt = absOut + ((<usize>(row - rowStart) * <usize>components + <usize>c) << 3);
+      const fc = firedOut + (<usize>c) * (n << 2);
+      const nz = oneVector(p, features, absAt, fc, i32x4.splat(0), doAbs, doNz, doFired);
+      if (doNz) {
+        const at = nonZeroOut + (<usize>c << 2);
+        store<u32>(at, load<u32>(at) - hsum32(nz));
+      }
+    }
+  }
+}
+
+/**
+ * Statistics of rows `[rowStart, rowEnd)` of the learned activations at `x`, in one pass:
+ * `flags & 1` per-vector sums of |x| (f64 `absOut[(r - rowStart) * components + c]`),
+ * `flags & 2` per-component counts of x != 0 (u32 `nonZeroOut[c]`; NaN counts),
+ * `flags & 4` per-(component, feature) counts of x > 0 (u32 `firedOut[c * features + f]`).
+ * The outputs asked for are zeroed first.
+ */
+export function learnedPass(
+  x: usize,
+  rowStart: i32,
+  rowEnd: i32,
+  components: i32,
+  features: i32,
+  absOut: usize,
+  nonZeroOut: usize,
+  firedOut: usize,
+  flags: i32,
+): void {
+  const rows = <usize>(rowEnd - rowStart);
+  const vecs = <usize>components;
+  if (flags & 1) memory.fill(absOut, 0, (rows * vecs) << 3);
+  if (flags & 2) memory.fill(nonZeroOut, 0, vecs << 2);
+  if (flags & 4) memory.fill(firedOut, 0, <usize>(<u64>components * <u64>features * 4));
+  switch (flags & 7) {
+    case 1:
+      pass(x, rowStart, rowEnd, components, features, absOut, nonZeroOut, firedOut, true, false, false);
+      break;
+    case 2:
+      pass(x, rowStart, rowEnd, components, features, absOut, nonZeroOut, firedOut, false, true, false);
+      break;
+    case 3:
+      pass(x, rowStart, rowEnd, components, features, absOut, nonZeroOut, firedOut, true, true, false);
+      break;
+    case 4:
+      pass(x, rowStart, rowEnd, components, features, absOut, nonZeroOut, firedOut, false, false, true);
+      break;
+    case 5:
+      pass(x, rowStart, rowEnd, components, features, absOut, nonZeroOut, firedOut, true, false, true);
+      break;
+    case 6:
+      pass(x, rowStart, rowEnd, components, features, absOut, nonZeroOut, firedOut, false, true, true);
+      break;
+    case 7:
+      pass(x, rowStart, rowEnd, components, features, absOut, nonZeroOut, firedOut, true, true, true);
+      break;
+    default:
+      break;
+  }
+}
+
+/** Sums of (d - s)^2 of one float32x4 pair as a float64x2 (differences taken in float64). */
+@inline
+function sqPair(d: v128, s: v128): v128 {
+  const dl = f64x2.promote_low_f32x4(d);
+  const dh = f64x2.promote_low_f32x4(v128.shuffle<f32>(d, d, 2, 3, 2, 3));
+  const sl = f64x2.promote_low_f32x4(s);
+  const sh = f64x2.promote_low_f32x4(v128.shuffle<f32>(s, s, 2, 3, 2, 3));
+  const el = f64x2.sub(dl, sl);
+  const eh = f64x2.sub(dh, sh);
+  return f64x2.add(f64x2.mul(el, el), f64x2.mul(eh, eh));
+}
+
+/**
+ * Per-vector mean over features of (decoded - source)^2 for rows `[rowStart, rowEnd)`, into f64
+ * `out[(r - rowStart) * components + c]`. Differences and squares are taken in float64.
+ */
+export function msePass(
+  decoded: usize,
+  source: usize,
+  rowStart: i32,
+  rowEnd: i32,
+  components: i32,
+  features: i32,
+  out: usize,
+): void {
+  const f4 = <usize>(features & ~3);
+  const n = <usize>features;
+  const vecBytes = n << 2;
+  const vectors = <usize>(rowEnd - rowStart) * <usize>components;
+  const first = offsetOf(rowStart, components, 0, features);
+  let pd = decoded + first;
+  let ps = source + first;
+  for (let v: usize = 0; v < vectors; v++) {
+    let a0 = f64x2.splat(0);
+    let a1 = f64x2.splat(0);
+    let b: usize = 0;
+    for (; b + 32 <= f4 << 2; b += 32) {
+      a0 = f64x2.add(a0, sqPair(v128.load(pd + b), v128.load(ps + b)));
+      a1 = f64x2.add(a1, sqPair(v128.load(pd + b, 16), v128.load(ps + b, 16)));
+    }
+    if (b < f4 << 2) a0 = f64x2.add(a0, sqPair(v128.load(pd + b), v128.load(ps + b)));
+    let s: f64 = 0;
+    for (let f: usize = f4; f < n; f++) {
+      const e = <f64>load<f32>(pd + (f << 2)) - <f64>load<f32>(ps + (f << 2));
+      s += e * e;
+    }
+    store<f64>(out + (v << 3), (hsum64(f64x2.add(a0, a1)) + s) / <f64>features);
+    pd += vecBytes;
+    ps += vecBytes;
+  }
+}
+
+/** Carries four float32x4 partial sums into a float64x2 total (each lane promoted exactly). */
+@inline
+function carry(total: v128, a: v128, b: v128, c: v128, d: v128): v128 {
+  let t = f64x2.add(total, f64x2.promote_low_f32x4(a));
+  t = f64x2.add(t, f64x2.promote_low_f32x4(v128.shuffle<f32>(a, a, 2, 3, 2, 3)));
+  t = f64x2.add(t, f64x2.promote_low_f32x4(b));
+  t = f64x2.add(t, f64x2.promote_low_f32x4(v128.shuffle<f32>(b, b, 2, 3, 2, 3)));
+  t = f64x2.add(t, f64x2.promote_low_f32x4(c));
+  t = f64x2.add(t, f64x2.promote_low_f32x4(v128.shuffle<f32>(c, c, 2, 3, 2, 3)));
+  t = f64x2.add(t, f64x2.promote_low_f32x4(d));
+  return f64x2.add(t, f64x2.promote_low_f32x4(v128.shuffle<f32>(d, d, 2, 3, 2, 3)));
+}
+
+/**
+ * Sum of `n` float32 values at `x`, read once (the bandwidth ceiling): four independent float32x4
+ * accumulators over blocks of 256 values (16 per lane), each block carried into float64.
+ */
+export function readSum(x: usize, n: i32): f64 {
+  const count = <usize>n;
+  const blocks = count >> 8;
+  let total = f64x2.splat(0);
+  let p = x;
+  for (let k: usize = 0; k < blocks; k++) {
+    let a = v128.load(p);
+    let b = v128.load(p, 16);
+    let c = v128.load(p, 32);
+    let d = v128.load(p, 48);
+    for (let i = 1; i < 16; i++) {
+      p += 64;
+      a = f32x4.add(a, v128.load(p));
+      b = f32x4.add(b, v128.load(p, 16));
+      c = f32x4.add(c, v128.load(p, 32));
+      d = f32x4.add(d, v128.load(p, 48));
+    }
+    p += 64;
+    total = carry(total, a, b, c, d);
+  }
+  let s: f64 = 0;
+  const rest = count & 255;
+  for (let i: usize = 0; i < rest; i++) s += <f64>load<f32>(p + (i << 2));
+  return hsum64(total) + s;
+}

@@ -1,0 +1,266 @@
+/**
+ * The fused shard pass in WebAssembly SIMD: the JavaScript side of `assembly/fused.ts`.
+ *
+ * The module imports a shared `WebAssembly.Memory` and owns none: the batch's tensors must be
+ * `Float32Array` views on that memory (a view's `byteOffset` is the kernel's pointer), so a shard
+ * is read where the producer wrote it, by every worker that imports the same memory. The kernel's
+ * output scratch space is taken from the same memory with `memory.grow`, which hands each caller a
+ * region no other thread (and no other kernel) gets; results are copied out into fresh
+ * `Float64Array`s, so `ShardStats` stay plain data.
+ *
+ * @module
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { formatShape } from '../../errors.js';
+import type { TensorLike } from '../../tensor.js';
+import type { FusedKernel, ShardStats } from '../types.js';
+
+const PAGE = 65536;
+const NAME = 'wasm kernel';
+
+/** The exports of `fused.wasm` (pointers are byte addresses in the imported memory). */
+interface FusedExports {
+  learnedPass(
+    x: number,
+    rowStart: number,
+    rowEnd: number,
+    components: number,
+    features: number,
+    absOut: number,
+    nonZeroOut: number,
+    firedOut: number,
+    flags: number,
+  ): void;
+  msePass(decoded: number, source: number, rowStart: number, rowEnd: number, components: number, features: number, out: number): void;
+  readSum(x: number, n: number): number;
+}
+
+/** A fused pass over tensors in one shared WebAssembly memory. */
+export interface WasmKernel {
+  /** The shared memory the module imports; the batch's tensors must be views on it. */
+  readonly memory: WebAssembly.Memory;
+  /** The fused shard pass, with the contract and results of `jsFusedKernel`. */
+  readonly fused: FusedKernel;
+  /**
+   * The float64 sum of a float32 tensor in `memory`, read once with SIMD (the bandwidth ceiling
+   * of a pass over it; blocks of float32 sums carried into float64, ~1e-7 relative).
+   */
+  readSum(t: TensorLike | Float32Array): number;
+}
+
+/**
+ * Path of the compiled module `fused.wasm`: `dist/wasm/fused.wasm` at the package root, both from
+ * the compiled package (`dist/src/kernels/wasm/index.js`) and from the sources (where
+ * `scripts/build-wasm.mjs` must have run; `npm test` builds first).
+ */
+export function wasmFile(): string {
+  // The path, not the URL: a loader may add a query (tsx's `tsImport` does).
+  const fromSources = new URL(import.meta.url).pathname.endsWith('.ts');
+  const relative = fromSources ? '../../../dist/wasm/fused.wasm' : '../../../wasm/fused.wasm';
+  return fileURLToPath(new URL(relative, import.meta.url));
+}
+
+let compiled: WebAssembly.Module | undefined;
+
+/**
+ * The compiled module, compiled once per thread (a `WebAssembly.Module` may also be posted to a
+ * worker and passed to {@link createWasmKernel}).
+ *
+ * @throws {Error} when `fused.wasm` is missing (run `npm run build`) or invalid.
+ */
+export function wasmModule(): WebAssembly.Module {
+  if (compiled === undefined) {
+    const path = wasmFile();
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(path);
+    } catch (error) {
+      throw new Error(`${NAME}: cannot read ${path} (build it with \`npm run build\`)`, { cause: error });
+    }
+    compiled = new WebAssembly.Module(bytes);
+  }
+  return compiled;
+}
+
+interface Field {
+  readonly pointer: number;
+  readonly rows: number;
+  readonly components: number;
+  readonly features: number;
+}
+
+/** The byte address of a tensor that must be a float32 view on `memory`, and its axes. */
+function fieldOf(memory: WebAssembly.Memory, name: string, value: unknown): Field {
+  const t = value as Partial<TensorLike> | undefined;
+  const data = t?.data;
+  if (!(data instanceof Float32Array) || !Array.isArray(t?.shape)) {
+    throw new TypeError(`${NAME}: ${name} must be a tensor whose data is a Float32Array view on the kernel's WebAssembly memory`);
+  }
+  const shape = t.shape;
+  return { pointer: pointerOf(memory, name, data), ...axesOf(name, shape, data.length) };
+}
+
+function axesOf(name: string, shape: readonly number[], length: number): Omit<Field, 'pointer'> {
+  if (shape.length !== 2 && shape.length !== 3) {
+    throw new RangeError(`${NAME}: ${name} must have rank 2 or 3, got shape ${formatShape(shape)}`);
+  }
+  const rows = shape[0] as number;
+  const components = shape.length === 3 ? (shape[1] as number) : 1;
+  const features = shape[shape.length - 1] as number;
+  if (rows * components * features > length) {
+    throw new RangeError(`${NAME}: ${name} has shape ${formatShape(shape)} but its data holds ${length} elements`);
+  }
+  return { rows, components, features };
+}
+
+/**
+ * The byte address of `data` in `memory`. A view on the memory lives in a `SharedArrayBuffer` of
+ * whole pages that ends within the memory, and agrees with the memory at both ends (cheap checks
+ * that catch a view on another buffer; they cannot prove that two shared buffers are one).
+ */
+function pointerOf(memory: WebAssembly.Memory, name: string, data: Float32Array): number {
+  const buffer: ArrayBufferLike = data.buffer;
+  const reject = (why: string): never => {
+    throw new TypeError(`${NAME}: ${name} must be a Float32Array view on the kernel's WebAssembly memory, got ${why}`);
+  };
+  if (!(buffer instanceof SharedArrayBuffer)) reject(`a view on ${buffer.constructor.name === 'ArrayBuffer' ? 'an ArrayBuffer' : 'a non-shared buffer'}`);
+  const start = data.byteOffset;
+  const end = start + data.byteLength;
+  const size = memory.buffer.byteLength;
+  if (buffer.byteLength % PAGE !== 0) reject(`a view on a SharedArrayBuffer of ${buffer.byteLength} bytes (not whole 64 KiB pages)`);
+  if (end > buffer.byteLength || end > size) reject(`a view of bytes [${start}, ${end}) beyond the memory's ${size} bytes`);
+  if (data.length > 0 && !sameEnds(new Uint32Array(data.buffer, start, data.length), new Uint32Array(memory.buffer, start, data.length))) {
+    reject('a view on a SharedArrayBuffer that is not this memory');
+  }
+  return start;
+}
+
+/**
+ * Whether two views of shared memory agree at both ends, at one of three reads (a concurrent
+ * writer may race one read; atomic loads are never merged by the compiler).
+ */
+function sameEnds(a: Uint32Array, b: Uint32Array): boolean {
+  const last = a.length - 1;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    if (Atomics.load(a, 0) === Atomics.load(b, 0) && Atomics.load(a, last) === Atomics.load(b, last)) return true;
+  }
+  return false;
+}
+
+function checkRows(rows: { start: number; end: number }, total: number): void {
+  const { start, end } = rows;
+  if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || start > end || end > total) {
+    throw new RangeError(`${NAME}: rows must be a range of integers within [0, ${total}], got [${start}, ${end})`);
+  }
+}
+
+const align16 = (bytes: number): number => Math.ceil(bytes / 16) * 16;
+
+/**
+ * A kernel over `memory` (a shared `WebAssembly.Memory`, as every worker of a pool imports it).
+ * Instantiation is synchronous; the module is compiled once per thread unless `module` is given.
+ * Each kernel keeps its own output scratch region, grown from `memory` when a shard needs more.
+ *
+ * `fused` computes what `jsFusedKernel` computes (absolute sums and squared errors accumulate in
+ * float64 lanes; counts are exact) for batches whose tensors are float32 views on `memory`.
+ *
+ * @throws {TypeError} when `memory` is not a shared `WebAssembly.Memory`; `fused` and `readSum`
+ *   throw a `TypeError` for a tensor that is not a view on `memory`, a `RangeError` for a row range
+ *   outside the batch or when `memory` cannot grow for the scratch space.
+ * @example
+ * ```ts
+ * const memory = new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true });
+ * const kernel = createWasmKernel(memory);
+ * const data = new Float32Array(memory.buffer, 0, 6);
+ * data.set([1, -2, 0, 0, 3, 0]);
+ * const stats = kernel.fused({ learnedActivations: { data, shape: [2, 3] } }, { start: 0, end: 2 }, { abs: true, fired: true });
+ * Array.from(stats.abs); // [3, 3]
+ * Array.from(stats.fired); // [1, 1, 0]
+ * kernel.readSum(data); // 2
+ * ```
+ */
+export function createWasmKernel(memory: WebAssembly.Memory, module?: WebAssembly.Module): WasmKernel {
+  if (!(memory instanceof WebAssembly.Memory) || !(memory.buffer instanceof SharedArrayBuffer)) {
+    throw new TypeError(`${NAME}: memory must be a shared WebAssembly.Memory (created with shared: true)`);
+  }
+  const instance = new WebAssembly.Instance(module ?? wasmModule(), { env: { memory } });
+  const exports = instance.exports as unknown as FusedExports;
+
+  let scratchStart = 0;
+  let scratchBytes = 0;
+  /** Start of a scratch region of at least `bytes` bytes that only this kernel uses. */
+  const scratch = (bytes: number): number => {
+    if (bytes > scratchBytes) {
+      const pages = Math.ceil(Math.max(bytes, 2 * scratchBytes) / PAGE);
+      let previous: number;
+      try {
+        previous = memory.grow(pages);
+      } catch (error) {
+        throw new RangeError(
+          `${NAME}: cannot grow the WebAssembly memory by ${pages * PAGE} bytes for scratch space (it is ${memory.buffer.byteLength} bytes; 4 GiB at most)`,
+          { cause: error },
+        );
+      }
+      scratchStart = previous * PAGE;
+      scratchBytes = pages * PAGE;
+    }
+    return scratchStart;
+  };
+
+  const fused: FusedKernel = (batch, rows, needs) => {
+    const out: { abs?: Float64Array; nonZero?: Float64Array; fired?: Float64Array; mse?: Float64Array } = {};
+    const flags = (needs.abs ? 1 : 0) | (needs.nonZero ? 2 : 0) | (needs.fired ? 4 : 0);
+    const learned = flags !== 0 ? fieldOf(memory, 'learnedActivations', batch.learnedActivations) : undefined;
+    const decoded = needs.mse ? fieldOf(memory, 'decodedActivations', batch.decodedActivations) : undefined;
+    const source = needs.mse ? fieldOf(memory, 'sourceActivations', batch.sourceActivations) : undefined;
+    if (source !== undefined && decoded !== undefined) {
+      if (source.rows !== decoded.rows || source.components !== decoded.components || source.features !== decoded.features) {
+        throw new RangeError(`${NAME}: sourceActivations and decodedActivations must have the same shape`);
+      }
+    }
+    for (const f of [learned, decoded]) if (f !== undefined) checkRows(rows, f.rows);
+
+    // Scratch layout: abs f64[vectors] | mse f64[vectors] | nonZero u32[C] | fired u32[C * F].
+    const count = rows.end - rows.start;
+    const lv = learned ? count * learned.components : 0;
+    const mv = decoded ? count * decoded.components : 0;
+    const absAt = 0;
+    const mseAt = absAt + align16(8 * lv);
+    const nonZeroAt = mseAt + align16(8 * mv);
+    const firedAt = nonZeroAt + align16(learned ? 4 * learned.components : 0);
+    const base = scratch(firedAt + align16(learned ? 4 * learned.components * learned.features : 0));
+
+    if (learned !== undefined) {
+      const { pointer, components: c, features: f } = learned;
+      exports.learnedPass(pointer, rows.start, rows.end, c, f, base + absAt, base + nonZeroAt, base + firedAt, flags);
+      const buffer = memory.buffer;
+      if (needs.abs) out.abs = new Float64Array(buffer, base + absAt, lv).slice();
+      if (needs.nonZero) out.nonZero = toFloat64(new Uint32Array(buffer, base + nonZeroAt, c));
+      if (needs.fired) out.fired = toFloat64(new Uint32Array(buffer, base + firedAt, c * f));
+    }
+    if (decoded !== undefined && source !== undefined) {
+      const { components: c, features: f } = decoded;
+      exports.msePass(decoded.pointer, source.pointer, rows.start, rows.end, c, f, base + mseAt);
+      out.mse = new Float64Array(memory.buffer, base + mseAt, mv).slice();
+    }
+    return out as ShardStats;
+  };
+
+  const readSum = (t: TensorLike | Float32Array): number => {
+    const data = t instanceof Float32Array ? t : t.data;
+    if (!(data instanceof Float32Array)) {
+      throw new TypeError(`${NAME}: readSum needs a Float32Array view on the kernel's WebAssembly memory`);
+    }
+    return exports.readSum(pointerOf(memory, 'readSum input', data), data.length);
+  };
+
+  return { memory, fused, readSum };
+}
+
+/** A fresh Float64Array holding the (exact) values of unsigned 32-bit counts. */
+function toFloat64(counts: Uint32Array): Float64Array {
+  const out = new Float64Array(counts.length);
+  out.set(counts);
+  return out;
+}
