@@ -58,6 +58,7 @@ import {
   refCalculateMse,
   refClasswiseWithMean,
 } from '../reference/index.js';
+import { mulberry32 } from '../support/random.js';
 
 // ---------------------------------------------------------------------------------------------
 // Comparison
@@ -88,17 +89,6 @@ function expectMatches(actual: Tensor, expected: RefArray, dtype: ResultDType, l
 // ---------------------------------------------------------------------------------------------
 // Seeded data
 
-/** mulberry32: a tiny seeded PRNG giving floats in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Rng = () => number;
 

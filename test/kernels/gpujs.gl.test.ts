@@ -10,6 +10,7 @@ import { createGpujsKernel, gpujsAvailable, type GpujsKernel } from '../../src/k
 import { jsFusedKernel } from '../../src/kernels/js-fused.js';
 import type { ShardNeeds, ShardStats } from '../../src/kernels/types.js';
 import { tensor } from '../../src/tensor.js';
+import { mulberry32 } from '../support/random.js';
 
 const INSTALL =
   'The headlessgl tests need the optional native package gl, built, and an X display. On Debian/Ubuntu: ' +
@@ -29,16 +30,6 @@ const ALL_NEEDS: ShardNeeds[] = Array.from({ length: 15 }, (_, i) => ({
 const EVERY: ShardNeeds = { abs: true, nonZero: true, fired: true, mse: true };
 let worstRelative = 0;
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function sparse(length: number, density: number, random: () => number): Float32Array {
   const out = new Float32Array(length);

@@ -14,6 +14,7 @@ import { gpujs } from '../../src/kernels/gpujs/gpu.js';
 import { jsFusedKernel } from '../../src/kernels/js-fused.js';
 import type { ShardNeeds, ShardStats } from '../../src/kernels/types.js';
 import { tensor } from '../../src/tensor.js';
+import { mulberry32 } from '../support/random.js';
 
 /** Float32 sums within a block of at most 256 values, float64 across blocks: relative tolerance. */
 const REL = 1e-5;
@@ -31,16 +32,6 @@ const EVERY: ShardNeeds = { abs: true, nonZero: true, fired: true, mse: true };
 /** The largest relative error of abs/mse seen by compare(), per mode, reported at the end. */
 const measured = new Map<string, number>();
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Sparse float32 values: zero with probability 1 - density, else uniform in (-2, 2). */
 function sparse(length: number, density: number, random: () => number): Float32Array {

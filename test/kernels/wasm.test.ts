@@ -29,6 +29,7 @@ import type { Batch, RowRange } from '../../src/functional/core.js';
 import { jsFusedKernel } from '../../src/kernels/js-fused.js';
 import type { ShardNeeds, ShardStats } from '../../src/kernels/types.js';
 import { createWasmKernel, wasmFile, wasmModule, type WasmKernel } from '../../src/kernels/wasm/index.js';
+import { mulberry32 } from '../support/random.js';
 
 const PAGE = 65536;
 const KEYS = ['abs', 'nonZero', 'fired', 'mse'] as const;
@@ -36,17 +37,6 @@ type Key = (typeof KEYS)[number];
 /** Relative tolerance of sums (float64 accumulation in a different order than the reference). */
 const REL = 1e-12;
 
-/** mulberry32: a tiny seeded PRNG giving floats in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Sparse activations with the awkward values: -0, NaN, infinities, subnormals. */
 function fillActivations(data: Float32Array, seed: number): void {

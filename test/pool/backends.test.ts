@@ -23,18 +23,10 @@ import {
   type MetricPool,
   type Tensor,
 } from '../../src/index.js';
+import { mulberry32 as random } from '../support/random.js';
 
 const TIMEOUT = 60_000;
 
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function makeBatch(rows: number, components: number | undefined, features: number, inputs: number, seed: number): Batch {
   const r = random(seed);

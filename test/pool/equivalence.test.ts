@@ -50,6 +50,7 @@ import {
 } from '../../src/index.js';
 import type { Batch, MetricPool, MetricTarget, MetricOperatorOptions } from '../../src/index.js';
 import { SHUFFLE_CHANNEL, shuffleDelayMs, type ShuffleCompletion } from '../fixtures/equivalence-shuffle.js';
+import { mulberry32 } from '../support/random.js';
 
 // ---------------------------------------------------------------------------------------------
 // Results and comparisons
@@ -124,16 +125,6 @@ function expectClose(actual: readonly Result[], expected: readonly Result[], _pe
 // ---------------------------------------------------------------------------------------------
 // Seeded data
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 type Rng = () => number;
 
 /** ReLU-like sparse values: about half exactly zero (a few -0), a fifth of the rest negative. */
