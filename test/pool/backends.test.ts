@@ -115,11 +115,11 @@ describe.each(CASES)('backend $name', ({ options, relative, expected }) => {
   );
 });
 
-describe('the wasm backend', () => {
-  it('allocates batches inside the WebAssembly memory its workers read, and counts past 2^24 elements exactly', async () => {
+describe.each(['js', 'wasm'] as const)('the %s backend past 2^24 elements', (backend) => {
+  it('counts a batch allocated by the pool exactly', async () => {
     const rows = 1100;
     const features = 16384; // 18 022 400 elements > 2^24
-    const pool = createMetricPool({ workers: 2, shardRows: 550, backend: 'wasm' });
+    const pool = createMetricPool({ workers: 2, shardRows: 550, backend });
     pools.push(pool);
     const learned = pool.allocate([rows, features]);
     // Row r fires features f with (f + r) % 4 == 0 at value 1 (and -1 where (f + r) % 4 == 2).
@@ -141,7 +141,9 @@ describe('the wasm backend', () => {
     expect(new Set(out.fired?.data)).toEqual(new Set([rows / 4]));
     pool.release(learned);
   }, TIMEOUT);
+});
 
+describe('backend choice', () => {
   it('SAE_METRICS_BACKEND forces the backend, and the reason says so', () => {
     const saved = process.env[BACKEND_ENV];
     process.env[BACKEND_ENV] = 'js';
