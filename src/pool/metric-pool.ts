@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { setMaxListeners } from 'node:events';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
@@ -270,6 +271,8 @@ export class MetricPool implements ShardExecutor {
     const waiting = this.#acquire(options.signal);
     if (waiting !== undefined) await waiting;
     const local = new AbortController();
+    // Piscina listens on this signal once per shard task: a batch of more than 10 shards is normal.
+    setMaxListeners(0, local.signal);
     const staged: SharedArrayBuffer[] = [];
     const blocks: number[] = [];
     let running: Promise<unknown>[] = [];
