@@ -21,36 +21,13 @@ import {
   ReconstructionScoreMetric,
   SparseAutoencoderLoss,
   Tensor,
-  tensor,
 } from '../src/index.js';
-import type { AnyMetric, Batch, TensorLike } from '../src/index.js';
+import type { AnyMetric, Batch } from '../src/index.js';
 import { type RefArray, refL1AbsoluteLoss, refNeuronActivity, refReconstructionScore } from './reference/index.js';
+import { C, F, fullBatch as batch, randomTensor } from './support/batches.js';
+import { ref, thrown } from './support/compare.js';
 
 const REL = 1e-12;
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function randomTensor(shape: number[], seed: number, lo = -2, hi = 2, zeros = 0.4): Tensor<'float32'> {
-  const r = rng(seed);
-  const n = shape.reduce((a, b) => a * b, 1);
-  const data = new Float32Array(n);
-  for (let i = 0; i < n; i++) data[i] = r() < zeros ? 0 : lo + (hi - lo) * r();
-  return tensor(data, shape);
-}
-
-function ref(t: unknown): RefArray {
-  const x = t as TensorLike;
-  return { shape: [...x.shape], data: Array.from(x.data) };
-}
 
 function expectTensorClose(actual: Tensor | undefined, expected: RefArray, rel = REL): void {
   expect(actual).toBeInstanceOf(Tensor);
@@ -77,33 +54,6 @@ function expectTensorSame(actual: Tensor | undefined, expected: Tensor | undefin
 function expectRecordSame(actual: Readonly<Record<string, Tensor>>, expected: Readonly<Record<string, Tensor>>): void {
   expect(Object.keys(actual).sort()).toEqual(Object.keys(expected).sort());
   for (const k of Object.keys(expected)) expectTensorSame(actual[k], expected[k]);
-}
-
-function thrown(fn: () => unknown): Error {
-  try {
-    fn();
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected the call to throw');
-}
-
-const C = 2;
-const F = 4;
-const D = 3;
-
-/** A batch every metric below accepts: activations with a component axis, and the three losses. */
-function batch(seed: number): Batch {
-  const rows = 2 + (seed % 3);
-  return {
-    learnedActivations: randomTensor([rows, C, F], seed),
-    sourceActivations: randomTensor([rows, C, D], seed * 7 + 1, -2, 2, 0),
-    decodedActivations: randomTensor([rows, C, D], seed * 7 + 2, -2, 2, 0.2),
-    sourceModelLoss: randomTensor([rows], seed * 5 + 1, 1, 2, 0),
-    sourceModelLossWithReconstruction: randomTensor([rows], seed * 5 + 2, 2, 3, 0),
-    sourceModelLossWithZeroAblation: randomTensor([rows], seed * 5 + 3, 4, 6, 0),
-    componentIdx: seed % 2,
-  };
 }
 
 /** One of each metric class (and a keepBatchDim loss), in a fixed key order. */

@@ -43,51 +43,16 @@ import {
   CapacityMetric,
   ReconstructionScoreMetric,
 } from '../src/index.js';
+import { float32Tensor } from './support/arbitraries.js';
+import { difference as deepDifference, viewBytesDifference } from './support/compare.js';
 
 const RUNS = 40;
 
 // ---------------------------------------------------------------------------------------------
 // Bitwise deep equality
 
-function bytes(a: ArrayBufferView): Uint8Array {
-  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-}
-
 /** A path to the first difference (typed arrays compared byte for byte), or undefined. */
-function difference(a: unknown, b: unknown, path = '$'): string | undefined {
-  if (typeof a === 'number' || typeof b === 'number') {
-    return typeof a === 'number' && typeof b === 'number' && Object.is(a, b) ? undefined : `${path}: ${String(a)} vs ${String(b)}`;
-  }
-  if (ArrayBuffer.isView(a) || ArrayBuffer.isView(b)) {
-    if (!ArrayBuffer.isView(a) || !ArrayBuffer.isView(b)) return `${path}: typed array vs other`;
-    if (a.constructor !== b.constructor) return `${path}: ${a.constructor.name} vs ${b.constructor.name}`;
-    const x = bytes(a);
-    const y = bytes(b);
-    if (x.length !== y.length) return `${path}: ${x.length} bytes vs ${y.length}`;
-    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return `${path}: byte ${i} differs`;
-    return undefined;
-  }
-  if (Array.isArray(a) || Array.isArray(b)) {
-    if (!Array.isArray(a) || !Array.isArray(b)) return `${path}: array vs non-array`;
-    if (a.length !== b.length) return `${path}: length ${a.length} vs ${b.length}`;
-    for (let i = 0; i < a.length; i++) {
-      const d = difference(a[i], b[i], `${path}[${i}]`);
-      if (d !== undefined) return d;
-    }
-    return undefined;
-  }
-  if (typeof a === 'object' && a !== null && typeof b === 'object' && b !== null) {
-    const ka = Object.keys(a).sort();
-    const kb = Object.keys(b).sort();
-    if (ka.join() !== kb.join()) return `${path}: keys [${ka.join(', ')}] vs [${kb.join(', ')}]`;
-    for (const k of ka) {
-      const d = difference((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], `${path}.${k}`);
-      if (d !== undefined) return d;
-    }
-    return undefined;
-  }
-  return a === b ? undefined : `${path}: ${String(a)} vs ${String(b)}`;
-}
+const difference = (a: unknown, b: unknown): string | undefined => deepDifference(a, b, viewBytesDifference);
 
 function expectBitwiseEqual(actual: unknown, expected: unknown, what: string): void {
   const d = difference(actual, expected);
@@ -116,10 +81,7 @@ interface Case {
 /** Any float32, NaN and +-Infinity and -0 included, with many exact zeros. */
 const anyFloat = fc.oneof({ weight: 1, arbitrary: fc.constant(0) }, { weight: 3, arbitrary: fc.float() });
 
-function tensorArb(shape: readonly number[]): fc.Arbitrary<Tensor<'float32'>> {
-  const size = shape.reduce((a, b) => a * b, 1);
-  return fc.array(anyFloat, { minLength: size, maxLength: size }).map((v) => tensor(Float32Array.from(v), shape));
-}
+const tensorArb = (shape: readonly number[]): fc.Arbitrary<Tensor<'float32'>> => float32Tensor(anyFloat, shape);
 
 function activations(fields: readonly string[], row: readonly number[]) {
   return (rows: number): fc.Arbitrary<Batch> => {

@@ -12,7 +12,7 @@ import { orDefault, type Batch, type StatePart } from '../functional/core.js';
 import { Tensor, type TensorLike } from '../tensor.js';
 import { distinctParts, mergeShards, type EvaluateOptions, type ShardExecutor } from './executor.js';
 import { DEFAULT_SHARD_ROWS, planShards } from './plan.js';
-import { allocateShared, toShared } from './shared-memory.js';
+import { allocateShared, checkAllocationShape, toShared } from './shared-memory.js';
 import type { ShardField, ShardResult, ShardTask } from './task.js';
 import { WasmArena } from './wasm-arena.js';
 import {
@@ -173,12 +173,12 @@ export class MetricPool implements ShardExecutor {
   allocate(shape: readonly number[]): Tensor<'float32'> {
     const arena = this.#arena;
     if (arena === undefined) return allocateShared(shape);
-    const t = allocateShared(shape); // checks the shape
-    const offset = arena.allocate(t.data.byteLength);
-    const data = arena.view(offset, t.size);
+    const size = checkAllocationShape(shape);
+    const offset = arena.allocate(size * Float32Array.BYTES_PER_ELEMENT);
+    const data = arena.view(offset, size);
     data.fill(0);
     this.#blocks.set(data, offset);
-    const tensor = new Tensor(data, t.shape, 'float32');
+    const tensor = new Tensor(data, shape, 'float32');
     // The block returns to the arena when its data is collected (or on release()).
     this.#collected.register(data, offset, data);
     return tensor;
@@ -289,29 +289,29 @@ export class MetricPool implements ShardExecutor {
       const componentIdx = batch.componentIdx;
       const shards = planShards(rows, this.shardRows);
       running = shards.map((range, shardIndex) =>
-          this.#piscina
-            .run(
-              {
-                recipes,
-                fields,
-                rows: range,
-                batchIndex: options.batchIndex,
-                shardIndex,
-                ...(componentIdx === undefined ? {} : { componentIdx }),
-              },
-              { signal: local.signal },
-            )
-            .then(
-              (result) => new Map(Object.entries(result)),
-              (error: unknown) => {
-                if (options.signal?.aborted) throw abortError(options.signal);
-                const wrapped = local.signal.aborted && local.signal.reason instanceof WorkerError
-                  ? local.signal.reason
-                  : new WorkerError(options.batchIndex, shardIndex, range, error);
-                local.abort(wrapped);
-                throw wrapped;
-              },
-            ),
+        this.#piscina
+          .run(
+            {
+              recipes,
+              fields,
+              rows: range,
+              batchIndex: options.batchIndex,
+              shardIndex,
+              ...(componentIdx === undefined ? {} : { componentIdx }),
+            },
+            { signal: local.signal },
+          )
+          .then(
+            (result) => new Map(Object.entries(result)),
+            (error: unknown) => {
+              if (options.signal?.aborted) throw abortError(options.signal);
+              const wrapped = local.signal.aborted && local.signal.reason instanceof WorkerError
+                ? local.signal.reason
+                : new WorkerError(options.batchIndex, shardIndex, range, error);
+              local.abort(wrapped);
+              throw wrapped;
+            },
+          ),
       );
       const results = await Promise.all(running);
       return mergeShards(distinct, results as ReadonlyMap<string, unknown>[]);

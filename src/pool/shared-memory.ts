@@ -20,14 +20,23 @@ export interface SharedTensor {
  * @throws {RangeError} when the shape is not a list of non-negative integers.
  */
 export function allocateShared(shape: readonly number[]): Tensor<'float32'> {
+  const size = checkAllocationShape(shape);
+  return new Tensor(new Float32Array(new SharedArrayBuffer(size * Float32Array.BYTES_PER_ELEMENT)), shape, 'float32');
+}
+
+/**
+ * Checks a shape for `allocate`; returns its number of elements.
+ *
+ * @throws {TypeError} when it is not an array; {RangeError} when it holds other than non-negative integers.
+ */
+export function checkAllocationShape(shape: readonly number[]): number {
   if (!Array.isArray(shape)) {
     throw new TypeError(`allocate: shape must be an array of non-negative integers, got ${describeValue(shape)}`);
   }
   if (!shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
     throw new RangeError(`allocate: shape must hold non-negative integers, got ${formatShape(shape)}`);
   }
-  const size = shapeSize(shape);
-  return new Tensor(new Float32Array(new SharedArrayBuffer(size * Float32Array.BYTES_PER_ELEMENT)), shape, 'float32');
+  return shapeSize(shape);
 }
 
 /** Whether a tensor's data already lives in shared memory. */

@@ -55,6 +55,8 @@ import {
   InvalidBatchError,
 } from '../../src/index.js';
 import type { TensorLike } from '../../src/index.js';
+import { float32Tensor } from '../support/arbitraries.js';
+import { difference as deepDifference, viewElementsDifference } from '../support/compare.js';
 
 const RUNS = 50;
 
@@ -62,40 +64,7 @@ const RUNS = 50;
 // Equality helpers
 
 /** A path to the first difference between `a` and `b`, or undefined when they are deeply equal. */
-function difference(a: unknown, b: unknown, path = '$'): string | undefined {
-  if (typeof a === 'number' || typeof b === 'number') {
-    return typeof a === 'number' && typeof b === 'number' && Object.is(a, b) ? undefined : `${path}: ${String(a)} vs ${String(b)}`;
-  }
-  if (ArrayBuffer.isView(a) || ArrayBuffer.isView(b)) {
-    if (!ArrayBuffer.isView(a) || !ArrayBuffer.isView(b)) return `${path}: typed array vs ${ArrayBuffer.isView(a) ? typeof b : typeof a}`;
-    if (a.constructor !== b.constructor) return `${path}: ${a.constructor.name} vs ${b.constructor.name}`;
-    const x = a as unknown as ArrayLike<number>;
-    const y = b as unknown as ArrayLike<number>;
-    if (x.length !== y.length) return `${path}: length ${x.length} vs ${y.length}`;
-    for (let i = 0; i < x.length; i++) if (!Object.is(x[i], y[i])) return `${path}[${i}]: ${x[i]} vs ${y[i]}`;
-    return undefined;
-  }
-  if (Array.isArray(a) || Array.isArray(b)) {
-    if (!Array.isArray(a) || !Array.isArray(b)) return `${path}: array vs non-array`;
-    if (a.length !== b.length) return `${path}: length ${a.length} vs ${b.length}`;
-    for (let i = 0; i < a.length; i++) {
-      const d = difference(a[i], b[i], `${path}[${i}]`);
-      if (d !== undefined) return d;
-    }
-    return undefined;
-  }
-  if (typeof a === 'object' && a !== null && typeof b === 'object' && b !== null) {
-    const ka = Object.keys(a).sort();
-    const kb = Object.keys(b).sort();
-    if (ka.join() !== kb.join()) return `${path}: keys [${ka.join(', ')}] vs [${kb.join(', ')}]`;
-    for (const k of ka) {
-      const d = difference((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], `${path}.${k}`);
-      if (d !== undefined) return d;
-    }
-    return undefined;
-  }
-  return a === b ? undefined : `${path}: ${String(a)} vs ${String(b)}`;
-}
+const difference = (a: unknown, b: unknown): string | undefined => deepDifference(a, b, viewElementsDifference);
 
 function expectDeepEqual(actual: unknown, expected: unknown, what: string): void {
   const d = difference(actual, expected);
@@ -165,10 +134,7 @@ const value = fc
   .oneof({ weight: 3, arbitrary: fc.constant(0) }, { weight: 4, arbitrary: fc.integer({ min: -8, max: 8 }) })
   .map((k) => k / 4);
 
-function tensorArb(shape: readonly number[]): fc.Arbitrary<Tensor<'float32'>> {
-  const size = shape.reduce((a, b) => a * b, 1);
-  return fc.array(value, { minLength: size, maxLength: size }).map((v) => tensor(Float32Array.from(v), shape));
-}
+const tensorArb = (shape: readonly number[]): fc.Arbitrary<Tensor<'float32'>> => float32Tensor(value, shape);
 
 /** Everything about a batch's shape but its row count. */
 interface Shape {

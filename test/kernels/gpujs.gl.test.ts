@@ -8,67 +8,27 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Batch, RowRange } from '../../src/functional/core.js';
 import { createGpujsKernel, gpujsAvailable, type GpujsKernel } from '../../src/kernels/gpujs/index.js';
 import { jsFusedKernel } from '../../src/kernels/js-fused.js';
-import type { ShardNeeds, ShardStats } from '../../src/kernels/types.js';
-import { tensor } from '../../src/tensor.js';
-import { mulberry32 } from '../support/random.js';
+import type { ShardNeeds } from '../../src/kernels/types.js';
+import {
+  ALL_NEEDS,
+  EVERY,
+  bigCase,
+  compare,
+  expectEveryNeeds,
+  expectExact,
+  expectNanStats,
+  loopCase,
+  measured,
+  nanBatch,
+  randomBatch,
+  throughputCase,
+  timeRuns,
+} from './gpujs-cases.js';
 
 const INSTALL =
   'The headlessgl tests need the optional native package gl, built, and an X display. On Debian/Ubuntu: ' +
   'apt-get install libxi-dev libx11-dev libxext-dev mesa-common-dev pkg-config xvfb, then npm rebuild gl, ' +
   'and run the tests under xvfb-run (npm run test:gl, or xvfb-run -a npx vitest run --config vitest.gl.config.ts).';
-
-/** Float32 sums within a block of at most 256 values, float64 across blocks: relative tolerance. */
-const REL = 1e-5;
-const KEYS = ['abs', 'nonZero', 'fired', 'mse'] as const;
-const COUNTS = new Set<string>(['nonZero', 'fired']);
-const ALL_NEEDS: ShardNeeds[] = Array.from({ length: 15 }, (_, i) => ({
-  ...(i & 1 ? { abs: true } : {}),
-  ...(i & 2 ? { nonZero: true } : {}),
-  ...(i & 4 ? { fired: true } : {}),
-  ...(i & 8 ? { mse: true } : {}),
-}));
-const EVERY: ShardNeeds = { abs: true, nonZero: true, fired: true, mse: true };
-let worstRelative = 0;
-
-
-function sparse(length: number, density: number, random: () => number): Float32Array {
-  const out = new Float32Array(length);
-  for (let i = 0; i < length; i++) out[i] = random() < density ? random() * 4 - 2 : 0;
-  return out;
-}
-
-function randomBatch(shape: number[], density: number, seed: number): Batch {
-  const random = mulberry32(seed);
-  const n = shape.reduce((a, b) => a * b, 1);
-  return {
-    learnedActivations: tensor(sparse(n, density, random), shape),
-    sourceActivations: tensor(sparse(n, 0.9, random), shape),
-    decodedActivations: tensor(sparse(n, 0.9, random), shape),
-  };
-}
-
-function compare(label: string, actual: ShardStats, expected: ShardStats): void {
-  expect(Object.keys(actual).sort(), label).toEqual(Object.keys(expected).sort());
-  for (const key of KEYS) {
-    const e = expected[key];
-    if (e === undefined) continue;
-    const a = actual[key] as Float64Array;
-    expect(a, `${label} ${key}`).toBeInstanceOf(Float64Array);
-    expect(a.length, `${label} ${key} length`).toBe(e.length);
-    if (COUNTS.has(key)) {
-      expect(a.every((v) => Number.isInteger(v)), `${label} ${key} integers`).toBe(true);
-      expect(Array.from(a), `${label} ${key}`).toEqual(Array.from(e));
-    } else {
-      for (let i = 0; i < e.length; i++) {
-        const x = a[i] as number;
-        const y = e[i] as number;
-        const err = Math.abs(x - y);
-        if (!(err <= REL * Math.abs(y))) expect(x, `${label} ${key}[${i}]`).toBe(y);
-        if (y !== 0) worstRelative = Math.max(worstRelative, err / Math.abs(y));
-      }
-    }
-  }
-}
 
 /** Creates a headlessgl kernel, or fails with what to install. */
 function glKernel(options: { featureBlock?: number; rowBlock?: number } = {}): GpujsKernel {
@@ -163,76 +123,28 @@ describe('gpu.js kernels in mode headlessgl', () => {
 
   it('matches for every combination of needs, with whole and with small blocks (partial last blocks)', () => {
     const { kernel, blocked } = built();
-    const batch = randomBatch([11, 3, 37], 0.3, 7);
-    const rows = { start: 2, end: 9 };
-    for (const needs of ALL_NEEDS) {
-      const label = `headlessgl ${JSON.stringify(needs)}`;
-      const actual = kernel.fused(batch, rows, needs);
-      expect(Object.keys(actual).sort(), label).toEqual(KEYS.filter((k) => needs[k]).sort());
-      compare(label, actual, jsFusedKernel(batch, rows, needs));
-      compare(`${label} blocked`, blocked.fused(batch, rows, needs), jsFusedKernel(batch, rows, needs));
-    }
+    expectEveryNeeds('headlessgl', kernel, blocked);
   });
 
   it('treats NaN as non-zero and not fired, and propagates NaN and Infinity into the sums, as the reference does', () => {
     const { kernel } = built();
-    const learned = tensor(new Float32Array([NaN, 0, 1, -0, Infinity, -2]), [2, 3]);
-    const batch: Batch = {
-      learnedActivations: learned,
-      decodedActivations: learned,
-      sourceActivations: tensor(new Float32Array([0, 0, 1, 0, 0, -2]), [2, 3]),
-    };
-    const actual = kernel.fused(batch, { start: 0, end: 2 }, EVERY);
-    expect(Array.from(actual.abs as Float64Array)).toEqual([NaN, Infinity]);
-    expect(Array.from(actual.nonZero as Float64Array)).toEqual([4]);
-    expect(Array.from(actual.fired as Float64Array)).toEqual([0, 1, 1]);
-    expect(Array.from(actual.mse as Float64Array)).toEqual([NaN, Infinity]);
+    expectNanStats(kernel.fused(nanBatch(), { start: 0, end: 2 }, EVERY));
   });
 
   it('a shard past 2^24 elements gives exact sums and counts (flat indexing would be float32 in GLSL)', () => {
     const { kernel } = built();
-    const R = 1102;
-    const F = 16384;
-    const learned = new Float32Array(R * F);
-    const source = new Float32Array(R * F);
-    for (let r = 0; r < R; r++) {
-      for (let f = 0; f < F; f++) {
-        const i = r * F + f;
-        learned[i] = (7 * r + f) % 64 === 0 ? 0 : ((r % 13) + 1) * ((r + f) % 3 === 0 ? -1 : 1);
-        source[i] = (r % 5) - 2;
-      }
-    }
-    learned[1 * F + 2] = 0; // the non-zero count becomes odd: float32 cannot hold it
-    const batch: Batch = {
-      learnedActivations: tensor(learned, [R, F]),
-      decodedActivations: tensor(learned, [R, F]),
-      sourceActivations: tensor(source, [R, F]),
-    };
-    const rows = { start: 1, end: R - 1 }; // 1100 x 16384 = 18,022,400 elements > 2^24
-    const expected = jsFusedKernel(batch, rows, EVERY);
+    const { batch, rows, expected } = bigCase();
     const count = (expected.nonZero as Float64Array)[0] as number;
     expect(count).toBeGreaterThan(2 ** 24);
     expect(Math.fround(count)).not.toBe(count);
-    const actual = kernel.fused(batch, rows, EVERY);
-    for (const key of KEYS) expect(Array.from(actual[key] as Float64Array), key).toEqual(Array.from(expected[key] as Float64Array));
+    expectExact(kernel.fused(batch, rows, EVERY), expected);
   });
 
   it('4096 features and 1200 rows in one loop (above loopMaxIterations 1000) give right sums and counts', async () => {
-    const R = 1200;
-    const F = 4096;
-    const learned = new Float32Array(R * F);
-    for (let i = 0; i < learned.length; i++) learned[i] = (i % 7 === 0 ? 0 : (i % 5) - 1) * ((Math.floor(i / F) % 3) + 1);
-    const batch: Batch = {
-      learnedActivations: tensor(learned, [R, F]),
-      decodedActivations: tensor(learned, [R, F]),
-      sourceActivations: tensor(new Float32Array(R * F).fill(1), [R, F]),
-    };
-    const rows = { start: 0, end: R };
-    const expected = jsFusedKernel(batch, rows, EVERY);
+    const { R, F, batch, rows, expected } = loopCase();
     const oneLoop = glKernel({ featureBlock: F, rowBlock: R });
     try {
-      const actual = oneLoop.fused(batch, rows, EVERY);
-      for (const key of KEYS) expect(Array.from(actual[key] as Float64Array), key).toEqual(Array.from(expected[key] as Float64Array));
+      expectExact(oneLoop.fused(batch, rows, EVERY), expected);
     } finally {
       await oneLoop.destroy();
     }
@@ -256,25 +168,15 @@ describe('gpu.js kernels in mode headlessgl', () => {
 
   it('prints GB/s for one metric (abs) on a 2048 x 16384 shard', () => {
     const { kernel } = built();
-    const R = 2048;
-    const F = 16384;
-    const batch: Batch = { learnedActivations: tensor(sparse(R * F, 0.1, mulberry32(99)), [R, F]) };
-    const rows = { start: 0, end: R };
-    const first = performance.now();
-    compare('headlessgl throughput', kernel.fused(batch, rows, { abs: true }), jsFusedKernel(batch, rows, { abs: true }));
-    const build = performance.now() - first;
-    const times: number[] = [];
-    for (let i = 0; i < 3; i++) {
-      const t = performance.now();
-      kernel.fused(batch, rows, { abs: true });
-      times.push(performance.now() - t);
-    }
-    times.sort((x, y) => x - y);
-    const median = times[1] as number;
+    const { R, F, batch, rows } = throughputCase();
+    const { first: build, median } = timeRuns(
+      () => compare('headlessgl throughput', kernel.fused(batch, rows, { abs: true }), jsFusedKernel(batch, rows, { abs: true })),
+      () => kernel.fused(batch, rows, { abs: true }),
+    );
     console.log(
       `gpu.js headlessgl (${kernel.renderer}): abs over ${R} x ${F} float32: ${((R * F * 4) / median / 1e6).toFixed(2)} GB/s ` +
         `(median of 3; first run with build and reference ${build.toFixed(0)} ms); ` +
-        `largest relative error of abs/mse against jsFusedKernel: ${worstRelative.toExponential(2)}`,
+        `largest relative error of abs/mse against jsFusedKernel: ${(measured.get('headlessgl') ?? 0).toExponential(2)}`,
     );
   });
 });

@@ -12,70 +12,22 @@ import type { Batch, RowRange } from '../../src/functional/core.js';
 import { createGpujsKernel, gpujsAvailable, type GpujsKernel } from '../../src/kernels/gpujs/index.js';
 import { gpujs } from '../../src/kernels/gpujs/gpu.js';
 import { jsFusedKernel } from '../../src/kernels/js-fused.js';
-import type { ShardNeeds, ShardStats } from '../../src/kernels/types.js';
-import { tensor } from '../../src/tensor.js';
-import { mulberry32 } from '../support/random.js';
-
-/** Float32 sums within a block of at most 256 values, float64 across blocks: relative tolerance. */
-const REL = 1e-5;
-const KEYS = ['abs', 'nonZero', 'fired', 'mse'] as const;
-const COUNTS = new Set<string>(['nonZero', 'fired']);
-/** Every non-empty combination of needs. */
-const ALL_NEEDS: ShardNeeds[] = Array.from({ length: 15 }, (_, i) => ({
-  ...(i & 1 ? { abs: true } : {}),
-  ...(i & 2 ? { nonZero: true } : {}),
-  ...(i & 4 ? { fired: true } : {}),
-  ...(i & 8 ? { mse: true } : {}),
-}));
-const EVERY: ShardNeeds = { abs: true, nonZero: true, fired: true, mse: true };
-
-/** The largest relative error of abs/mse seen by compare(), per mode, reported at the end. */
-const measured = new Map<string, number>();
-
-
-/** Sparse float32 values: zero with probability 1 - density, else uniform in (-2, 2). */
-function sparse(length: number, density: number, random: () => number): Float32Array {
-  const out = new Float32Array(length);
-  for (let i = 0; i < length; i++) out[i] = random() < density ? random() * 4 - 2 : 0;
-  return out;
-}
-
-function randomBatch(shape: number[], density: number, seed: number): Batch {
-  const random = mulberry32(seed);
-  const n = shape.reduce((a, b) => a * b, 1);
-  return {
-    learnedActivations: tensor(sparse(n, density, random), shape),
-    sourceActivations: tensor(sparse(n, 0.9, random), shape),
-    decodedActivations: tensor(sparse(n, 0.9, random), shape),
-  };
-}
-
-/** Asserts that a kernel's stats equal the reference's: same keys, counts exactly, sums within REL. */
-function compare(label: string, actual: ShardStats, expected: ShardStats): void {
-  expect(Object.keys(actual).sort(), label).toEqual(Object.keys(expected).sort());
-  for (const key of KEYS) {
-    const e = expected[key];
-    if (e === undefined) continue;
-    const a = actual[key] as Float64Array;
-    expect(a, `${label} ${key}`).toBeInstanceOf(Float64Array);
-    expect(a.length, `${label} ${key} length`).toBe(e.length);
-    if (COUNTS.has(key)) {
-      expect(a.every((v) => Number.isInteger(v)), `${label} ${key} integers`).toBe(true);
-      expect(Array.from(a), `${label} ${key}`).toEqual(Array.from(e));
-    } else {
-      let worst = 0;
-      for (let i = 0; i < e.length; i++) {
-        const x = a[i] as number;
-        const y = e[i] as number;
-        const err = Math.abs(x - y);
-        if (!(err <= REL * Math.abs(y))) expect(x, `${label} ${key}[${i}]`).toBe(y);
-        if (y !== 0) worst = Math.max(worst, err / Math.abs(y));
-      }
-      const mode = label.split(' ')[0] as string;
-      measured.set(mode, Math.max(measured.get(mode) ?? 0, worst));
-    }
-  }
-}
+import type { ShardNeeds } from '../../src/kernels/types.js';
+import {
+  ALL_NEEDS,
+  EVERY,
+  bigCase,
+  compare,
+  expectEveryNeeds,
+  expectExact,
+  expectNanStats,
+  loopCase,
+  nanBatch,
+  measured,
+  randomBatch,
+  throughputCase,
+  timeRuns,
+} from './gpujs-cases.js';
 
 /** A random shard case: rank 2 or 3, 1-3 components, odd feature counts, a row range inside the batch. */
 const shardCase = fc
@@ -99,37 +51,6 @@ const shardCase = fc
     return { shape, rows: { start, end }, density: c.density, seed: c.seed, needs: c.needs };
   });
 
-/** Integer-valued data past 2^24 elements whose every statistic is exact in float32 blocks. */
-interface BigCase {
-  readonly batch: Batch;
-  readonly rows: RowRange;
-  readonly expected: ShardStats;
-}
-let big: BigCase | undefined;
-function bigCase(): BigCase {
-  if (big) return big;
-  const R = 1102;
-  const F = 16384;
-  const learned = new Float32Array(R * F);
-  const source = new Float32Array(R * F);
-  for (let r = 0; r < R; r++) {
-    for (let f = 0; f < F; f++) {
-      const i = r * F + f;
-      // Row-dependent magnitudes and signs: an element read from the wrong row changes the sums.
-      learned[i] = (7 * r + f) % 64 === 0 ? 0 : ((r % 13) + 1) * ((r + f) % 3 === 0 ? -1 : 1);
-      source[i] = (r % 5) - 2;
-    }
-  }
-  learned[1 * F + 2] = 0; // one more zero in the shard: the non-zero count becomes odd
-  const batch: Batch = {
-    learnedActivations: tensor(learned, [R, F]),
-    decodedActivations: tensor(learned, [R, F]),
-    sourceActivations: tensor(source, [R, F]),
-  };
-  const rows = { start: 1, end: R - 1 }; // 1100 rows x 16384 = 18,022,400 elements > 2^24
-  big = { batch, rows, expected: jsFusedKernel(batch, rows, EVERY) };
-  return big;
-}
 
 function threadCount(): number {
   return readdirSync('/proc/self/task').length;
@@ -176,15 +97,7 @@ describe.each(['cpu', 'webasm'] as const)('gpu.js kernels in mode %s', (mode) =>
   });
 
   it('matches for every combination of needs, and returns only what was needed', () => {
-    const batch = randomBatch([11, 3, 37], 0.3, 7);
-    const rows = { start: 2, end: 9 };
-    for (const needs of ALL_NEEDS) {
-      const label = `${mode} ${JSON.stringify(needs)}`;
-      const actual = kernel.fused(batch, rows, needs);
-      expect(Object.keys(actual).sort(), label).toEqual(KEYS.filter((k) => needs[k]).sort());
-      compare(label, actual, jsFusedKernel(batch, rows, needs));
-      compare(`${label} blocked`, blocked.fused(batch, rows, needs), jsFusedKernel(batch, rows, needs));
-    }
+    expectEveryNeeds(mode, kernel, blocked);
   });
 
   it('computes an empty shard (no rows) as the reference does', () => {
@@ -194,48 +107,24 @@ describe.each(['cpu', 'webasm'] as const)('gpu.js kernels in mode %s', (mode) =>
   });
 
   it('treats NaN as non-zero and not fired, and propagates NaN and Infinity into the sums, as the reference does', () => {
-    const learned = tensor(new Float32Array([NaN, 0, 1, -0, Infinity, -2]), [2, 3]);
-    const batch: Batch = {
-      learnedActivations: learned,
-      decodedActivations: learned,
-      sourceActivations: tensor(new Float32Array([0, 0, 1, 0, 0, -2]), [2, 3]),
-    };
-    const actual = kernel.fused(batch, { start: 0, end: 2 }, EVERY);
-    expect(Array.from(actual.abs as Float64Array)).toEqual([NaN, Infinity]);
-    expect(Array.from(actual.nonZero as Float64Array)).toEqual([4]);
-    expect(Array.from(actual.fired as Float64Array)).toEqual([0, 1, 1]);
-    expect(Array.from(actual.mse as Float64Array)).toEqual([NaN, Infinity]);
+    expectNanStats(kernel.fused(nanBatch(), { start: 0, end: 2 }, EVERY));
   });
 
   it('trap: a shard past 2^24 elements gives exact sums and counts (flat indexing is float32 in webasm)', async () => {
     const { batch, rows, expected } = bigCase();
     const fresh = createGpujsKernel({ mode });
     try {
-      const actual = fresh.fused(batch, rows, EVERY);
-      for (const key of KEYS) expect(Array.from(actual[key] as Float64Array), key).toEqual(Array.from(expected[key] as Float64Array));
+      expectExact(fresh.fused(batch, rows, EVERY), expected);
     } finally {
       await fresh.destroy();
     }
   });
 
   it('trap: 4096 features and 1200 rows in one loop (above loopMaxIterations 1000) give right sums and counts', async () => {
-    const R = 1200;
-    const F = 4096;
-    const learned = new Float32Array(R * F);
-    for (let i = 0; i < learned.length; i++) learned[i] = (i % 7 === 0 ? 0 : (i % 5) - 1) * ((Math.floor(i / F) % 3) + 1);
-    const batch: Batch = {
-      learnedActivations: tensor(learned, [R, F]),
-      decodedActivations: tensor(learned, [R, F]),
-      sourceActivations: tensor(new Float32Array(R * F).fill(1), [R, F]),
-    };
-    const rows = { start: 0, end: R };
-    const expected = jsFusedKernel(batch, rows, EVERY);
+    const { R, F, batch, rows, expected } = loopCase();
     const oneLoop = createGpujsKernel({ mode, featureBlock: F, rowBlock: R });
     try {
-      for (const k of [oneLoop, kernel]) {
-        const actual = k.fused(batch, rows, EVERY);
-        for (const key of KEYS) expect(Array.from(actual[key] as Float64Array), key).toEqual(Array.from(expected[key] as Float64Array));
-      }
+      for (const k of [oneLoop, kernel]) expectExact(k.fused(batch, rows, EVERY), expected);
     } finally {
       await oneLoop.destroy();
     }
@@ -377,26 +266,16 @@ catch (e) { console.log(JSON.stringify({ error: e.message })); }`;
 
 describe('gpu.js throughput', () => {
   it('prints GB/s per mode for one metric (abs) on a 2048 x 16384 shard', async () => {
-    const R = 2048;
-    const F = 16384;
-    const batch: Batch = { learnedActivations: tensor(sparse(R * F, 0.1, mulberry32(99)), [R, F]) };
-    const rows = { start: 0, end: R };
+    const { R, F, batch, rows } = throughputCase();
     const expected = jsFusedKernel(batch, rows, { abs: true });
     const bytes = R * F * 4;
     for (const mode of ['cpu', 'webasm'] as const) {
       const k = createGpujsKernel({ mode });
       try {
-        const first = performance.now();
-        compare(`${mode} throughput`, k.fused(batch, rows, { abs: true }), expected);
-        const build = performance.now() - first;
-        const times: number[] = [];
-        for (let i = 0; i < 3; i++) {
-          const t = performance.now();
-          k.fused(batch, rows, { abs: true });
-          times.push(performance.now() - t);
-        }
-        times.sort((x, y) => x - y);
-        const median = times[1] as number;
+        const { first: build, median } = timeRuns(
+          () => compare(`${mode} throughput`, k.fused(batch, rows, { abs: true }), expected),
+          () => k.fused(batch, rows, { abs: true }),
+        );
         console.log(`gpu.js ${mode}: abs over ${R} x ${F} float32: ${(bytes / median / 1e6).toFixed(2)} GB/s (median of 3; first run with build ${build.toFixed(0)} ms)`);
       } finally {
         await k.destroy();

@@ -19,9 +19,8 @@ import {
   ReconstructionScoreMetric,
   SparseAutoencoderLoss,
   StateMergeError,
-  tensor,
 } from '../../src/index.js';
-import type { Batch, Metric, Tensor, TensorLike } from '../../src/index.js';
+import type { Batch, Metric, Tensor } from '../../src/index.js';
 import {
   type RefArray,
   refCapacityMetric,
@@ -34,39 +33,14 @@ import {
   refReconstructionScore,
   refSparseAutoencoderLoss,
 } from '../reference/index.js';
+import { C, F, learned, lossBatch, reconstruction, rowsOf, saeBatch } from '../support/batches.js';
+import { ref, thrown } from '../support/compare.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
 /** Relative tolerance for float64 results against the float64 reference. */
 const REL = 1e-12;
-
-/** A deterministic PRNG (mulberry32) so that every batch is reproducible from its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** A float32 tensor of `shape` with values in [lo, hi), about `zeros` of them exactly 0. */
-function randomTensor(shape: number[], seed: number, lo = -2, hi = 2, zeros = 0.4): Tensor<'float32'> {
-  const r = rng(seed);
-  const n = shape.reduce((a, b) => a * b, 1);
-  const data = new Float32Array(n);
-  for (let i = 0; i < n; i++) data[i] = r() < zeros ? 0 : lo + (hi - lo) * r();
-  return tensor(data, shape);
-}
-
-/** The float32 values of a tensor as a float64 reference array. */
-function ref(t: unknown): RefArray {
-  const x = t as TensorLike;
-  return { shape: [...x.shape], data: Array.from(x.data) };
-}
 
 function expectTensorClose(actual: Tensor, expected: RefArray, rel = REL): void {
   expect(actual.shape).toEqual(expected.shape);
@@ -93,52 +67,8 @@ function typedArrays(value: unknown, out: (Float32Array | Float64Array)[] = []):
   return out;
 }
 
-function thrown(fn: () => unknown): Error {
-  try {
-    fn();
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected the call to throw');
-}
-
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type TensorMetric = Metric<any, Tensor>;
-
-const C = 2; // components
-const F = 4; // learned features
-const D = 3; // source / decoded features
-
-/** 2 to 4 rows, depending on the seed. */
-const rowsOf = (seed: number): number => 2 + (seed % 3);
-
-function learned(seed: number, componentAxis: boolean): Batch {
-  const rows = rowsOf(seed);
-  return { learnedActivations: randomTensor(componentAxis ? [rows, C, F] : [rows, F], seed) };
-}
-
-function reconstruction(seed: number, componentAxis: boolean): Batch {
-  const rows = rowsOf(seed);
-  const shape = componentAxis ? [rows, C, D] : [rows, D];
-  return {
-    sourceActivations: randomTensor(shape, seed * 7 + 1, -2, 2, 0),
-    decodedActivations: randomTensor(shape, seed * 7 + 2, -2, 2, 0.2),
-  };
-}
-
-function saeBatch(seed: number, componentAxis: boolean): Batch {
-  return { ...learned(seed, componentAxis), ...reconstruction(seed, componentAxis) };
-}
-
-function lossBatch(seed: number): Batch {
-  const rows = rowsOf(seed);
-  return {
-    sourceModelLoss: randomTensor([rows], seed * 5 + 1, 1, 2, 0),
-    sourceModelLossWithReconstruction: randomTensor([rows], seed * 5 + 2, 2, 3, 0),
-    sourceModelLossWithZeroAblation: randomTensor([rows], seed * 5 + 3, 4, 6, 0),
-    componentIdx: seed % 2,
-  };
-}
 
 const l1Ref = (keepBatchDim: boolean, numComponents?: number) => (bs: Batch[]) =>
   refL1AbsoluteLoss(

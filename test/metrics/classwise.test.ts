@@ -17,7 +17,7 @@ import {
   Tensor,
   tensor,
 } from '../../src/index.js';
-import type { Batch, TensorLike } from '../../src/index.js';
+import type { Batch } from '../../src/index.js';
 import {
   type RefArray,
   refClasswiseWithMean,
@@ -26,31 +26,13 @@ import {
   refL2ReconstructionLoss,
   refNeuronActivity,
 } from '../reference/index.js';
+import { randomTensor as randomValues } from '../support/batches.js';
+import { ref, thrown } from '../support/compare.js';
 
 const REL = 1e-12;
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function randomTensor(shape: number[], seed: number, zeros = 0.4): Tensor<'float32'> {
-  const r = rng(seed);
-  const n = shape.reduce((a, b) => a * b, 1);
-  const data = new Float32Array(n);
-  for (let i = 0; i < n; i++) data[i] = r() < zeros ? 0 : 4 * r() - 2;
-  return tensor(data, shape);
-}
-
-function ref(t: unknown): RefArray {
-  const x = t as TensorLike;
-  return { shape: [...x.shape], data: Array.from(x.data) };
+  return randomValues(shape, seed, -2, 2, zeros);
 }
 
 function expectTensorClose(actual: Tensor | undefined, expected: RefArray | undefined, what: string): void {
@@ -70,15 +52,6 @@ function expectTensorClose(actual: Tensor | undefined, expected: RefArray | unde
 function expectRecordClose(actual: Readonly<Record<string, Tensor>>, expected: Record<string, RefArray>): void {
   expect(Object.keys(actual)).toEqual(Object.keys(expected));
   for (const k of Object.keys(expected)) expectTensorClose(actual[k], expected[k], k);
-}
-
-function thrown(fn: () => unknown): Error {
-  try {
-    fn();
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected the call to throw');
 }
 
 const learned = (shape: number[], seed: number): Batch => ({ learnedActivations: randomTensor(shape, seed) });

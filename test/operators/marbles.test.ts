@@ -41,6 +41,7 @@ import {
   refNeuronFiredCount,
   toNested,
 } from '../reference/index.js';
+import { ref, thrown } from '../support/compare.js';
 
 // ---------------------------------------------------------------------------------------------
 // Assertions
@@ -134,15 +135,6 @@ function marbles(callback: (helpers: RunHelpers) => void): void {
   new TestScheduler(assertMarbles).run(callback);
 }
 
-/** What `fn` throws (it must throw). */
-function thrown(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected the call to throw');
-}
 
 // ---------------------------------------------------------------------------------------------
 // Batches (three learned features, rank 2) and targets
@@ -160,10 +152,7 @@ const RANK1: Batch = { learnedActivations: tensor([1, 0, 1]) };
 /** Rejected by the fired-count metrics (numLearnedFeatures 3), accepted by L1AbsoluteLoss. */
 const TWO_FEATURES: Batch = { learnedActivations: tensor([[1, 2]]) };
 
-function refArray(batch: Batch): RefArray {
-  const t = batch.learnedActivations as Tensor;
-  return { shape: [...t.shape], data: Array.from(t.data) };
-}
+const refArray = (batch: Batch): RefArray => ref(batch.learnedActivations);
 const nested = (a: RefArray): NestedArray => toNested(a) as NestedArray;
 
 const refL1 = (w: Batch[]): Expected => f64(nested(refL1AbsoluteLoss(w.map(refArray), { keepBatchDim: false, numComponents: 1 })));

@@ -14,25 +14,15 @@ import {
   L1AbsoluteLoss,
   MetricCollection,
   NeuronFiredCountMetric,
-  Tensor,
   tensor,
   type Batch,
   type MetricPool,
 } from '../../src/index.js';
+import { bits } from '../support/compare.js';
+import { lcgFill as fill } from '../support/random.js';
 import { CLOCK, CONTROL_INTS, CONTROL_MAGIC, LOG, MAGIC, MAX_SHARDS } from '../fixtures/fault-slow.js';
 
 const slowWorker = fileURLToPath(new URL('../fixtures/fault-slow.ts', import.meta.url));
-
-/** Deterministic float32 values: about 30% exact zeros, the rest in (-2, 2). */
-function fill(out: Float32Array, seed: number): Float32Array {
-  let s = (seed * 2654435761 + 12345) >>> 0;
-  for (let i = 0; i < out.length; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    const u = s / 2 ** 32;
-    out[i] = u < 0.3 ? 0 : (u - 0.5) * 4;
-  }
-  return out;
-}
 
 function metrics(features: number) {
   return new MetricCollection({
@@ -40,18 +30,6 @@ function metrics(features: number) {
     l0: new L0NormMetric(),
     fired: new NeuronFiredCountMetric({ numLearnedFeatures: features }),
   });
-}
-
-/** A result as comparable data: every tensor as dtype, shape and the hex of its bytes (bit for bit). */
-function bits(value: unknown): unknown {
-  if (value instanceof Tensor) {
-    const d = value.data;
-    return { dtype: value.dtype, shape: [...value.shape], hex: Buffer.from(d.buffer, d.byteOffset, d.byteLength).toString('hex') };
-  }
-  if (typeof value === 'object' && value !== null) {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, bits(v)]));
-  }
-  return value;
 }
 
 /** Subscribes and waits for completion, keeping every value (as bits). */

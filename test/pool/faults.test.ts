@@ -25,6 +25,8 @@ import {
   type Batch,
   type MetricPool,
 } from '../../src/index.js';
+import { bits } from '../support/compare.js';
+import { lcgFill } from '../support/random.js';
 import { THROW_BATCH, THROW_MESSAGE, THROW_SHARD } from '../fixtures/fault-throw.js';
 import { EXIT_BATCH, EXIT_SHARD } from '../fixtures/fault-exit.js';
 import { BLOCK_VALUE, STARTED_VALUE, float32Bits } from '../fixtures/fault-block.js';
@@ -40,16 +42,7 @@ const TIMEOUT = 20_000;
 const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/${name}.ts`, import.meta.url));
 
 /** Deterministic float32 values: about 30% exact zeros, the rest in (-2, 2). */
-function values(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = (seed * 2654435761 + 12345) >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    const u = s / 2 ** 32;
-    out[i] = u < 0.3 ? 0 : (u - 0.5) * 4;
-  }
-  return out;
-}
+const values = (n: number, seed: number): Float32Array => lcgFill(new Float32Array(n), seed);
 
 /** A batch for every metric of {@link metrics}; `learned` (if given) holds its learned activations. */
 function makeBatch(rows: number, seed: number, learned: Float32Array = new Float32Array(rows * FEATURES)): Batch {
@@ -69,18 +62,6 @@ function metrics() {
     l0: new L0NormMetric(),
     fired: new NeuronFiredCountMetric({ numLearnedFeatures: FEATURES }),
   });
-}
-
-/** A result as comparable data: every tensor as dtype, shape and the hex of its bytes (bit for bit). */
-function bits(value: unknown): unknown {
-  if (value instanceof Tensor) {
-    const d = value.data;
-    return { dtype: value.dtype, shape: [...value.shape], hex: Buffer.from(d.buffer, d.byteOffset, d.byteLength).toString('hex') };
-  }
-  if (typeof value === 'object' && value !== null) {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, bits(v)]));
-  }
-  return value;
 }
 
 interface Outcome<T> {
