@@ -10,7 +10,7 @@ import { Tensor } from './tensor.js';
 import { computePartials } from './kernels/partials.js';
 
 /** The state parts a metric declares. */
-export function partsOf(metric: AnyMetric): StatePart<unknown>[] {
+function partsOf(metric: AnyMetric): StatePart<unknown>[] {
   return Object.values(metric.definition.parts as Readonly<Record<string, StatePart<unknown>>>);
 }
 

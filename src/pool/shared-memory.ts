@@ -39,11 +39,6 @@ export function checkAllocationShape(shape: readonly number[]): number {
   return shapeSize(shape);
 }
 
-/** Whether a tensor's data already lives in shared memory. */
-export function isShared(t: TensorLike): boolean {
-  return t.data.buffer instanceof SharedArrayBuffer;
-}
-
 /**
  * The tensor as a shared view: itself when already shared, else one copy into shared memory —
  * into `staging(byteLength)` when given (a reused buffer: a new one costs a page fault per page on

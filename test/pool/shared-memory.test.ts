@@ -18,7 +18,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { from, lastValueFrom, toArray } from 'rxjs';
-import { allocateShared, fromShared, isShared, toShared } from '../../src/pool/shared-memory.js';
+import { allocateShared, fromShared, toShared } from '../../src/pool/shared-memory.js';
 import { inThreadExecutor } from '../../src/pool/executor.js';
 import { accumulateMetric, createMetricPool, L1AbsoluteLoss, L0NormMetric, Tensor, tensor, type MetricPool } from '../../src/index.js';
 import type { Batch, StatePart } from '../../src/index.js';
@@ -92,7 +92,7 @@ describe('toShared / fromShared', () => {
     // a view into the middle of shared memory keeps its offset
     const whole = allocateShared([5, 3]);
     const view = new Tensor(whole.data.subarray(3, 12), [3, 3], 'float32');
-    expect(isShared(view)).toBe(true);
+    expect(view.data.buffer instanceof SharedArrayBuffer).toBe(true);
     const sv = toShared(view);
     expect(sv.buffer).toBe(whole.data.buffer);
     expect(sv.byteOffset).toBe(12);
@@ -107,7 +107,7 @@ describe('toShared / fromShared', () => {
       [1, -2, 0],
       [3.25, -0, 1e-30],
     ]);
-    expect(isShared(t)).toBe(false);
+    expect(t.data.buffer instanceof SharedArrayBuffer).toBe(false);
     const s = toShared(t);
     expect(s.buffer).toBeInstanceOf(SharedArrayBuffer);
     expect(s.byteOffset).toBe(0);
@@ -259,7 +259,7 @@ describe('MetricPool and shared memory (fixture worker equivalence-probe)', () =
     const t = tensor(data, [3 * SHARD_ROWS, FEATURES]);
     const batch: Batch = { learnedActivations: t };
     const got = await pool.evaluate(l1Parts(), batch, 3 * SHARD_ROWS, { batchIndex: 0 });
-    expect(isShared(t)).toBe(false);
+    expect(t.data.buffer instanceof SharedArrayBuffer).toBe(false);
     expect(t.data.buffer.byteLength).toBe(data.byteLength); // not transferred
     expect([...t.data].every((v, i) => Object.is(v, ((i * 5) % 9) - 3))).toBe(true);
     expectSameBits(got, inThreadExecutor(SHARD_ROWS).evaluate(l1Parts(), batch, 3 * SHARD_ROWS, { batchIndex: 0 }) as ReadonlyMap<string, unknown>);
