@@ -40,6 +40,7 @@ describe('the published package', () => {
       `import { tensor, L1AbsoluteLoss, NeuronActivityMetric } from 'sae-metrics';
 import { l0Norm } from 'sae-metrics/functional';
 import { reduceMetric } from 'sae-metrics/operators';
+import { createMetricPool } from 'sae-metrics';
 import { of, lastValueFrom } from 'rxjs';
 const learnedActivations = tensor([[[1, 0, 1]], [[0, 1, 0]]]);
 const l0 = l0Norm();
@@ -48,11 +49,23 @@ console.log(JSON.stringify({
   dead: new NeuronActivityMetric({ numLearnedFeatures: 3, numComponents: 1 }).forward({ learnedActivations }).item(),
   l0: l0.compute(l0.update(l0.init(), { learnedActivations: tensor([[1, 0, 1], [0, 1, 0]]) })).item(),
   reduced: (await lastValueFrom(of({ learnedActivations }).pipe(reduceMetric(new L1AbsoluteLoss())))).item(),
+  ...(await pooled()),
 }));
+
+// A pool from the published files: the compiled worker and the shipped WebAssembly kernel.
+async function pooled() {
+  const pool = createMetricPool({ workers: 2, shardRows: 1, backend: 'wasm' });
+  try {
+    const value = await lastValueFrom(of({ learnedActivations }).pipe(reduceMetric(new L1AbsoluteLoss(), { pool })));
+    return { pooled: value.item(), backend: pool.backend };
+  } finally {
+    await pool.close();
+  }
+}
 `,
     );
     const out = JSON.parse(execFileSync('node', ['main.js'], { cwd: project, encoding: 'utf8' })) as Record<string, number>;
-    expect(out).toEqual({ l1: 1.5, dead: 0, l0: 1.5, reduced: 1.5 });
+    expect(out).toEqual({ l1: 1.5, dead: 0, l0: 1.5, reduced: 1.5, pooled: 1.5, backend: 'wasm' });
   });
 
   it('ships type declarations that a strict TypeScript consumer compiles against', () => {
