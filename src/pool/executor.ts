@@ -45,6 +45,13 @@ export function distinctParts(parts: Iterable<StatePart<unknown>>): Map<string, 
   return out;
 }
 
+/** The batch fields a set of parts reads, each once. */
+export function fieldsRead(parts: Iterable<StatePart<unknown>>): Set<string> {
+  const reads = new Set<string>();
+  for (const part of parts) for (const field of part.reads) reads.add(field);
+  return reads;
+}
+
 /** Merges per-shard partial states (in shard order) into one partial state per part. */
 export function mergeShards(
   parts: ReadonlyMap<string, StatePart<unknown>>,
@@ -100,9 +107,7 @@ export function inThreadExecutor(
       const blocks: number[] = [];
       try {
         const placed: Record<string, unknown> = { ...batch };
-        const reads = new Set<string>();
-        for (const part of distinct.values()) for (const field of part.reads) reads.add(field);
-        for (const field of reads) {
+        for (const field of fieldsRead(distinct.values())) {
           const t = batch[field] as TensorLike;
           const offset = arena.allocate(t.data.byteLength);
           blocks.push(offset);

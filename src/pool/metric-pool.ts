@@ -8,9 +8,9 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { describeValue, WorkerError } from '../errors.js';
-import { orDefault, type Batch, type StatePart } from '../functional/core.js';
+import { checkOptions, orDefault, positiveInteger, type Batch, type StatePart } from '../functional/core.js';
 import { Tensor, type TensorLike } from '../tensor.js';
-import { distinctParts, mergeShards, type EvaluateOptions, type ShardExecutor } from './executor.js';
+import { distinctParts, fieldsRead, mergeShards, type EvaluateOptions, type ShardExecutor } from './executor.js';
 import { DEFAULT_SHARD_ROWS, planShards } from './plan.js';
 import { allocateShared, checkAllocationShape, toShared } from './shared-memory.js';
 import type { ShardField, ShardResult, ShardTask } from './task.js';
@@ -45,15 +45,6 @@ export interface MetricPoolOptions {
 }
 
 const NAME = 'createMetricPool';
-
-function positive(option: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
-    throw new (typeof value === 'number' ? RangeError : TypeError)(
-      `${NAME}: options.${option} must be a positive integer, got ${describeValue(value)}`,
-    );
-  }
-  return value;
-}
 
 function abortError(signal: AbortSignal): Error {
   return signal.reason instanceof Error ? signal.reason : new DOMException('The operation was aborted', 'AbortError');
@@ -92,16 +83,10 @@ export class MetricPool implements ShardExecutor {
 
   /** @internal Use {@link createMetricPool}. */
   constructor(options: MetricPoolOptions = {}) {
-    if (typeof options !== 'object' || options === null) {
-      throw new TypeError(`${NAME}: options must be an object, got ${describeValue(options)}`);
-    }
-    const known = ['workers', 'shardRows', 'backend', 'gpujsMode', 'maxInFlight', 'filename'];
-    for (const k of Object.keys(options)) {
-      if (!known.includes(k)) throw new TypeError(`${NAME}: unknown option ${k} (known options: ${known.join(', ')})`);
-    }
-    this.workers = positive('workers', orDefault(options.workers, availableParallelism()));
-    this.shardRows = positive('shardRows', orDefault(options.shardRows, DEFAULT_SHARD_ROWS));
-    this.maxInFlight = positive('maxInFlight', orDefault(options.maxInFlight, 2 * this.workers));
+    checkOptions(NAME, options, ['workers', 'shardRows', 'backend', 'gpujsMode', 'maxInFlight', 'filename']);
+    this.workers = positiveInteger(NAME, 'workers', orDefault(options.workers, availableParallelism()));
+    this.shardRows = positiveInteger(NAME, 'shardRows', orDefault(options.shardRows, DEFAULT_SHARD_ROWS));
+    this.maxInFlight = positiveInteger(NAME, 'maxInFlight', orDefault(options.maxInFlight, 2 * this.workers));
     const backend = checkBackendOption(NAME, orDefault(options.backend, 'auto'));
     const mode = options.gpujsMode === undefined ? undefined : checkGpujsMode(NAME, options.gpujsMode);
     const choice = chooseBackend(NAME, backend, mode);
@@ -281,10 +266,8 @@ export class MetricPool implements ShardExecutor {
     try {
       if (options.signal?.aborted) throw abortError(options.signal);
       const distinct = distinctParts(parts);
-      const reads = new Set<string>();
-      for (const part of distinct.values()) for (const field of part.reads) reads.add(field);
       const fields: Record<string, ShardField> = {};
-      for (const field of reads) fields[field] = this.#place(batch[field] as TensorLike, blocks, staged);
+      for (const field of fieldsRead(distinct.values())) fields[field] = this.#place(batch[field] as TensorLike, blocks, staged);
       const recipes = [...distinct.values()].map((p) => p.recipe);
       const componentIdx = batch.componentIdx;
       const shards = planShards(rows, this.shardRows);
