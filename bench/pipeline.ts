@@ -126,8 +126,12 @@ const SMALL_ROUND_TRIPS = 32;
 const GPUJS_ROWS: Readonly<Record<BenchGpujsMode, number>> = { cpu: 512, webasm: 512, headlessgl: 1024 };
 /** Rows of each batch that TensorFlow.js's cpu backend reads (about 4 s a whole batch). Its wasm backend reads them all. */
 const TFJS_CPU_ROWS = 256;
-/** Worst relative difference allowed from the float64 plain loop: float64 paths, float32 paths (gpu.js, tfjs). */
+/**
+ * Worst relative difference allowed from the float64 plain loop: float64 paths (js), the
+ * WebAssembly pass (float32 blocks carried into float64), float32 paths (gpu.js, tfjs).
+ */
 const TOLERANCE_F64 = 1e-9;
+const TOLERANCE_WASM = 1e-6;
 const TOLERANCE_F32 = 1e-4;
 /** The targets of issue 4. */
 const TARGET_CEILING = 0.8;
@@ -664,7 +668,7 @@ async function largeBatches(p: Pools): Promise<Headline> {
     },
     {
       kind: 'other',
-      case: { name: 'kernel wasm', run: () => keep('kernel wasm')(fromTotals(kernelTotals(wasm.fused, ownBatches, ROWS, LEARNED))) },
+      case: { name: 'kernel wasm', run: () => keep('kernel wasm', want, TOLERANCE_WASM)(fromTotals(kernelTotals(wasm.fused, ownBatches, ROWS, LEARNED))) },
     },
     ...p.gpujs.map((slot): Row => {
       if (!slot.ok) return { name: `kernel gpu.js ${slot.mode}`, skipped: `not run: ${slot.reason}` };
@@ -687,14 +691,14 @@ async function largeBatches(p: Pools): Promise<Headline> {
       kind: 'pooled',
       case: {
         name: 'operator + pool (wasm), 1 worker, pool.allocate',
-        run: () => throughOperator(metrics, pool1Batches, pool1).then(keep('pool wasm 1')),
+        run: () => throughOperator(metrics, pool1Batches, pool1).then(keep('pool wasm 1', want, TOLERANCE_WASM)),
       },
     },
     {
       kind: 'pooled',
       case: {
         name: 'operator + pool (wasm), 2 workers, pool.allocate',
-        run: () => throughOperator(metrics, pool2Batches, pool2).then(keep('pool wasm 2')),
+        run: () => throughOperator(metrics, pool2Batches, pool2).then(keep('pool wasm 2', want, TOLERANCE_WASM)),
       },
     },
     {
@@ -703,14 +707,14 @@ async function largeBatches(p: Pools): Promise<Headline> {
         name: `operator + pool (wasm), 2 workers, pool.allocate, stream of ${STREAM_BATCHES}`,
         bytes: bytesPerBatch * STREAM_BATCHES,
         batches: STREAM_BATCHES,
-        run: () => throughOperator(metrics, streamBatches, pool2).then(keep('pool wasm 2, stream')),
+        run: () => throughOperator(metrics, streamBatches, pool2).then(keep('pool wasm 2, stream', want, TOLERANCE_WASM)),
       },
     },
     {
       kind: 'pooled',
       case: {
         name: 'operator + pool (wasm), 2 workers, ordinary memory (copied in)',
-        run: () => throughOperator(metrics, ordinaryBatches, pool2).then(keep('pool wasm 2, ordinary')),
+        run: () => throughOperator(metrics, ordinaryBatches, pool2).then(keep('pool wasm 2, ordinary', want, TOLERANCE_WASM)),
       },
     },
     {
@@ -724,7 +728,7 @@ async function largeBatches(p: Pools): Promise<Headline> {
       kind: 'other',
       case: {
         name: 'operator in-thread (wasm: copies each batch in)',
-        run: () => throughOperator(metrics, ordinaryBatches, 'wasm').then(keep('in-thread wasm')),
+        run: () => throughOperator(metrics, ordinaryBatches, 'wasm').then(keep('in-thread wasm', want, TOLERANCE_WASM)),
       },
     },
     {
@@ -789,12 +793,14 @@ async function largeBatches(p: Pools): Promise<Headline> {
   }
   // Checked after the table is printed, so that a disagreement still shows the figures.
   let worst64 = 0;
+  let worstWasm = 0;
   let worst32: { name: string; d: number } = { name: '', d: 0 };
   const disagreements: string[] = [];
   for (const [name, r] of results) {
     try {
       const d = agree(name, r.got, r.want, r.tolerance);
       if (r.tolerance === TOLERANCE_F64) worst64 = Math.max(worst64, d);
+      else if (r.tolerance === TOLERANCE_WASM) worstWasm = Math.max(worstWasm, d);
       else if (d >= worst32.d) worst32 = { name, d };
     } catch (error) {
       disagreements.push((error as Error).message);
@@ -845,7 +851,8 @@ async function largeBatches(p: Pools): Promise<Headline> {
   if (disagreements.length > 0) throw new Error(disagreements.join('\n'));
   console.log(
     `\ncheck: every path computed the plain loop's values (dead counts equal; worst relative difference of the means and ` +
-      `densities: float64 paths ${worst64.toExponential(1)}, tolerance ${TOLERANCE_F64}; float32 paths (gpu.js, tfjs) ` +
+      `densities: float64 paths ${worst64.toExponential(1)}, tolerance ${TOLERANCE_F64}; WebAssembly paths ` +
+      `${worstWasm.toExponential(1)}, tolerance ${TOLERANCE_WASM}; float32 paths (gpu.js, tfjs) ` +
       `${worst32.d.toExponential(1)} (${worst32.name}), tolerance ${TOLERANCE_F32})`,
   );
   return { ceiling, read2, pooled, stream, tfjs: tfjsBest };

@@ -17,8 +17,9 @@ describe('examples/node-service', () => {
       const metrics = serviceMetrics(o.learnedFeatures);
       for (const b of batches.slice(k * perWindow, (k + 1) * perWindow)) metrics.update(b);
       const r = metrics.compute();
+      // The pool's WebAssembly kernel sums in float32 blocks carried into float64: 1e-6 relative.
       for (const key of ['loss', 'l1', 'l2', 'l0'] as const) {
-        expect(w[key]).toBeCloseTo(r[key]!.item(), 12);
+        expect(Math.abs(w[key] - r[key]!.item()), key).toBeLessThanOrEqual(1e-6 * Math.abs(r[key]!.item()));
       }
       expect(w.dead).toBe(r.dead!.item());
       const density = Array.from(r.density!.data);

@@ -1,6 +1,7 @@
 /**
  * Every backend through the pooled operators: the same results as the plain classes within the
- * backend's tolerance (float64 accumulation for js and wasm; float32 kernels for gpu.js), the
+ * backend's tolerance (1e-12 for js's float64 accumulation, 1e-6 for wasm's float32 blocks carried
+ * into float64, 1e-5 for gpu.js's float32 kernels), the
  * backend that actually runs is the one reported, in-thread and pooled runs of one backend give
  * the same bits, and a batch past 2^24 elements is counted exactly.
  */
@@ -78,7 +79,7 @@ function bits(r: Record<string, Tensor>): Record<string, number[]> {
 
 const CASES = [
   { name: 'js', options: { backend: 'js' as const }, relative: 1e-12, expected: 'js' },
-  { name: 'wasm', options: { backend: 'wasm' as const }, relative: 1e-12, expected: 'wasm' },
+  { name: 'wasm', options: { backend: 'wasm' as const }, relative: 1e-6, expected: 'wasm' },
   { name: 'gpujs (cpu)', options: { backend: 'gpujs' as const, gpujsMode: 'cpu' as const }, relative: 1e-5, expected: 'gpujs' },
   { name: 'gpujs (webasm)', options: { backend: 'gpujs' as const, gpujsMode: 'webasm' as const }, relative: 1e-5, expected: 'gpujs' },
 ];

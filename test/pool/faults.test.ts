@@ -82,9 +82,12 @@ function collect<T>(source: Observable<T>): Promise<Outcome<T>> {
   });
 }
 
-/** The in-thread running values (same shard plan as the pools here), as bits. */
-async function inThread(batches: readonly Batch[]): Promise<unknown[]> {
-  const out = await collect(from(batches).pipe(accumulateMetric(metrics(), { shardRows: SHARD_ROWS })));
+/**
+ * The in-thread running values (same shard plan and backend as the pool compared with), as bits:
+ * pools of the real worker choose 'auto' as in-thread does; fixture pools that read the buffers run 'js'.
+ */
+async function inThread(batches: readonly Batch[], backend: 'auto' | 'js' = 'auto'): Promise<unknown[]> {
+  const out = await collect(from(batches).pipe(accumulateMetric(metrics(), { shardRows: SHARD_ROWS, backend })));
   expect(out.completed).toBe(true);
   return out.values.map(bits);
 }
@@ -273,7 +276,7 @@ describe('unsubscribing aborts a task that never finishes', () => {
     // The fixture swaps the marker when it starts blocking.
     await vi.waitFor(() => expect(Atomics.load(marker, 0)).toBe(float32Bits(STARTED_VALUE)), { timeout: 10_000, interval: 5 });
     expect(pool.inFlight).toBe(1);
-    expect(seen).toEqual(await inThread(shared.slice(0, 1)));
+    expect(seen).toEqual(await inThread(shared.slice(0, 1), 'js'));
 
     subscription.unsubscribe();
     expect(subscription.closed).toBe(true);
@@ -283,7 +286,7 @@ describe('unsubscribing aborts a task that never finishes', () => {
 
     const out = await collect(from(goodBatches).pipe(accumulateMetric(metrics(), { pool })));
     expect(out.error).toBeUndefined();
-    expect(out.values.map(bits)).toEqual(await inThread(goodBatches));
+    expect(out.values.map(bits)).toEqual(await inThread(goodBatches, 'js'));
     await settled(pool);
     await pool.close();
   }, TIMEOUT);
@@ -377,7 +380,7 @@ describe('workers finishing out of order', () => {
     const out = await collect(from(gated).pipe(accumulateMetric(metrics(), { pool })));
     expect(out.error).toBeUndefined();
     checkForcedOrder(control);
-    expect(out.values.map(bits)).toEqual(await inThread(gated));
+    expect(out.values.map(bits)).toEqual(await inThread(gated, 'js'));
   }, TIMEOUT);
 
   it('forwardMetric: each value is its own batch, in batch order, bit for bit', async () => {
@@ -385,7 +388,7 @@ describe('workers finishing out of order', () => {
     const out = await collect(from(gated).pipe(forwardMetric(metrics(), { pool })));
     expect(out.error).toBeUndefined();
     checkForcedOrder(control);
-    const expected = await collect(from(gated).pipe(forwardMetric(metrics(), { shardRows: SHARD_ROWS })));
+    const expected = await collect(from(gated).pipe(forwardMetric(metrics(), { shardRows: SHARD_ROWS, backend: 'js' })));
     expect(out.values.map(bits)).toEqual(expected.values.map(bits));
     expect(out.values).toHaveLength(rows.length);
   }, TIMEOUT);

@@ -162,8 +162,10 @@ const align16 = (bytes: number): number => Math.ceil(bytes / 16) * 16;
  * Instantiation is synchronous; the module is compiled once per thread unless `module` is given.
  * Each kernel keeps its own output scratch region, grown from `memory` when a shard needs more.
  *
- * `fused` computes what `jsFusedKernel` computes (absolute sums and squared errors accumulate in
- * float64 lanes; counts are exact) for batches whose tensors are float32 views on `memory`.
+ * `fused` computes what `jsFusedKernel` computes for batches whose tensors are float32 views on
+ * `memory`: counts exactly; absolute sums and squared errors within 1e-6 relative of float64 (blocks
+ * of 16 or 8 values per lane added in float32, each carried into float64; a vector whose float32
+ * block would overflow or underflow is summed again in float64).
  *
  * @throws {TypeError} when `memory` is not a shared `WebAssembly.Memory`; `fused` and `readSum`
  *   throw a `TypeError` for a tensor that is not a view on `memory`, a `RangeError` for a row range

@@ -4,23 +4,19 @@
 // `[rows, components, features]` (components = 1 for rank 2). Byte offsets are computed in u64
 // and then narrowed to usize, so no intermediate product overflows for tensors up to 4 GiB.
 //
-// Accuracy: absolute sums and squared errors accumulate in float64 lanes (each float32 is
-// promoted exactly before it is added), so results agree with a float64 loop to ~1e-15 relative;
+// Accuracy: absolute sums add blocks of 16 values per float32 lane (64 values a block) and carry
+// each block into float64 lanes; squared errors take differences, squares and blocks of 8 values
+// per lane in float32, carried the same way. Every term is non-negative, so a block's relative
+// error is at most 15u (abs) or about 10u (squares) with u = 2^-24: results stay within 1e-6
+// relative of a float64 loop at any size (the float64 carry adds ~1e-16 per block). A vector
+// whose float32 block overflowed (a finite result is not possible in float32 but is in float64)
+// is recomputed in float64, so overflow is never introduced here; NaN and infinities propagate.
+// So is a vector whose squared errors sum below 2^-100, where float32 squares would underflow
+// (|x| sums need no such care: float32 addition of subnormals is exact).
 // readSum accumulates blocks of 16 values per float32 lane and carries each block into float64.
 // Counts are exact (i32 lanes; a lane counts at most rows * features / 4 < 2^31 elements).
 //
 // The module uses no memory of its own (no data segments, no stack): only the pointers it gets.
-
-/**
- * Sums of |v| of one float32x4 as a float64x2 (both halves promoted exactly). `mask` is
- * {@link absMask}: a sign mask kept in a register (V8 rebuilds the constant of `f32x4.abs` on
- * every use, two more instructions per vector).
- */
-@inline
-function absPair(v: v128, mask: v128): v128 {
-  const a = v128.and(v, mask);
-  return f64x2.add(f64x2.promote_low_f32x4(a), f64x2.promote_low_f32x4(v128.shuffle<f32>(a, a, 2, 3, 2, 3)));
-}
 
 /**
  * i32x4(0x7fffffff), built from a run-time value so that neither Binaryen nor V8 turns it into a
@@ -29,6 +25,19 @@ function absPair(v: v128, mask: v128): v128 {
 @inline
 function absMask(features: i32): v128 {
   return i32x4.splat(0x7fffffff & ~(features & 0x80000000));
+}
+
+/** `total` plus the four lanes of float32x4 `a`, each promoted exactly. */
+@inline
+function carry1(total: v128, a: v128): v128 {
+  return f64x2.add(total, f64x2.add(f64x2.promote_low_f32x4(a), f64x2.promote_low_f32x4(v128.shuffle<f32>(a, a, 2, 3, 2, 3))));
+}
+
+/** The float64 sum of |x| over `n` float32 values at `p` (the slow path for an overflowed block). */
+function absSum64(p: usize, n: usize): f64 {
+  let s: f64 = 0;
+  for (let f: usize = 0; f < n; f++) s += Math.abs(<f64>load<f32>(p + (f << 2)));
+  return s;
 }
 
 @inline
@@ -68,11 +77,19 @@ function oneVector(
   let nz = nzIn;
   const f4 = <usize>(features & ~3);
   const n = <usize>features;
-  for (let b: usize = 0; b < f4 << 2; b += 16) {
-    const v = v128.load(p + b);
-    if (doAbs) acc = f64x2.add(acc, absPair(v, mask));
-    if (doNz) nz = i32x4.add(nz, f32x4.ne(v, zero));
-    if (doFired) v128.store(fc + b, i32x4.sub(v128.load(fc + b), f32x4.gt(v, zero)));
+  const end = f4 << 2;
+  let b: usize = 0;
+  while (b < end) {
+    // A block of at most 16 vectors (16 values per lane) in float32, then carried.
+    const blockEnd = b + 256 < end ? b + 256 : end;
+    let a = f32x4.splat(0);
+    for (; b < blockEnd; b += 16) {
+      const v = v128.load(p + b);
+      if (doAbs) a = f32x4.add(a, v128.and(v, mask));
+      if (doNz) nz = i32x4.add(nz, f32x4.ne(v, zero));
+      if (doFired) v128.store(fc + b, i32x4.sub(v128.load(fc + b), f32x4.gt(v, zero)));
+    }
+    if (doAbs) acc = carry1(acc, a);
   }
   let s: f64 = 0;
   let nzTail: i32 = 0;
@@ -84,7 +101,11 @@ function oneVector(
       if (value > 0) store<u32>(fc + (f << 2), load<u32>(fc + (f << 2)) + 1);
     }
   }
-  if (doAbs) store<f64>(absAt, hsum64(acc) + s);
+  if (doAbs) {
+    let total = hsum64(acc) + s;
+    if (!isFinite(total)) total = absSum64(p, n);
+    store<f64>(absAt, total);
+  }
   if (doNz) nz = i32x4.sub(nz, i32x4.replace_lane(i32x4.splat(0), 0, nzTail));
   return nz;
 }
@@ -120,29 +141,45 @@ function fourRows(
     let a2 = f64x2.splat(0);
     let a3 = f64x2.splat(0);
     let nz = i32x4.splat(0);
-    for (let b: usize = 0; b < f4 << 2; b += 16) {
-      const v0 = v128.load(p0 + b);
-      const v1 = v128.load(p1 + b);
-      const v2 = v128.load(p2 + b);
-      const v3 = v128.load(p3 + b);
+    const end = f4 << 2;
+    let b: usize = 0;
+    while (b < end) {
+      // A block of at most 16 vectors per row (16 values per lane) in float32, then carried.
+      const blockEnd = b + 256 < end ? b + 256 : end;
+      let q0 = f32x4.splat(0);
+      let q1 = f32x4.splat(0);
+      let q2 = f32x4.splat(0);
+      let q3 = f32x4.splat(0);
+      for (; b < blockEnd; b += 16) {
+        const v0 = v128.load(p0 + b);
+        const v1 = v128.load(p1 + b);
+        const v2 = v128.load(p2 + b);
+        const v3 = v128.load(p3 + b);
+        if (doAbs) {
+          q0 = f32x4.add(q0, v128.and(v0, mask));
+          q1 = f32x4.add(q1, v128.and(v1, mask));
+          q2 = f32x4.add(q2, v128.and(v2, mask));
+          q3 = f32x4.add(q3, v128.and(v3, mask));
+        }
+        if (doNz) {
+          nz = i32x4.add(
+            nz,
+            i32x4.add(i32x4.add(f32x4.ne(v0, zero), f32x4.ne(v1, zero)), i32x4.add(f32x4.ne(v2, zero), f32x4.ne(v3, zero))),
+          );
+        }
+        if (doFired) {
+          const fired = i32x4.add(
+            i32x4.add(f32x4.gt(v0, zero), f32x4.gt(v1, zero)),
+            i32x4.add(f32x4.gt(v2, zero), f32x4.gt(v3, zero)),
+          );
+          v128.store(fc + b, i32x4.sub(v128.load(fc + b), fired));
+        }
+      }
       if (doAbs) {
-        a0 = f64x2.add(a0, absPair(v0, mask));
-        a1 = f64x2.add(a1, absPair(v1, mask));
-        a2 = f64x2.add(a2, absPair(v2, mask));
-        a3 = f64x2.add(a3, absPair(v3, mask));
-      }
-      if (doNz) {
-        nz = i32x4.add(
-          nz,
-          i32x4.add(i32x4.add(f32x4.ne(v0, zero), f32x4.ne(v1, zero)), i32x4.add(f32x4.ne(v2, zero), f32x4.ne(v3, zero))),
-        );
-      }
-      if (doFired) {
-        const fired = i32x4.add(
-          i32x4.add(f32x4.gt(v0, zero), f32x4.gt(v1, zero)),
-          i32x4.add(f32x4.gt(v2, zero), f32x4.gt(v3, zero)),
-        );
-        v128.store(fc + b, i32x4.sub(v128.load(fc + b), fired));
+        a0 = carry1(a0, q0);
+        a1 = carry1(a1, q1);
+        a2 = carry1(a2, q2);
+        a3 = carry1(a3, q3);
       }
     }
     // Scalar tail (features not divisible by 4), row by row.
@@ -172,10 +209,21 @@ function fourRows(
     if (doAbs) {
       const vecs = <usize>components;
       const at = absOut + ((<usize>(row - rowStart) * vecs + <usize>c) << 3);
-      store<f64>(at, hsum64(a0) + s0);
-      store<f64>(at + (vecs << 3), hsum64(a1) + s1);
-      store<f64>(at + (vecs << 4), hsum64(a2) + s2);
-      store<f64>(at + (vecs << 3) * 3, hsum64(a3) + s3);
+      let t0 = hsum64(a0) + s0;
+      let t1 = hsum64(a1) + s1;
+      let t2 = hsum64(a2) + s2;
+      let t3 = hsum64(a3) + s3;
+      // A float32 block that overflowed: that vector again in float64 (NaN and inf inputs give the same).
+      if (!isFinite(t0 + t1 + t2 + t3)) {
+        if (!isFinite(t0)) t0 = absSum64(p0, n);
+        if (!isFinite(t1)) t1 = absSum64(p1, n);
+        if (!isFinite(t2)) t2 = absSum64(p2, n);
+        if (!isFinite(t3)) t3 = absSum64(p3, n);
+      }
+      store<f64>(at, t0);
+      store<f64>(at + (vecs << 3), t1);
+      store<f64>(at + (vecs << 4), t2);
+      store<f64>(at + (vecs << 3) * 3, t3);
     }
     if (doNz) {
       const at = nonZeroOut + (<usize>c << 2);
@@ -267,21 +315,23 @@ export function learnedPass(
   }
 }
 
-/** Sums of (d - s)^2 of one float32x4 pair as a float64x2 (differences taken in float64). */
-@inline
-function sqPair(d: v128, s: v128): v128 {
-  const dl = f64x2.promote_low_f32x4(d);
-  const dh = f64x2.promote_low_f32x4(v128.shuffle<f32>(d, d, 2, 3, 2, 3));
-  const sl = f64x2.promote_low_f32x4(s);
-  const sh = f64x2.promote_low_f32x4(v128.shuffle<f32>(s, s, 2, 3, 2, 3));
-  const el = f64x2.sub(dl, sl);
-  const eh = f64x2.sub(dh, sh);
-  return f64x2.add(f64x2.mul(el, el), f64x2.mul(eh, eh));
+/** 2^-100: a vector's float32 squared-error sum below it is recomputed in float64. */
+const TINY: f64 = 7.888609052210118e-31;
+
+/** The float64 sum of (d - s)^2 over `n` float32 pairs (the slow path for an overflowed block). */
+function squaredError64(pd: usize, ps: usize, n: usize): f64 {
+  let s: f64 = 0;
+  for (let f: usize = 0; f < n; f++) {
+    const e = <f64>load<f32>(pd + (f << 2)) - <f64>load<f32>(ps + (f << 2));
+    s += e * e;
+  }
+  return s;
 }
 
 /**
  * Per-vector mean over features of (decoded - source)^2 for rows `[rowStart, rowEnd)`, into f64
- * `out[(r - rowStart) * components + c]`. Differences and squares are taken in float64.
+ * `out[(r - rowStart) * components + c]`. Differences, squares and blocks of 8 values per lane
+ * are taken in float32, each block carried into float64.
  */
 export function msePass(
   decoded: usize,
@@ -294,26 +344,43 @@ export function msePass(
 ): void {
   const f4 = <usize>(features & ~3);
   const n = <usize>features;
+  const end = f4 << 2;
   const vecBytes = n << 2;
   const vectors = <usize>(rowEnd - rowStart) * <usize>components;
   const first = offsetOf(rowStart, components, 0, features);
   let pd = decoded + first;
   let ps = source + first;
   for (let v: usize = 0; v < vectors; v++) {
-    let a0 = f64x2.splat(0);
-    let a1 = f64x2.splat(0);
+    let acc = f64x2.splat(0);
     let b: usize = 0;
-    for (; b + 32 <= f4 << 2; b += 32) {
-      a0 = f64x2.add(a0, sqPair(v128.load(pd + b), v128.load(ps + b)));
-      a1 = f64x2.add(a1, sqPair(v128.load(pd + b, 16), v128.load(ps + b, 16)));
+    while (b < end) {
+      // A block of at most 16 float32x4 (8 values per lane in each of two accumulators).
+      const blockEnd = b + 256 < end ? b + 256 : end;
+      let q0 = f32x4.splat(0);
+      let q1 = f32x4.splat(0);
+      for (; b + 32 <= blockEnd; b += 32) {
+        const e0 = f32x4.sub(v128.load(pd + b), v128.load(ps + b));
+        const e1 = f32x4.sub(v128.load(pd + b, 16), v128.load(ps + b, 16));
+        q0 = f32x4.add(q0, f32x4.mul(e0, e0));
+        q1 = f32x4.add(q1, f32x4.mul(e1, e1));
+      }
+      if (b < blockEnd) {
+        const e0 = f32x4.sub(v128.load(pd + b), v128.load(ps + b));
+        q0 = f32x4.add(q0, f32x4.mul(e0, e0));
+        b += 16;
+      }
+      acc = carry1(carry1(acc, q0), q1);
     }
-    if (b < f4 << 2) a0 = f64x2.add(a0, sqPair(v128.load(pd + b), v128.load(ps + b)));
     let s: f64 = 0;
     for (let f: usize = f4; f < n; f++) {
       const e = <f64>load<f32>(pd + (f << 2)) - <f64>load<f32>(ps + (f << 2));
       s += e * e;
     }
-    store<f64>(out + (v << 3), (hsum64(f64x2.add(a0, a1)) + s) / <f64>features);
+    let total = hsum64(acc) + s;
+    // Overflowed (inf from finite inputs), or so small that float32 squares lost precision
+    // (below 2^-100 every square is, and a subnormal square is not within 1e-6): float64 again.
+    if (!isFinite(total) || total < TINY) total = squaredError64(pd, ps, n);
+    store<f64>(out + (v << 3), total / <f64>features);
     pd += vecBytes;
     ps += vecBytes;
   }
