@@ -1,0 +1,195 @@
+/**
+ * The command line of `sae-metrics`: parsed with `node:util` `parseArgs` (strict), then checked
+ * option by option. A bad command line raises a {@link UsageError} (exit code 2) naming the option.
+ *
+ * @module
+ */
+import { parseArgs } from 'node:util';
+import { UsageError } from './errors.js';
+
+/** The metrics the command computes, by their command-line names. */
+export const METRIC_NAMES = ['l1', 'l2', 'loss', 'l0', 'dead', 'density', 'fired'] as const;
+
+/** A metric's command-line name. */
+export type MetricName = (typeof METRIC_NAMES)[number];
+
+/** The metrics that need source and decoded activations. */
+export const RECONSTRUCTION_METRICS: readonly MetricName[] = ['l2', 'loss'];
+
+/** The backends `--backend` takes. */
+export const BACKEND_NAMES = ['auto', 'wasm', 'gpujs', 'js'] as const;
+
+/** A checked command line. */
+export interface CommandLine {
+  readonly help: boolean;
+  readonly version: boolean;
+  /** Files of learned activations, read in order as one stream. */
+  readonly files: readonly string[];
+  readonly tensor: string | undefined;
+  readonly source: string | undefined;
+  readonly decoded: string | undefined;
+  /** The metrics to compute, in the order given (defaults filled in). */
+  readonly metrics: readonly MetricName[];
+  readonly l1Coefficient: number;
+  readonly deadThreshold: number;
+  /** Worker threads; undefined for the pool's default (the machine's parallelism). */
+  readonly workers: number | undefined;
+  readonly backend: (typeof BACKEND_NAMES)[number];
+  /** Rows per batch; undefined to choose from the row size. */
+  readonly batchRows: number | undefined;
+  /** Components the input must have; undefined to take them from the shape. */
+  readonly components: number | undefined;
+  readonly json: boolean;
+  /** Where to write the density histogram SVG. */
+  readonly histogram: string | undefined;
+}
+
+/** The usage text of `--help`. */
+export const USAGE = `Usage: sae-metrics FILE... [options]
+
+Computes sparse-autoencoder metrics over activation files (.safetensors or .npy, float32 or
+float16), streamed in chunks through a worker pool with bounded memory.
+
+FILE...  learned activations [vectors, features] or [vectors, components, features], read in order
+         as one stream (the files must agree on every axis but the first)
+
+Options:
+  --tensor NAME          the tensor of learned activations in .safetensors files (default: the
+                         only tensor not named by --source/--decoded)
+  --source NAME|FILE     source (input) activations: a tensor name in the same .safetensors
+                         files, or for one .npy FILE a .npy file with the same rows
+  --decoded NAME|FILE    decoded (reconstructed) activations, as --source
+  --metrics LIST         comma-separated, from: ${METRIC_NAMES.join(', ')}
+                         (default: l1,l0,dead,density, and l2,loss with --source/--decoded)
+  --l1-coefficient X     the L1 coefficient of loss = l2 + X * l1 (default 0.001)
+  --dead-threshold X     a feature is dead when it fired for at most this portion of vectors,
+                         in [0, 1] (default 0: it never fired)
+  --components N         the number of components the input must have (default: from the shape)
+  --workers N            worker threads (default: the machine's parallelism)
+  --backend NAME         ${BACKEND_NAMES.join(' | ')} (default auto; SAE_METRICS_BACKEND overrides)
+  --batch-rows N         activation vectors read per batch (default: up to 4096, about 16 MiB)
+  --json                 print one JSON object instead of a table
+  --histogram OUT.svg    write the log10 feature-density histogram as an SVG image
+  -h, --help             print this help
+  -V, --version          print the version
+
+Exit codes: 0 done, 1 bad input file or run-time error, 2 bad command line.
+`;
+
+function positiveInteger(option: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = /^\s*\d+\s*$/.test(value) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`--${option}`, `must be a positive integer, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+function finiteNumber(option: string, value: string | undefined, fallback: number, check: (x: number) => boolean, expected: string): number {
+  if (value === undefined) return fallback;
+  const n = value.trim() === '' ? NaN : Number(value);
+  if (!Number.isFinite(n) || !check(n)) throw new UsageError(`--${option}`, `must be ${expected}, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+/** Turns a `parseArgs` error into a one-line usage error naming the option. */
+function parseError(error: unknown): UsageError {
+  const e = error as { code?: string; message?: string };
+  const message = e.message ?? String(error);
+  const option = /'(-{1,2}[^', ]+)/.exec(message)?.[1];
+  switch (e.code) {
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
+      return new UsageError(option ?? 'command line', 'unknown option (see sae-metrics --help)');
+    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
+      if (/ambiguous/.test(message)) {
+        return new UsageError(option ?? 'command line', `needs a value (for a value that starts with '-', write ${option ?? '--option'}=VALUE)`);
+      }
+      return new UsageError(option ?? 'command line', /argument missing/.test(message) ? 'needs a value' : 'takes no value');
+    default:
+      return new UsageError('command line', (message.split('\n', 1)[0] ?? '').trim());
+  }
+}
+
+/**
+ * Parses and checks the command line (the arguments after the program name).
+ *
+ * @throws {UsageError} on an unknown option, a missing or bad value, no FILE, or options that
+ *   contradict each other.
+ */
+export function parseCommandLine(argv: readonly string[]): CommandLine {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: true,
+      options: {
+        tensor: { type: 'string' },
+        source: { type: 'string' },
+        decoded: { type: 'string' },
+        metrics: { type: 'string' },
+        'l1-coefficient': { type: 'string' },
+        'dead-threshold': { type: 'string' },
+        components: { type: 'string' },
+        workers: { type: 'string' },
+        backend: { type: 'string' },
+        'batch-rows': { type: 'string' },
+        json: { type: 'boolean' },
+        histogram: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'V' },
+      },
+    });
+  } catch (error) {
+    throw parseError(error);
+  }
+  const v = parsed.values;
+  const help = v.help === true;
+  const version = v.version === true;
+  const files = parsed.positionals;
+  if (!help && !version && files.length === 0) throw new UsageError('FILE', 'no activation file given (see sae-metrics --help)');
+
+  const backend = v.backend ?? 'auto';
+  if (!(BACKEND_NAMES as readonly string[]).includes(backend)) {
+    throw new UsageError('--backend', `must be one of ${BACKEND_NAMES.join(', ')}, got ${JSON.stringify(backend)}`);
+  }
+  if ((v.source === undefined) !== (v.decoded === undefined)) {
+    throw new UsageError(v.source === undefined ? '--decoded' : '--source', 'needs --source and --decoded together');
+  }
+  for (const option of ['tensor', 'source', 'decoded', 'histogram'] as const) {
+    if (v[option] === '') throw new UsageError(`--${option}`, 'must not be empty');
+  }
+  const reconstruction = v.source !== undefined;
+  let metrics: MetricName[];
+  if (v.metrics === undefined) {
+    metrics = reconstruction ? ['l1', 'l2', 'loss', 'l0', 'dead', 'density'] : ['l1', 'l0', 'dead', 'density'];
+  } else {
+    metrics = [];
+    for (const raw of v.metrics.split(',')) {
+      const name = raw.trim();
+      if (!(METRIC_NAMES as readonly string[]).includes(name)) {
+        throw new UsageError('--metrics', `unknown metric ${JSON.stringify(name)} (known: ${METRIC_NAMES.join(', ')})`);
+      }
+      if (!metrics.includes(name as MetricName)) metrics.push(name as MetricName);
+    }
+    const needs = metrics.filter((m) => RECONSTRUCTION_METRICS.includes(m));
+    if (needs.length > 0 && !reconstruction) {
+      throw new UsageError('--metrics', `${needs.join(' and ')} need${needs.length === 1 ? 's' : ''} --source and --decoded activations`);
+    }
+  }
+  return {
+    help,
+    version,
+    files,
+    tensor: v.tensor,
+    source: v.source,
+    decoded: v.decoded,
+    metrics,
+    l1Coefficient: finiteNumber('l1-coefficient', v['l1-coefficient'], 0.001, (x) => x > 0, 'a positive number'),
+    deadThreshold: finiteNumber('dead-threshold', v['dead-threshold'], 0, (x) => x >= 0 && x <= 1, 'a number in [0, 1]'),
+    workers: positiveInteger('workers', v.workers),
+    backend: backend as CommandLine['backend'],
+    batchRows: positiveInteger('batch-rows', v['batch-rows']),
+    components: positiveInteger('components', v.components),
+    json: v.json === true,
+    histogram: v.histogram,
+  };
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env node
+/**
+ * The `sae-metrics` executable: runs {@link run} with the process's arguments and streams, and
+ * exits with its code. Any error that escapes becomes one line on stderr, never a stack trace.
+ *
+ * @module
+ */
+import { errorLine } from './errors.js';
+import { run } from './run.js';
+
+process.on('uncaughtException', (error) => {
+  process.stderr.write(`${errorLine(error)}\n`);
+  process.exit(1);
+});
+// A reader that stops early (`sae-metrics ... | head`) is not an error.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(0);
+  throw error;
+});
+process.on('unhandledRejection', (error) => {
+  process.stderr.write(`${errorLine(error)}\n`);
+  process.exit(1);
+});
+
+process.exitCode = await run(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr });

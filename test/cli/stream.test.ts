@@ -1,0 +1,219 @@
+/**
+ * The command in-process (`run` from src/cli/run.ts): memory stays bounded over a file of many
+ * batches (counted at the pool: allocations outstanding, whatever the file size), the progress bar
+ * on a terminal, and none in --json mode.
+ */
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  createMetricPool,
+  FeatureDensityMetric,
+  L0NormMetric,
+  L1AbsoluteLoss,
+  L2ReconstructionLoss,
+  tensor,
+  type MetricPool,
+  type MetricPoolOptions,
+  type Tensor,
+} from '../../src/index.js';
+import { run } from '../../src/cli/run.js';
+import { denseActivations, npyBytes, safetensorsBytes, scratchDir, sparseActivations, toFloat16, write } from './files.js';
+
+const tmp = scratchDir();
+afterAll(() => tmp.remove());
+
+const N = 3000;
+const F = 16;
+const D = 8;
+const learned = sparseActivations(N, F, 51);
+const source = denseActivations(N * D, 52);
+const decoded = denseActivations(N * D, 53);
+const npy = write(tmp.path('many.npy'), npyBytes(learned, [N, F]));
+const st = write(
+  tmp.path('many.safetensors'),
+  safetensorsBytes({
+    learned: { dtype: 'F16', shape: [N, F], data: toFloat16(learned) },
+    source: { dtype: 'F32', shape: [N, D], data: source },
+    decoded: { dtype: 'F32', shape: [N, D], data: decoded },
+  }),
+);
+
+/** A pool whose allocate / release are counted: tensors outstanding now, at most, and allocations in all. */
+interface Counted {
+  pool: MetricPool;
+  allocations: number;
+  outstanding: number;
+  peak: number;
+  peakBytes: number;
+  bytes: number;
+}
+
+function countingPool(extra: Partial<MetricPoolOptions>, into: Counted[]): (o: MetricPoolOptions) => MetricPool {
+  return (options) => {
+    const pool = createMetricPool({ ...options, ...extra });
+    const c: Counted = { pool, allocations: 0, outstanding: 0, peak: 0, peakBytes: 0, bytes: 0 };
+    const held = new Set<Tensor<'float32'>>();
+    const allocate = pool.allocate.bind(pool);
+    const release = pool.release.bind(pool);
+    pool.allocate = (shape) => {
+      const t = allocate(shape);
+      held.add(t);
+      c.allocations++;
+      c.outstanding++;
+      c.bytes += t.data.byteLength;
+      c.peak = Math.max(c.peak, c.outstanding);
+      c.peakBytes = Math.max(c.peakBytes, c.bytes);
+      return t;
+    };
+    pool.release = (t) => {
+      if (held.delete(t)) {
+        c.outstanding--;
+        c.bytes -= t.data.byteLength;
+      }
+      release(t);
+    };
+    into.push(c);
+    return pool;
+  };
+}
+
+function sink(isTTY = false): { writes: string[]; stream: { write(s: string): boolean; isTTY: boolean; columns: number } } {
+  const writes: string[] = [];
+  return { writes, stream: { write: (s: string) => writes.push(s) > 0, isTTY, columns: 100 } };
+}
+
+describe('memory stays bounded', () => {
+  it('over a file of 60 batches: at most maxInFlight + 1 batches of tensors from the pool, all released at the end', async () => {
+    const cases = [
+      { file: npy, args: [] as string[], fields: 1, backend: 'wasm', maxInFlight: 2 },
+      { file: st, args: ['--tensor', 'learned', '--source', 'source', '--decoded', 'decoded'], fields: 3, backend: 'js', maxInFlight: 1 },
+    ];
+    for (const c of cases) {
+      const counted: Counted[] = [];
+      const out = sink();
+      const err = sink();
+      const code = await run([c.file, ...c.args, '--json', '--batch-rows', '50', '--workers', '1', '--backend', c.backend], {
+        stdout: out.stream,
+        stderr: err.stream,
+        createPool: countingPool({ maxInFlight: c.maxInFlight }, counted),
+      });
+      expect(err.writes).toEqual([]);
+      expect(code).toBe(0);
+      const result = JSON.parse(out.writes.join('')) as { batches: number; backend: string; metrics: Record<string, unknown> };
+      expect(result.batches).toBe(N / 50);
+      expect(result.backend).toBe(c.backend);
+      const k = counted[0] as Counted;
+      // Without reuse or release, every batch would take new tensors: 60 x fields.
+      expect(k.peak).toBeLessThanOrEqual((c.maxInFlight + 1) * c.fields);
+      expect(k.allocations).toBeLessThanOrEqual((c.maxInFlight + 1) * c.fields);
+      expect(k.peakBytes).toBeLessThanOrEqual((c.maxInFlight + 1) * 50 * 4 * (F + (c.fields > 1 ? 2 * D : 0)));
+      expect(k.outstanding).toBe(0);
+      // And the numbers are right.
+      const batch = {
+        learnedActivations: tensor(learned, [N, F]),
+        sourceActivations: tensor(source, [N, D]),
+        decodedActivations: tensor(decoded, [N, D]),
+      };
+      const l1 = new L1AbsoluteLoss();
+      l1.update(batch);
+      expect(result.metrics.l1).toBeCloseTo(l1.compute().item(), 10);
+      if (c.fields === 3) {
+        const l2 = new L2ReconstructionLoss();
+        l2.update(batch);
+        expect(result.metrics.l2).toBeCloseTo(l2.compute().item(), 10);
+      }
+    }
+  }, 30_000);
+
+  it('when batches finish out of order: later batches wait for the first, and no more are read meanwhile', async () => {
+    const counted: Counted[] = [];
+    const out = sink();
+    const filename = fileURLToPath(new URL('./slow-first-batch-worker.ts', import.meta.url));
+    const started = performance.now();
+    const code = await run([npy, '--json', '--batch-rows', '50', '--workers', '2', '--backend', 'js'], {
+      stdout: out.stream,
+      stderr: sink().stream,
+      createPool: countingPool({ maxInFlight: 2, filename }, counted),
+    });
+    expect(code).toBe(0);
+    // Batch 0 was held back 400 ms, while the pool's slots freed up again and again.
+    expect(performance.now() - started).toBeGreaterThan(400);
+    const k = counted[0] as Counted;
+    expect(JSON.parse(out.writes.join(''))).toMatchObject({ batches: N / 50 });
+    expect(k.peak).toBeLessThanOrEqual(2 + 1);
+    expect(k.outstanding).toBe(0);
+  }, 30_000);
+
+  it('gives a shorter last batch of a file its own tensors and releases them', async () => {
+    const counted: Counted[] = [];
+    const out = sink();
+    const code = await run([npy, npy, '--json', '--batch-rows', '700', '--workers', '1', '--backend', 'wasm'], {
+      stdout: out.stream,
+      stderr: sink().stream,
+      createPool: countingPool({ maxInFlight: 1 }, counted),
+    });
+    expect(code).toBe(0);
+    const result = JSON.parse(out.writes.join('')) as { batches: number; vectors: number; metrics: { l0: number } };
+    // 3000 rows = 4 x 700 + 200, twice.
+    expect(result.batches).toBe(10);
+    expect(result.vectors).toBe(2 * N);
+    const k = counted[0] as Counted;
+    expect(k.outstanding).toBe(0);
+    // Full batches share 2 tensors; each file's last batch of 200 rows takes one of its own.
+    expect(k.allocations).toBe(2 + 2);
+    const l0 = new L0NormMetric();
+    l0.update({ learnedActivations: tensor(learned, [N, F]) });
+    expect(result.metrics.l0).toBeCloseTo(l0.compute().item(), 12);
+  }, 30_000);
+});
+
+describe('the progress bar', () => {
+  it('is drawn on a terminal stderr, at most every 100 ms, then cleared; the report still goes to stdout', async () => {
+    const out = sink();
+    const err = sink(true);
+    let clock = 0;
+    let calls = 0;
+    const code = await run([npy, '--batch-rows', '50', '--workers', '1', '--metrics', 'density'], {
+      stdout: out.stream,
+      stderr: err.stream,
+      now: () => {
+        calls++;
+        return (clock += 30);
+      },
+    });
+    expect(code).toBe(0);
+    const draws = err.writes.slice(0, -1);
+    expect(err.writes[err.writes.length - 1]).toBe('\r\x1b[K');
+    expect(draws.length).toBeGreaterThan(0);
+    // One clock reading per batch after the start, 30 ms apart: a redraw every 4th at most.
+    expect(calls).toBe(N / 50 + 1);
+    expect(draws.length).toBeLessThanOrEqual(Math.ceil((N / 50) / 4) + 1);
+    let before = 0;
+    for (const line of draws) {
+      const m = /^\r\[[#-]+\] +(\d+)% ([\d,]+)\/3,000 vectors {2}(\d+\.\d\d) GB\/s {2}(\d+:\d\d) left\x1b\[K$/.exec(line);
+      expect(m, JSON.stringify(line)).not.toBeNull();
+      const vectors = Number((m as RegExpExecArray)[2]?.replace(/,/g, ''));
+      expect(vectors).toBeGreaterThan(before);
+      expect(Number((m as RegExpExecArray)[1])).toBe(Math.floor((100 * vectors) / N));
+      before = vectors;
+    }
+    const report = out.writes.join('');
+    expect(report).toMatch(/^\S+many\.npy: 3,000 vectors, 16 features \(F32\)/);
+    expect(report).not.toContain('\r');
+    const density = new FeatureDensityMetric({ numLearnedFeatures: F });
+    density.update({ learnedActivations: tensor(learned, [N, F]) });
+    const d = Array.from(density.compute().data);
+    const mean = d.reduce((a, b) => a + b, 0) / F;
+    const cells = (report.split('\n').find((l) => l.startsWith('density')) as string).split(/\s{2,}/);
+    expect(Number((cells[1] as string).split(',')[0])).toBeCloseTo(mean, 5);
+  }, 30_000);
+
+  it('is not drawn in --json mode, even on a terminal', async () => {
+    const out = sink();
+    const err = sink(true);
+    const code = await run([npy, '--json', '--batch-rows', '100', '--workers', '1'], { stdout: out.stream, stderr: err.stream });
+    expect(code).toBe(0);
+    expect(err.writes).toEqual([]);
+    expect(JSON.parse(out.writes.join(''))).toMatchObject({ vectors: N });
+  }, 30_000);
+});
