@@ -6,7 +6,7 @@
  * ones, with no network install.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -66,6 +66,15 @@ async function pooled() {
     );
     const out = JSON.parse(execFileSync('node', ['main.js'], { cwd: project, encoding: 'utf8' })) as Record<string, number>;
     expect(out).toEqual({ l1: 1.5, dead: 0, l0: 1.5, reduced: 1.5, pooled: 1.5, backend: 'wasm' });
+  });
+
+  it('ships the sae-metrics command: its bin entry runs (--version, --help)', () => {
+    const target = join(project, 'node_modules', 'sae-metrics');
+    const manifest = JSON.parse(readFileSync(join(target, 'package.json'), 'utf8')) as { version: string; bin: Record<string, string> };
+    const bin = join(target, manifest.bin['sae-metrics'] as string);
+    expect(readFileSync(bin, 'utf8').startsWith('#!/usr/bin/env node\n')).toBe(true);
+    expect(execFileSync('node', [bin, '--version'], { cwd: project, encoding: 'utf8' }).trim()).toBe(`sae-metrics ${manifest.version}`);
+    expect(execFileSync('node', [bin, '--help'], { cwd: project, encoding: 'utf8' })).toContain('sae-metrics FILE...');
   });
 
   it('ships type declarations that a strict TypeScript consumer compiles against', () => {
