@@ -78,8 +78,13 @@ export class MetricPool implements ShardExecutor {
   #closed = false;
   readonly #waiting: { resolve: () => void; reject: (e: unknown) => void; signal: AbortSignal | undefined }[] = [];
   readonly #ready: (() => void)[] = [];
-  /** Shared buffers that held copies of finished batches, by size, for the next copies. */
+  /**
+   * Shared buffers that held copies of finished batches, or the data of released tensors (backends
+   * other than wasm), by size, for the next copies and allocations.
+   */
   readonly #spare = new Map<number, SharedArrayBuffer[]>();
+  /** Data handed out by `allocate` without an arena (a SharedArrayBuffer each). */
+  readonly #sharedAllocations = new WeakSet<Float32Array>();
 
   /** @internal Use {@link createMetricPool}. */
   constructor(options: MetricPoolOptions = {}) {
@@ -156,9 +161,14 @@ export class MetricPool implements ShardExecutor {
    * hands them to the workers with no copy at all.
    */
   allocate(shape: readonly number[]): Tensor<'float32'> {
-    const arena = this.#arena;
-    if (arena === undefined) return allocateShared(shape);
     const size = checkAllocationShape(shape);
+    const arena = this.#arena;
+    if (arena === undefined) {
+      const reused = this.#spare.get(size * Float32Array.BYTES_PER_ELEMENT)?.pop();
+      const tensor = reused === undefined ? allocateShared(shape) : new Tensor(new Float32Array(reused).fill(0), shape, 'float32');
+      this.#sharedAllocations.add(tensor.data);
+      return tensor;
+    }
     const offset = arena.allocate(size * Float32Array.BYTES_PER_ELEMENT);
     const data = arena.view(offset, size);
     data.fill(0);
@@ -171,9 +181,16 @@ export class MetricPool implements ShardExecutor {
 
   /**
    * Gives back the memory of a tensor from {@link allocate} at once (it is otherwise freed when
-   * the tensor is garbage-collected). The tensor must not be used afterwards.
+   * the tensor is garbage-collected): the wasm backend's block returns to its memory, other
+   * backends' buffer serves the next allocation of the same size. The tensor must not be used
+   * afterwards.
    */
   release(tensor: Tensor<'float32'>): void {
+    if (this.#sharedAllocations.delete(tensor.data)) {
+      // Its buffer serves the next allocation (or copy) of the same size.
+      this.#unstage(tensor.data.buffer as SharedArrayBuffer);
+      return;
+    }
     const offset = this.#blocks.get(tensor.data);
     if (offset === undefined || this.#arena === undefined) return;
     this.#blocks.delete(tensor.data);

@@ -199,6 +199,26 @@ describe('MetricPool and shared memory (fixture worker equivalence-probe)', () =
     }
   });
 
+  it('pool.release hands a tensor\'s buffer to the next allocation of the same size, zero-filled again', () => {
+    const first = pool.allocate([4, 6]);
+    first.data.fill(7);
+    const buffer = first.data.buffer;
+    pool.release(first);
+    const second = pool.allocate([6, 4]); // same size, another shape
+    expect(second.data.buffer).toBe(buffer);
+    expectZeroFilledShared(second, [6, 4]);
+    // Released once only: a second release of the same tensor does not hand the buffer out twice.
+    pool.release(second);
+    pool.release(second);
+    const third = pool.allocate([24]);
+    const fourth = pool.allocate([24]);
+    expect(third.data.buffer).toBe(buffer);
+    expect(fourth.data.buffer).not.toBe(buffer);
+    // Another size never gets it.
+    pool.release(third);
+    expect(pool.allocate([25]).data.buffer).not.toBe(buffer);
+  });
+
   it('every shard reads the batch in place: the workers see the producer\'s whole buffer at its offset and write into it', async () => {
     const rows = 5 * SHARD_ROWS + 3; // 6 shards
     const { batch, view, header, firsts } = probedBatch(rows, 3, false);
