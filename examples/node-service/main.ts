@@ -1,5 +1,5 @@
 /**
- * Run with `npm run example`: a Node service that computes SAE metrics on a worker pool from a
+ * Run with `npm run example:service`: a Node service that computes SAE metrics on a worker pool from a
  * stream of activation events and logs them every 8192 activation vectors.
  */
 import { runService } from './service.js';

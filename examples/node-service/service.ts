@@ -18,6 +18,7 @@ import {
   tensor,
   type Batch,
 } from '../../src/index.js';
+import { seededRandom } from '../random.js';
 
 /** Settings of {@link runService}. */
 export interface ServiceOptions {
@@ -42,17 +43,7 @@ export interface WindowReport {
   readonly meanDensity: number;
 }
 
-/** A small seeded generator (mulberry32), so runs are repeatable. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom };
 
 /** A stand-in for an SAE's forward pass: sparse ReLU codes and a noisy reconstruction. */
 export function makeBatch(random: () => number, o: Pick<ServiceOptions, 'batchRows' | 'learnedFeatures' | 'inputFeatures'>): Batch {

@@ -70,17 +70,24 @@ let compiled: WebAssembly.Module | undefined;
  * @throws {Error} when `fused.wasm` is missing (run `npm run build`) or invalid.
  */
 export function wasmModule(): WebAssembly.Module {
-  if (compiled === undefined) {
-    const path = wasmFile();
-    let bytes: Buffer;
-    try {
-      bytes = readFileSync(path);
-    } catch (error) {
-      throw new Error(`${NAME}: cannot read ${path} (build it with \`npm run build\`)`, { cause: error });
-    }
-    compiled = new WebAssembly.Module(bytes);
-  }
+  compiled ??= compileWasmFile(wasmFile(), NAME);
   return compiled;
+}
+
+/**
+ * Reads and compiles a module built by `scripts/build-wasm.mjs` (also used by the examples).
+ *
+ * @throws {Error} naming `who` and the path when the file cannot be read (run `npm run build`), or
+ *   a `WebAssembly.CompileError` when it is not a valid module.
+ */
+export function compileWasmFile(path: string, who: string): WebAssembly.Module {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (error) {
+    throw new Error(`${who}: cannot read ${path} (build it with \`npm run build\`)`, { cause: error });
+  }
+  return new WebAssembly.Module(bytes);
 }
 
 interface Field {
