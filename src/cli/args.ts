@@ -65,7 +65,8 @@ Options:
   --dead-threshold X     a feature is dead when it fired for at most this portion of vectors,
                          in [0, 1] (default 0: it never fired)
   --components N         the number of components the input must have (default: from the shape)
-  --workers N            worker threads (default: the machine's parallelism)
+  --workers N            worker threads (default: the machine's parallelism; the results
+                         are the same bits with any number)
   --backend NAME         ${BACKEND_NAMES.join(' | ')} (default auto; SAE_METRICS_BACKEND overrides)
   --batch-rows N         activation vectors read per batch (default: up to 4096, about 16 MiB)
   --json                 print one JSON object instead of a table

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import type { MetricPool, MetricPoolOptions } from '../pool/metric-pool.js';
+import { DEFAULT_SHARD_ROWS } from '../pool/plan.js';
 import type { Tensor } from '../tensor.js';
 import { parseCommandLine, USAGE, type MetricName } from './args.js';
 import { CliError, errorLine } from './errors.js';
@@ -87,7 +88,9 @@ export async function run(argv: readonly string[], io: RunIO): Promise<number> {
     const floatsPerRow = inputs.components * (inputs.features + 2 * (inputs.inputFeatures ?? 0));
     const batchRows = cl.batchRows ?? defaultBatchRows(floatsPerRow);
     const workers = cl.workers ?? availableParallelism();
-    const poolOptions: MetricPoolOptions = { workers, backend: cl.backend, shardRows: Math.max(1, Math.ceil(batchRows / workers)) };
+    // Shards of a fixed size, whatever the number of workers: the results are the same bits with
+    // any --workers (a batch of default size has up to 4 shards; batches run in parallel too).
+    const poolOptions: MetricPoolOptions = { workers, backend: cl.backend, shardRows: DEFAULT_SHARD_ROWS };
     try {
       pool = (io.createPool ?? createMetricPool)(poolOptions);
     } catch (error) {

@@ -20,6 +20,7 @@ import {
 } from '../../src/index.js';
 import { denseActivations, npyBytes, safetensorsBytes, scratchDir, sparseActivations, toFloat16, write } from './files.js';
 import { cli, limited, requireBuilt, root, type CliRun } from './run-cli.js';
+import { mulberry32 } from '../support/random.js';
 
 const tmp = scratchDir();
 afterAll(() => tmp.remove());
@@ -212,6 +213,21 @@ describe('sae-metrics --json gives the library numbers', () => {
     expect(out.metrics.dead).toBeGreaterThan(0);
     expect(out.metrics.dead).toBeLessThan(40);
     expect(out.metrics.dead).toBe((out.metrics.density as number[]).filter((x) => x <= 0.3).length);
+  });
+
+  it('gives the same bits whatever --workers (the shard plan does not depend on it)', async () => {
+    // Values that are not multiples of 2^-8: sums in another order would show in the last bits.
+    const r = mulberry32(77);
+    const noisy = (n: number): Float32Array => Float32Array.from({ length: n }, () => (r() - 0.3) * 3);
+    write(f('e.npy'), npyBytes(noisy(5000 * 40), [5000, 40]));
+    write(f('e-source.npy'), npyBytes(noisy(5000 * 24), [5000, 24]));
+    write(f('e-decoded.npy'), npyBytes(noisy(5000 * 24), [5000, 24]));
+    const args = [f('e.npy'), '--source', f('e-source.npy'), '--decoded', f('e-decoded.npy'), '--json', '--metrics', ALL_WITH_LOSS.join(','), '--batch-rows', '1000'];
+    const [one, two, three] = await limited([1, 2, 3].map((w) => () => cli([...args, '--workers', String(w)])));
+    const metrics = (run: CliRun | undefined): unknown => json(run as CliRun).metrics;
+    expect(json(three as CliRun).workers).toBe(3);
+    expect(metrics(two)).toEqual(metrics(one));
+    expect(metrics(three)).toEqual(metrics(one));
   });
 
   it('on every backend it can run here (js and wasm)', async () => {
