@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { positiveInteger } from '../../src/functional/core.js';
 import { seededRandom } from '../random.js';
 
 export { seededRandom };
@@ -64,13 +65,6 @@ export interface ToyDataOptions {
   readonly seed: number;
 }
 
-function positiveInteger(name: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-    throw new RangeError(`ToyData: options.${name} must be a positive integer, got ${String(value)}`);
-  }
-  return value;
-}
-
 /** The toy data set: ground-truth features and a seeded stream of samples. */
 export class ToyData {
   /** Ground-truth features, `[features, dims]`, each a unit vector. */
@@ -82,10 +76,10 @@ export class ToyData {
   readonly #random: () => number;
   readonly #blocks: readonly { start: number; end: number; q: number; logMiss: number }[];
 
-  /** @throws {RangeError} on a bad option (naming it and its value). */
+  /** @throws {TypeError | RangeError} on a bad option (naming it and its value). */
   constructor(options: ToyDataOptions) {
-    this.numFeatures = positiveInteger('features', options.features);
-    this.dims = positiveInteger('dims', options.dims);
+    this.numFeatures = positiveInteger('ToyData', 'features', options.features);
+    this.dims = positiveInteger('ToyData', 'dims', options.dims);
     const { active, decay, seed } = options;
     if (typeof decay !== 'number' || !(decay > 0 && decay <= 1)) throw new RangeError(`ToyData: options.decay must be in (0, 1], got ${String(decay)}`);
     if (typeof seed !== 'number' || !Number.isInteger(seed)) throw new RangeError(`ToyData: options.seed must be an integer, got ${String(seed)}`);

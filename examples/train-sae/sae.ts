@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { numberInRange, positiveInteger } from '../../src/functional/core.js';
 import { normalSampler, randomUnitRows, seededRandom } from './data.js';
 import type { AdamStep, MatrixKernels } from './kernels.js';
 
@@ -34,18 +35,10 @@ export interface SaeOptions {
   readonly seed: number;
 }
 
-function positiveInteger(name: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-    throw new RangeError(`SparseAutoencoder: options.${name} must be a positive integer, got ${String(value)}`);
-  }
-  return value;
-}
+const NAME = 'SparseAutoencoder';
 
 function positiveNumber(name: string, value: unknown): number {
-  if (typeof value !== 'number' || !(value > 0) || !Number.isFinite(value)) {
-    throw new RangeError(`SparseAutoencoder: options.${name} must be a positive finite number, got ${String(value)}`);
-  }
-  return value;
+  return numberInRange(NAME, name, value, { min: 0, exclusiveMin: true, max: Number.MAX_VALUE, expected: 'a positive finite number' });
 }
 
 function fraction(name: string, value: unknown): number {
@@ -96,12 +89,12 @@ export class SparseAutoencoder {
   readonly #scratch: Float32Array;
   #t = 0;
 
-  /** @throws {RangeError} on a bad option (naming it and its value). */
+  /** @throws {TypeError | RangeError} on a bad option (naming it and its value). */
   constructor(kernels: MatrixKernels, options: SaeOptions) {
     this.kernels = kernels;
-    const D = (this.D = positiveInteger('inputDims', options.inputDims));
-    const F = (this.F = positiveInteger('learnedFeatures', options.learnedFeatures));
-    const B = (this.B = positiveInteger('batchSize', options.batchSize));
+    const D = (this.D = positiveInteger(NAME, 'inputDims', options.inputDims));
+    const F = (this.F = positiveInteger(NAME, 'learnedFeatures', options.learnedFeatures));
+    const B = (this.B = positiveInteger(NAME, 'batchSize', options.batchSize));
     this.l1Coefficient = positiveNumber('l1Coefficient', options.l1Coefficient);
     this.learningRate = positiveNumber('learningRate', options.learningRate);
     this.beta1 = fraction('beta1', options.beta1 ?? 0.9);

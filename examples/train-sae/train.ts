@@ -31,6 +31,8 @@ import {
   type BackendOption,
   type GpujsMode,
 } from '../../src/index.js';
+import { optionRangeError } from '../../src/errors.js';
+import { numberInRange, positiveInteger } from '../../src/functional/core.js';
 import { checkBackendOption, checkGpujsMode } from '../../src/pool/backend.js';
 import { ToyData, seededRandom } from './data.js';
 import { chooseTrainingBackend, createMatrixKernels, type MatrixKernels } from './kernels.js';
@@ -137,18 +139,14 @@ export interface TrainResult {
 const NAME = 'train-sae';
 
 function checkOptions(o: TrainOptions): void {
-  const integer = (name: keyof TrainOptions, min: number): void => {
-    const v = o[name];
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) throw new RangeError(`${NAME}: ${name} must be an integer >= ${min}, got ${String(v)}`);
-  };
-  const positive = (name: keyof TrainOptions): void => {
-    const v = o[name];
-    if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) throw new RangeError(`${NAME}: ${name} must be a positive number, got ${String(v)}`);
-  };
-  for (const name of ['groundTruthFeatures', 'inputDims', 'learnedFeatures', 'batchSize', 'windowVectors', 'resampleInputs', 'maxSteps'] as const) integer(name, 1);
-  integer('seed', 0);
-  for (const name of ['activePerSample', 'learningRate', 'l1Coefficient', 'resampleEncoderScale', 'maxSeconds'] as const) positive(name);
-  if (typeof o.targetMmcs !== 'number' || !(o.targetMmcs > 0 && o.targetMmcs <= 1)) throw new RangeError(`${NAME}: targetMmcs must be in (0, 1], got ${String(o.targetMmcs)}`);
+  for (const name of ['groundTruthFeatures', 'inputDims', 'learnedFeatures', 'batchSize', 'windowVectors', 'resampleInputs', 'maxSteps'] as const) {
+    positiveInteger(NAME, name, o[name]);
+  }
+  if (!Number.isSafeInteger(o.seed) || o.seed < 0) throw optionRangeError(NAME, 'seed', 'a non-negative integer', o.seed);
+  for (const name of ['activePerSample', 'learningRate', 'l1Coefficient', 'resampleEncoderScale', 'maxSeconds'] as const) {
+    numberInRange(NAME, name, o[name], { min: 0, exclusiveMin: true, max: Number.MAX_VALUE, expected: 'a positive finite number' });
+  }
+  numberInRange(NAME, 'targetMmcs', o.targetMmcs, { min: 0, exclusiveMin: true, max: 1, expected: 'in (0, 1]' });
   checkBackendOption(NAME, o.backend);
   if (o.gpujsMode !== undefined) checkGpujsMode(NAME, o.gpujsMode);
   if (!Array.isArray(o.resampleAt) || o.resampleAt.some((s) => !Number.isSafeInteger(s) || s < 1)) {
@@ -259,7 +257,7 @@ export class Trainer {
 
   /**
    * @param kernels the matrix kernels to use (default: those of the backend choice).
-   * @throws {RangeError} on a bad option; {@link Error} when the requested backend cannot run.
+   * @throws {TypeError | RangeError} on a bad option; {@link Error} when the requested backend cannot run.
    */
   constructor(options: Partial<TrainOptions> = {}, kernels?: MatrixKernels) {
     const o = (this.options = { ...DEFAULT_OPTIONS, ...options });
@@ -468,7 +466,7 @@ export function formatWindow(w: WindowReport, learnedFeatures: number): string {
  * Trains until MMCS reaches `targetMmcs`, or `maxSteps` steps or `maxSeconds` seconds have passed,
  * logging one line per window.
  *
- * @throws {RangeError} on a bad option; {@link Error} when the requested backend cannot run.
+ * @throws {TypeError | RangeError} on a bad option; {@link Error} when the requested backend cannot run.
  */
 export async function train(options: Partial<TrainOptions> = {}, log: (line: string) => void = () => undefined): Promise<TrainResult> {
   const trainer = new Trainer(options);
