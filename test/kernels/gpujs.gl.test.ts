@@ -24,6 +24,7 @@ import {
   throughputCase,
   timeRuns,
 } from './gpujs-cases.js';
+import { fallbackWithoutDisplay } from './gpujs-fallback.js';
 
 const INSTALL =
   'The headlessgl tests need the optional native package gl, built, and an X display. On Debian/Ubuntu: ' +
@@ -177,6 +178,15 @@ describe('gpu.js kernels in mode headlessgl', () => {
       `gpu.js headlessgl (${kernel.renderer}): abs over ${R} x ${F} float32: ${((R * F * 4) / median / 1e6).toFixed(2)} GB/s ` +
         `(median of 3; first run with build and reference ${build.toFixed(0)} ms); ` +
         `largest relative error of abs/mse against jsFusedKernel: ${(measured.get('headlessgl') ?? 0).toExponential(2)}`,
+    );
+  });
+});
+
+describe("createGpujsKernel where gl is built but there is no display", () => {
+  it("'gpu' falls back to webasm: an error naming both modes and telling to run under xvfb-run", () => {
+    const answer = fallbackWithoutDisplay();
+    expect(answer.error).toMatch(
+      /^createGpujsKernel: requested gpu\.js mode 'gpu' but gpu\.js runs 'webasm' \(.*DISPLAY is not set.*xvfb-run/,
     );
   });
 });

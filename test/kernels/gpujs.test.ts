@@ -3,14 +3,12 @@
  * against the reference kernel `jsFusedKernel`, with one test per known gpu.js trap.
  * The `headlessgl` mode is tested by gpujs.gl.test.ts, under xvfb-run.
  */
-import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Batch, RowRange } from '../../src/functional/core.js';
 import { createGpujsKernel, gpujsAvailable, type GpujsKernel } from '../../src/kernels/gpujs/index.js';
-import { gpujs } from '../../src/kernels/gpujs/gpu.js';
+import { glLoadError, gpujs } from '../../src/kernels/gpujs/gpu.js';
 import { jsFusedKernel } from '../../src/kernels/js-fused.js';
 import type { ShardNeeds } from '../../src/kernels/types.js';
 import {
@@ -28,6 +26,7 @@ import {
   throughputCase,
   timeRuns,
 } from './gpujs-cases.js';
+import { fallbackWithoutDisplay, NO_GL } from './gpujs-fallback.js';
 
 /** A random shard case: rank 2 or 3, 1-3 components, odd feature counts, a row range inside the batch. */
 const shardCase = fc
@@ -249,18 +248,21 @@ describe('createGpujsKernel and gpujsAvailable', () => {
     );
   });
 
-  it("a silent fallback is an error naming both modes: 'gpu' without a display runs webasm", () => {
-    // In a child process without DISPLAY, so that no GL context can exist whatever runs this suite.
-    const index = fileURLToPath(new URL('../../src/kernels/gpujs/index.ts', import.meta.url));
-    const script = `const { createGpujsKernel } = await import(${JSON.stringify(index)});
-try { const k = createGpujsKernel({ mode: 'gpu' }); console.log(JSON.stringify({ mode: k.mode })); }
-catch (e) { console.log(JSON.stringify({ error: e.message })); }`;
-    const env = { ...process.env };
-    delete env.DISPLAY;
-    const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env, encoding: 'utf8' });
-    expect(child.status, child.stderr).toBe(0);
-    const answer = JSON.parse(child.stdout.trim().split('\n').pop() as string) as { error?: string };
-    expect(answer.error).toMatch(/^createGpujsKernel: requested gpu\.js mode 'gpu' but gpu\.js runs 'webasm' \(.*DISPLAY is not set.*xvfb-run/);
+  // Whichever is true where this suite runs: `gl` missing (a machine with Node alone), or `gl`
+  // built but no display (the no-display case also runs, with `gl` certainly built, in the GL suite).
+  it("a silent fallback is an error naming both modes: 'gpu' without a display runs webasm, and says why", () => {
+    const answer = fallbackWithoutDisplay();
+    const why = glLoadError() === undefined ? /DISPLAY is not set.*xvfb-run/ : /the optional native package gl cannot be loaded/;
+    expect(answer.error).toMatch(/^createGpujsKernel: requested gpu\.js mode 'gpu' but gpu\.js runs 'webasm' \(/);
+    expect(answer.error).toMatch(why);
+  });
+
+  it("'gpu' where gl is not built names gl as the reason (gl made unresolvable in a child process)", () => {
+    const answer = fallbackWithoutDisplay([NO_GL]);
+    expect(answer.error).toMatch(
+      /^createGpujsKernel: requested gpu\.js mode 'gpu' but gpu\.js runs 'webasm' \(.*the optional native package gl cannot be loaded \(Cannot find module 'gl'\)/,
+    );
+    expect(answer.error).not.toMatch(/DISPLAY/);
   });
 });
 
