@@ -3,9 +3,9 @@
  *
  * @module
  */
-import { Metric, type BatchPlan } from './metrics/metric.js';
-import { batchError, describeValue } from './errors.js';
-import type { Batch, StatePart } from './functional/core.js';
+import { Metric, type BatchPlan, type StagedChange } from './metrics/metric.js';
+import { batchError, describeValue, mergeError, StateDecodeError, StateMergeError } from './errors.js';
+import { isPlainObject, readsOf, snapshotBatch, type Batch, type MetricState, type StatePart } from './functional/core.js';
 import { Tensor } from './tensor.js';
 import { computePartials } from './kernels/partials.js';
 
@@ -38,8 +38,10 @@ const NAME = 'MetricCollection';
  * `SparseAutoencoderLoss`) are grouped by that declaration, and each part is computed from a batch
  * once, whatever the number of metrics that use it.
  *
- * A batch is validated by every metric before any state changes, so a rejected batch leaves every
- * metric as it was.
+ * Every change is atomic: `update`, `forward` and `mergeState` apply to every metric or to none.
+ * A batch is validated by every metric before any state changes, and each metric's new state is
+ * computed before any is applied, so a rejected batch, or a metric whose count would pass 2^53,
+ * leaves every metric (state and update count) as it was.
  *
  * @throws {TypeError} when `metrics` is not a non-empty record of sae-metrics metrics.
  * @example
@@ -103,8 +105,9 @@ export class MetricCollection<M extends Record<string, AnyMetric> = Record<strin
   }
 
   /**
-   * Validates a batch with every metric (so that a rejected batch changes none) and groups the
-   * distinct state parts by the number of rows their metrics read (in practice one group).
+   * Snapshots a batch (each field read once), validates it with every metric (so that a rejected
+   * batch changes none) and groups the distinct state parts by the number of rows their metrics
+   * read (in practice one group).
    *
    * @throws {InvalidBatchError} when any metric rejects the batch.
    * @internal
@@ -113,33 +116,43 @@ export class MetricCollection<M extends Record<string, AnyMetric> = Record<strin
     if (typeof batch !== 'object' || batch === null) {
       throw batchError(NAME, 'batch', `a batch must be a plain object of tensors, got ${describeValue(batch)}`);
     }
+    const metrics = Object.values(this.metrics);
+    const b = snapshotBatch(batch, metrics.flatMap((m) => readsOf(m.definition.parts)));
     const byRows = new Map<number, StatePart<unknown>[]>();
-    for (const metric of Object.values(this.metrics)) {
-      const rows = metric.validateBatch(batch);
+    for (const metric of metrics) {
+      const rows = metric.validateBatch(b);
       byRows.set(rows, [...(byRows.get(rows) ?? []), ...partsOf(metric)]);
     }
-    return [...byRows].map(([rows, parts]) => ({ rows, parts }));
+    return [...byRows].map(([rows, parts]) => ({ rows, parts, batch: b }));
   }
 
   /**
-   * Folds evaluated partial states, by part id, into every metric; with `withValues`, returns
-   * each metric's value on those partials alone (flattened).
+   * Folds evaluated partial states, by part id, into every metric or, when any metric refuses
+   * (a count past 2^53 - 1), into none; with `withValues`, returns each metric's value on those
+   * partials alone (flattened).
    *
+   * @throws {StateMergeError} when a metric refuses; no metric is then changed.
    * @internal
    */
   applyPartialsById(byId: ReadonlyMap<string, unknown>, withValues: boolean): CollectionResult<M> | undefined {
+    const staged = this.#stageAll((metric) => metric.stagePartialsById(byId, withValues));
+    if (!withValues) return undefined;
     const values: Record<string, Tensor | Readonly<Record<string, Tensor>>> = {};
-    for (const [key, metric] of Object.entries(this.metrics)) {
-      const value = metric.applyPartialsById(byId, withValues);
-      if (withValues) values[key] = value as Tensor | Readonly<Record<string, Tensor>>;
-    }
-    return withValues ? (flatten(values) as CollectionResult<M>) : undefined;
+    for (const [key, change] of staged) values[key] = change.value as Tensor | Readonly<Record<string, Tensor>>;
+    return flatten(values) as CollectionResult<M>;
+  }
+
+  /** Stages a change of every metric, then applies them all: every metric changes, or none. */
+  #stageAll<V>(stage: (metric: AnyMetric, key: string) => StagedChange<V>): [string, StagedChange<V>][] {
+    const staged = Object.entries(this.metrics).map(([key, metric]): [string, StagedChange<V>] => [key, stage(metric, key)]);
+    for (const [, change] of staged) change.apply();
+    return staged;
   }
 
   #fold(batch: Batch, withValues: boolean): CollectionResult<M> | undefined {
     const byId = new Map<string, unknown>();
-    for (const { rows, parts } of this.prepareBatch(batch)) {
-      for (const [id, partial] of computePartials(parts, batch, { start: 0, end: rows })) byId.set(id, partial);
+    for (const { rows, parts, batch: b } of this.prepareBatch(batch)) {
+      for (const [id, partial] of computePartials(parts, b, { start: 0, end: rows })) byId.set(id, partial);
     }
     return this.applyPartialsById(byId, withValues);
   }
@@ -148,6 +161,7 @@ export class MetricCollection<M extends Record<string, AnyMetric> = Record<strin
    * Folds a batch into every metric, computing each shared state part once.
    *
    * @throws {InvalidBatchError} when any metric rejects the batch; no metric is then changed.
+   * @throws {StateMergeError} when a metric's count would pass 2^53 - 1; no metric is then changed.
    */
   update(batch: Batch): void {
     this.#fold(batch, false);
@@ -157,9 +171,56 @@ export class MetricCollection<M extends Record<string, AnyMetric> = Record<strin
    * Folds a batch into every metric and returns each metric's value on this batch alone.
    *
    * @throws {InvalidBatchError} when any metric rejects the batch; no metric is then changed.
+   * @throws {StateMergeError} when a metric's count would pass 2^53 - 1; no metric is then changed.
    */
   forward(batch: Batch): CollectionResult<M> {
     return this.#fold(batch, true) as CollectionResult<M>;
+  }
+
+  /**
+   * Merges another collection with the same keys, or a record of states by key (each a metric, a
+   * state object or encoded text, as a metric's `mergeState` takes), into every metric, or into
+   * none when any state is refused.
+   *
+   * @throws {StateMergeError} when the keys differ or a metric refuses its state (naming the key
+   *   and the field); no metric is then changed.
+   * @throws {StateDecodeError} when a state's text cannot be decoded; no metric is then changed.
+   * @example
+   * ```ts
+   * const make = () => new MetricCollection({ l0: new L0NormMetric(), l1: new L1AbsoluteLoss() });
+   * const a = make();
+   * a.update({ learnedActivations: tensor([[1, 0, 2]]) });
+   * const b = make();
+   * b.update({ learnedActivations: tensor([[1, 1, 1]]) });
+   * a.mergeState(structuredClone(b.state()));
+   * a.compute(); // { l0: tensor(2.5), l1: tensor(3) }
+   * ```
+   */
+  mergeState(other: MetricCollection<M> | Readonly<Record<string, AnyMetric | MetricState | string>>): void {
+    const incoming: Readonly<Record<string, unknown>> = other instanceof MetricCollection ? other.metrics : other;
+    if (!isPlainObject(incoming) && !(other instanceof MetricCollection)) {
+      throw mergeError(NAME, `other must be a MetricCollection or a record of states by key, got ${describeValue(other)}`);
+    }
+    const keys = this.keys();
+    const theirs = Object.keys(incoming);
+    const extra = theirs.find((k) => !keys.includes(k));
+    if (extra !== undefined) throw mergeError(NAME, `${extra} is not a key of this collection (keys: ${keys.join(', ')})`, extra);
+    const missing = keys.find((k) => !Object.hasOwn(incoming, k));
+    if (missing !== undefined) throw mergeError(NAME, `the incoming states have no ${missing} (keys: ${keys.join(', ')})`, missing);
+    this.#stageAll((metric, key) => {
+      try {
+        return metric.stageMerge(incoming[key] as AnyMetric);
+      } catch (error) {
+        throw underKey(key, error);
+      }
+    });
+  }
+
+  /** Each metric's state by key (plain data; see a metric's `state()`). */
+  state(): Record<keyof M & string, MetricState> {
+    const out: Record<string, MetricState> = {};
+    for (const [key, metric] of Object.entries(this.metrics)) out[key] = metric.state() as MetricState;
+    return out as Record<keyof M & string, MetricState>;
   }
 
   /** Each metric's accumulated value (cached per metric). */
@@ -180,6 +241,16 @@ export class MetricCollection<M extends Record<string, AnyMetric> = Record<strin
     for (const [key, metric] of Object.entries(this.metrics)) copy[key] = metric.clone();
     return new MetricCollection(copy as M);
   }
+}
+
+/** A metric's refusal of its incoming state, with the collection key in the message and the field. */
+function underKey(key: string, error: unknown): unknown {
+  const field = (e: { field: string | undefined }): string => (e.field === undefined ? key : `${key}.${e.field}`);
+  if (error instanceof StateMergeError) return new StateMergeError(NAME, `${key}: ${error.message}`, field(error));
+  if (error instanceof StateDecodeError) {
+    return new StateDecodeError(`${key}: ${error.message.replace(/^decodeState: /, '')}`, { cause: error, field: field(error) });
+  }
+  return error;
 }
 
 /** Flattens record values into the top level; a clashing key becomes `outerKey_innerKey`. */

@@ -11,8 +11,11 @@
  *
  * @module
  */
-import { StateDecodeError } from './errors.js';
+import { describeValue, StateDecodeError } from './errors.js';
+import { fieldPath, MAX_STATE_DEPTH, typedArrayName, unknownKey } from './functional/core.js';
 import type { MetricState } from './functional/core.js';
+
+export { MAX_STATE_DEPTH };
 
 /** The `format` field of an encoded state. */
 export const STATE_FORMAT = 'sae-metrics/state';
@@ -22,6 +25,7 @@ export const STATE_VERSION = 1;
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const TYPED = { Float64Array, Float32Array } as const;
 type TypedName = keyof typeof TYPED;
+const ENVELOPE = ['format', 'version', 'metric', 'config', 'parts'] as const;
 
 function bytesLE(a: Float64Array | Float32Array): Buffer {
   const bytes = Buffer.from(a.buffer, a.byteOffset, a.byteLength);
@@ -33,8 +37,12 @@ function bytesLE(a: Float64Array | Float32Array): Buffer {
 }
 
 function encodeValue(value: unknown): unknown {
-  if (value instanceof Float64Array || value instanceof Float32Array) {
-    return { $typed: value.constructor.name, base64: bytesLE(value).toString('base64') };
+  // Named by the element type, not the constructor: a subclass is written (and read back) as its base.
+  const typed = typedArrayName(value);
+  if (typed === 'Float64Array' || typed === 'Float32Array') {
+    const base = TYPED[typed];
+    const a = Object.getPrototypeOf(value) === base.prototype ? (value as Float64Array | Float32Array) : new base(value as ArrayLike<number>);
+    return { $typed: typed, base64: bytesLE(a).toString('base64') };
   }
   if (typeof value === 'number') return Number.isFinite(value) ? value : { $number: String(value) };
   if (Array.isArray(value)) return value.map(encodeValue);
@@ -46,40 +54,60 @@ function encodeValue(value: unknown): unknown {
   return value;
 }
 
-function decodeValue(value: unknown, path: string): unknown {
-  if (Array.isArray(value)) return value.map((v, i) => decodeValue(v, `${path}[${i}]`));
+const fail = (field: string, reason: string, cause?: unknown): StateDecodeError =>
+  new StateDecodeError(`${field} ${reason}`, { field, ...(cause === undefined ? {} : { cause }) });
+
+/** Refuses an own key of `o` that is not one of `keys` (by default, any prototype key). */
+function onlyKeys(o: object, path: string, keys: readonly string[] = Object.keys(o)): void {
+  const unknown = unknownKey(o, keys);
+  if (unknown !== undefined) throw fail(`${path}${unknown.field}`.replace(/^\./, ''), unknown.reason);
+}
+
+function decodeTyped(o: Record<string, unknown>, path: string): Float64Array | Float32Array {
+  onlyKeys(o, path, ['$typed', 'base64']);
+  const name = o.$typed;
+  if (typeof name !== 'string' || !Object.hasOwn(TYPED, name) || typeof o.base64 !== 'string') {
+    throw fail(path, 'is not a Float64Array or Float32Array encoding');
+  }
+  const ctor = TYPED[name as TypedName];
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(o.base64) || o.base64.length % 4 !== 0) {
+    throw fail(`${path}.base64`, 'is not valid base64');
+  }
+  const bytes = Buffer.from(o.base64, 'base64');
+  if (bytes.length % ctor.BYTES_PER_ELEMENT !== 0) {
+    throw fail(path, `has ${bytes.length} bytes, not a whole number of ${name} elements`);
+  }
+  // Unused bits after the last byte could hide data and would not re-encode to the same text.
+  if (bytes.toString('base64') !== o.base64) throw fail(`${path}.base64`, 'is not canonical base64 (as encodeState writes it)');
+  const copy = new Uint8Array(bytes);
+  const buf = Buffer.from(copy.buffer);
+  if (!LITTLE_ENDIAN) {
+    if (ctor === Float64Array) buf.swap64();
+    else buf.swap32();
+  }
+  return new ctor(copy.buffer, 0, bytes.length / ctor.BYTES_PER_ELEMENT);
+}
+
+/** `value` (parsed JSON) with typed arrays and non-finite numbers decoded; nesting and keys checked. */
+function decodeValue(value: unknown, path: string, depth: number): unknown {
+  if (typeof value === 'number') {
+    // JSON.parse reads 1e999 as Infinity: non-finite numbers are written as { "$number": ... }.
+    if (!Number.isFinite(value)) throw fail(path, 'is out of the float64 range (non-finite numbers are written as {"$number": ...})');
+    return value;
+  }
   if (typeof value !== 'object' || value === null) return value;
+  if (depth > MAX_STATE_DEPTH) throw fail(path, `is nested more than ${MAX_STATE_DEPTH} levels deep`);
+  if (Array.isArray(value)) return value.map((v, i) => decodeValue(v, `${path}[${i}]`, depth + 1));
   const o = value as Record<string, unknown>;
-  if ('$typed' in o) {
-    const name = o.$typed as TypedName;
-    const ctor = TYPED[name];
-    if (ctor === undefined || typeof o.base64 !== 'string') {
-      throw new StateDecodeError(`${path} is not a Float64Array or Float32Array encoding`);
-    }
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(o.base64) || o.base64.length % 4 !== 0) {
-      throw new StateDecodeError(`${path}.base64 is not valid base64`);
-    }
-    const bytes = Buffer.from(o.base64, 'base64');
-    if (bytes.length % ctor.BYTES_PER_ELEMENT !== 0) {
-      throw new StateDecodeError(`${path} has ${bytes.length} bytes, not a whole number of ${name} elements`);
-    }
-    const copy = new Uint8Array(bytes);
-    const buf = Buffer.from(copy.buffer);
-    if (!LITTLE_ENDIAN) {
-      if (ctor === Float64Array) buf.swap64();
-      else buf.swap32();
-    }
-    return new ctor(copy.buffer, 0, bytes.length / ctor.BYTES_PER_ELEMENT);
+  if (Object.hasOwn(o, '$typed')) return decodeTyped(o, path);
+  if (Object.hasOwn(o, '$number')) {
+    onlyKeys(o, path, ['$number']);
+    if (!['NaN', 'Infinity', '-Infinity'].includes(o.$number as string)) throw fail(path, 'is not a non-finite number encoding');
+    return Number(o.$number);
   }
-  if ('$number' in o) {
-    const n = Number(o.$number);
-    if (!['NaN', 'Infinity', '-Infinity'].includes(String(o.$number))) {
-      throw new StateDecodeError(`${path} is not a non-finite number encoding`);
-    }
-    return n;
-  }
+  onlyKeys(o, path);
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(o)) out[k] = decodeValue(v, `${path}.${k}`);
+  for (const [k, v] of Object.entries(o)) out[k] = decodeValue(v, fieldPath(path, k), depth + 1);
   return out;
 }
 
@@ -115,26 +143,35 @@ export function encodeState(state: MetricState<object>): string {
  * @throws {StateDecodeError} on text that is not an encoded state of a known version.
  */
 export function decodeState(text: string): MetricState {
+  if (typeof text !== 'string') throw new StateDecodeError(`the text must be a string, got ${typeof text}`);
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch (error) {
     throw new StateDecodeError('the text is not JSON', { cause: error });
   }
-  if (typeof raw !== 'object' || raw === null) throw new StateDecodeError('the text is not an encoded state object');
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new StateDecodeError('the text is not an encoded state object');
   const o = raw as Record<string, unknown>;
+  onlyKeys(o, '');
   if (o.format !== STATE_FORMAT) {
-    throw new StateDecodeError(`format must be ${JSON.stringify(STATE_FORMAT)}, got ${JSON.stringify(o.format)}`);
+    throw fail('format', `must be ${JSON.stringify(STATE_FORMAT)}, got ${describeValue(o.format)}`);
   }
   if (o.version !== STATE_VERSION) {
-    throw new StateDecodeError(`version ${JSON.stringify(o.version)} is not supported (this build reads version ${STATE_VERSION})`);
+    throw fail('version', `${describeValue(o.version)} is not supported (this build reads version ${STATE_VERSION})`);
   }
-  if (typeof o.metric !== 'string') throw new StateDecodeError('metric must be a string');
-  if (typeof o.config !== 'object' || o.config === null) throw new StateDecodeError('config must be an object');
-  if (typeof o.parts !== 'object' || o.parts === null) throw new StateDecodeError('parts must be an object');
+  onlyKeys(o, '', ENVELOPE);
+  if (typeof o.metric !== 'string') throw fail('metric', 'must be a string');
+  if (typeof o.config !== 'object' || o.config === null || Array.isArray(o.config)) throw fail('config', 'must be an object');
+  onlyKeys(o.config, 'config');
+  for (const [k, v] of Object.entries(o.config)) {
+    if (v !== null && typeof v !== 'boolean' && typeof v !== 'string' && !(typeof v === 'number' && Number.isFinite(v))) {
+      throw fail(fieldPath('config', k), 'must be a finite number, a boolean, a string or null');
+    }
+  }
+  if (typeof o.parts !== 'object' || o.parts === null || Array.isArray(o.parts)) throw fail('parts', 'must be an object');
   return {
     metric: o.metric,
     config: o.config as MetricState['config'],
-    parts: decodeValue(o.parts, 'parts') as Record<string, unknown>,
+    parts: decodeValue(o.parts, 'parts', 2) as Record<string, unknown>,
   };
 }

@@ -59,24 +59,37 @@ export class InvalidBatchError extends TypeError {
   }
 }
 
-/** Two states could not be merged or loaded: they belong to different metrics or configurations. */
+/**
+ * A state could not be merged or loaded: it belongs to another metric or configuration, or it is
+ * not a possible state of the metric (a missing or unknown field, a negative count, a shape that
+ * disagrees with its data or with the configuration, ...).
+ */
 export class StateMergeError extends TypeError {
   override readonly name = 'StateMergeError';
   /** The metric (class name) that refused the merge. */
   readonly metric: string;
+  /** The state field at fault, as a path (`parts.firedCount.vectors`), when one is. */
+  readonly field: string | undefined;
 
-  constructor(metric: string, message: string) {
+  constructor(metric: string, message: string, field?: string) {
     super(`${metric}: ${message}`);
     this.metric = metric;
+    this.field = field;
   }
 }
 
-/** An encoded state could not be decoded: not JSON, an unknown format or version, or a bad field. */
+/**
+ * An encoded state could not be decoded: not JSON, an unknown format or version, or a bad field
+ * (an unknown, missing or prototype key, a bad typed-array or number encoding, nesting too deep).
+ */
 export class StateDecodeError extends TypeError {
   override readonly name = 'StateDecodeError';
+  /** The field at fault, as a path (`parts.firedCount.fired`), when one is. */
+  readonly field: string | undefined;
 
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(`decodeState: ${message}`, options);
+  constructor(message: string, options?: { cause?: unknown; field?: string }) {
+    super(`decodeState: ${message}`, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.field = options?.field;
   }
 }
 
@@ -95,9 +108,9 @@ export function batchError(metric: string, field: string, message: string): Inva
   return new InvalidBatchError(metric, field, message);
 }
 
-/** Builds a {@link StateMergeError} for `metric`. */
-export function mergeError(metric: string, message: string): StateMergeError {
-  return new StateMergeError(metric, message);
+/** Builds a {@link StateMergeError} for `metric` (and the state field at fault). */
+export function mergeError(metric: string, message: string, field?: string): StateMergeError {
+  return new StateMergeError(metric, message, field);
 }
 
 /**

@@ -7,6 +7,7 @@
  * float64 reference implementations (relative tolerance 1e-12).
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import fc from 'fast-check';
 import {
   CapacityMetric,
   ClasswiseWrapperWithMean,
@@ -20,6 +21,8 @@ import {
   NeuronFiredCountMetric,
   ReconstructionScoreMetric,
   SparseAutoencoderLoss,
+  StateDecodeError,
+  StateMergeError,
   Tensor,
 } from '../src/index.js';
 import type { AnyMetric, Batch } from '../src/index.js';
@@ -328,6 +331,146 @@ describe('rejected batches', () => {
     expectRecordSame(collection.compute(), values);
     collection.update(batch(3));
     for (const [, m] of metrics) expect(m.updateCount).toBe(2);
+  });
+});
+
+describe('atomic: update, forward and mergeState apply to every metric or to none (issue 10, item 7)', () => {
+  const BIG = 2 ** 53 - 1;
+  const LF = 3; // features
+  /** Metrics that read [rows, 3] learned activations; the fired-count family shares one part. */
+  const MAKERS = {
+    l0: () => new L0NormMetric(),
+    dens: () => new FeatureDensityMetric({ numLearnedFeatures: LF }),
+    fired: () => new NeuronFiredCountMetric({ numLearnedFeatures: LF }),
+    dead: () => new NeuronActivityMetric({ numLearnedFeatures: LF }),
+    l1: () => new L1AbsoluteLoss(),
+    l1Items: () => new L1AbsoluteLoss({ keepBatchDim: true }),
+    capacity: () => new CapacityMetric(),
+  } as const;
+  type Key = keyof typeof MAKERS;
+  /** The vector count of a metric's state, or undefined for states without one. */
+  const vectorsOf = (m: AnyMetric): number | undefined => {
+    const part = Object.values(m.state().parts as Record<string, { vectors?: number }>)[0];
+    return part?.vectors;
+  };
+  /** A metric whose vector count is BIG - headroom (and whose fired / non-zero counts are 0). */
+  function preloaded(key: Key, headroom: number | undefined): AnyMetric {
+    const m = MAKERS[key]() as AnyMetric;
+    if (headroom === undefined || vectorsOf(m) === undefined) {
+      m.update({ learnedActivations: randomTensor([2, LF], 7) });
+      return m;
+    }
+    const s = m.state();
+    const parts = Object.fromEntries(
+      Object.entries(s.parts as Record<string, Record<string, unknown>>).map(([k, p]) => [k, { ...p, vectors: BIG - headroom }]),
+    );
+    m.loadState({ ...s, parts } as never);
+    return m;
+  }
+  const snapshot = (c: MetricCollection) => Object.values(c.metrics).map((m) => [m.encodeState(), m.updateCount] as const);
+
+  const arbitrary = fc.record({
+    keys: fc.subarray(Object.keys(MAKERS) as Key[], { minLength: 2 }),
+    headrooms: fc.array(fc.option(fc.integer({ min: 0, max: 4 }), { nil: undefined }), { minLength: 7, maxLength: 7 }),
+    rows: fc.integer({ min: 1, max: 4 }),
+    features: fc.constantFrom(LF, LF, LF, LF + 1),
+    op: fc.constantFrom('update', 'forward', 'mergeState', 'mergeStates'),
+    seed: fc.nat(1000),
+  });
+
+  it('a metric that refuses (a count past 2^53 - 1, a batch it rejects) leaves every metric as it was; else all change as each would alone', () => {
+    let refusals = 0;
+    let applied = 0;
+    fc.assert(
+      fc.property(arbitrary, ({ keys, headrooms, rows, features, op, seed }) => {
+        const make = (headroom: (i: number) => number | undefined) =>
+          new MetricCollection(Object.fromEntries(keys.map((k, i) => [k, preloaded(k, headroom(i))])));
+        const collection = make((i) => headrooms[i]);
+        const before = snapshot(collection);
+        const batch = { learnedActivations: randomTensor([rows, features], seed) };
+        const other = make(() => undefined);
+        for (const m of Object.values(other.metrics)) m.reset();
+        other.update({ learnedActivations: randomTensor([rows, LF], seed) });
+        // Expected by hand: a metric with a vector count refuses when rows more vectors pass 2^53 - 1;
+        // the fired-count family and capacity (rows of 3 so far) reject a batch of another feature
+        // count (merges carry no batch).
+        const refuses = keys.some((k, i) => {
+          const headroom = headrooms[i];
+          const count = headroom !== undefined && vectorsOf(MAKERS[k]() as AnyMetric) !== undefined && headroom < rows;
+          const shape = op.startsWith('merge') ? false : features !== LF && ['dens', 'fired', 'dead', 'capacity'].includes(k);
+          return count || shape;
+        });
+        // Each metric alone (clones), the oracle for the values.
+        const alone = Object.entries(collection.metrics).map(([k, m]) => {
+          const c = m.clone();
+          try {
+            if (op === 'update' || op === 'forward') c[op](batch);
+            else c.mergeState(other.metrics[k] as AnyMetric);
+            return c;
+          } catch {
+            return undefined;
+          }
+        });
+        expect(alone.some((c) => c === undefined)).toBe(refuses);
+
+        const run = (): unknown => {
+          if (op === 'update') return collection.update(batch);
+          if (op === 'forward') return collection.forward(batch);
+          if (op === 'mergeState') return collection.mergeState(other);
+          return collection.mergeState(structuredClone(other.state()));
+        };
+        if (refuses) {
+          refusals++;
+          const e = thrown(run);
+          expect(e instanceof StateMergeError || e instanceof InvalidBatchError, String(e)).toBe(true);
+          expect(snapshot(collection)).toEqual(before);
+          return;
+        }
+        applied++;
+        run();
+        Object.values(collection.metrics).forEach((m, i) => {
+          const [text, count] = before[i] as readonly [string, number];
+          expect(m.encodeState()).toBe((alone[i] as AnyMetric).encodeState());
+          expect(m.encodeState()).not.toBe(text);
+          expect(m.updateCount).toBe(op === 'mergeStates' ? count : count + 1);
+          const v = vectorsOf(m);
+          if (v !== undefined) expect(v).toBe((vectorsOf(MAKERS[keys[i] as Key]() as AnyMetric) ?? 0) + (headrooms[i] === undefined ? 2 : BIG - (headrooms[i] as number)) + rows);
+        });
+      }),
+      { numRuns: 300, seed: 107 },
+    );
+    expect(refusals).toBeGreaterThan(50);
+    expect(applied).toBeGreaterThan(50);
+  });
+
+  it("the issue's case: { l0, dens } where dens's count would pass 2^53 changes neither", () => {
+    const l0 = new L0NormMetric();
+    const dens = preloaded('dens', 1);
+    const collection = new MetricCollection({ l0, dens });
+    const batch = { learnedActivations: randomTensor([2, LF], 3) };
+    for (const op of ['update', 'forward'] as const) {
+      expect(thrown(() => collection[op](batch))).toBeInstanceOf(StateMergeError);
+      expect(l0.updateCount).toBe(0);
+      expect(dens.updateCount).toBe(0);
+      expect(vectorsOf(l0)).toBe(0);
+      expect(vectorsOf(dens)).toBe(BIG - 1);
+    }
+  });
+
+  it('mergeState refuses other keys, and names the key and field of a refused state; nothing changes', () => {
+    const collection = new MetricCollection({ l0: new L0NormMetric(), l1: new L1AbsoluteLoss() });
+    collection.update({ learnedActivations: randomTensor([2, LF], 4) });
+    const before = snapshot(collection);
+    const states = collection.state();
+    const bad = { ...states, l1: { ...states.l1, parts: { absolute: { sum: Float64Array.of(-1), vectors: 2 } } } };
+    const e = thrown(() => collection.mergeState(bad));
+    expect(e).toBeInstanceOf(StateMergeError);
+    expect(e.message).toMatch(/^MetricCollection: l1: L1AbsoluteLoss: the incoming state\.parts\.absolute\.sum cannot be negative/);
+    expect((e as StateMergeError).field).toBe('l1.parts.absolute.sum');
+    expect(thrown(() => collection.mergeState({ l0: states.l0 }))).toBeInstanceOf(StateMergeError);
+    expect(thrown(() => collection.mergeState({ ...states, extra: states.l0 }))).toBeInstanceOf(StateMergeError);
+    expect(thrown(() => collection.mergeState({ ...states, l1: '{"format":' }))).toBeInstanceOf(StateDecodeError);
+    expect(snapshot(collection)).toEqual(before);
   });
 });
 

@@ -69,7 +69,12 @@ export interface StatePart<S> {
   fromBatch(batch: Batch, rows: RowRange): S;
   /** Associative merge; `a` comes before `b` for ordered parts. Never mutates its arguments. */
   merge(a: S, b: S): S;
-  /** A reason why `value` is not a valid state of this part, or `undefined` when it is. */
+  /**
+   * A reason why `value` is not a possible state of this part, or `undefined` when it is. A reason
+   * that starts with a field path (`.vectors must be ...`, `.chunks[2] must ...`) names a field
+   * inside the part. `value` comes from elsewhere (decoded text, another thread): every field must
+   * be checked, and a state that passes must compute and re-encode without error.
+   */
   invalid(value: unknown): string | undefined;
 }
 
@@ -131,6 +136,104 @@ export interface MetricSpec<P extends object, R> {
   compute(parts: P): R;
 }
 
+// ---------------------------------------------------------------------------------------------
+// States from elsewhere
+
+/**
+ * How deeply a state may nest, the state object itself being level 1 (a built-in metric's state
+ * nests 5 deep). Deeper states are refused by `decodeState`, `loadState` and `mergeState`.
+ */
+export const MAX_STATE_DEPTH = 32;
+
+/** Keys that would reach an object's prototype if copied by assignment: never a state field. */
+const PROTOTYPE_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+
+/** The fields of a state object. */
+const STATE_FIELDS = ['metric', 'config', 'parts'] as const;
+
+/** `path.key`, or `path["key"]` for a key that is not an identifier (`key` alone when `path` is empty). */
+export function fieldPath(path: string, key: string): string {
+  if (!/^[A-Za-z_$][\w$]*$/.test(key)) return `${path}[${JSON.stringify(key)}]`;
+  return path === '' ? key : `${path}.${key}`;
+}
+
+/** Whether `value` is a plain object: its prototype is `Object.prototype` or null. */
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  return proto === Object.prototype || proto === null;
+}
+
+function notPlainObject(value: unknown): string | undefined {
+  return isPlainObject(value) ? undefined : `must be a plain object, got ${describeValue(value)}`;
+}
+
+/**
+ * The first own key of `value` that is not one of `keys` (a prototype key or an unknown one), as
+ * `.key` (or `["key"]`) and a reason, or undefined.
+ */
+export function unknownKey(
+  value: object,
+  keys: readonly string[],
+  what = `a field (fields: ${keys.join(', ')})`,
+): { field: string; reason: string } | undefined {
+  for (const k of Object.keys(value)) {
+    if (PROTOTYPE_KEYS.has(k)) return { field: fieldPath('*', k).slice(1), reason: 'is a prototype key, not a field' };
+    if (!keys.includes(k)) return { field: fieldPath('*', k).slice(1), reason: `is not ${what}` };
+  }
+  return undefined;
+}
+
+const TYPED_ARRAY_TAG = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Float32Array.prototype), Symbol.toStringTag)
+  ?.get as (this: unknown) => string | undefined;
+
+/**
+ * The element type of a real typed array (`'Float32Array'`, ...), read from its internal slot, so
+ * that neither a subclass nor an object that only inherits from a typed array can fake it.
+ */
+export function typedArrayName(value: unknown): string | undefined {
+  return typeof value === 'object' && value !== null ? TYPED_ARRAY_TAG.call(value) : undefined;
+}
+
+/**
+ * A copy of a state from elsewhere as fresh plain data, each field read once (a getter runs once,
+ * and what is then checked is what is used): plain objects and arrays, `Float64Array` and
+ * `Float32Array` (copied, a subclass or a shared buffer becoming a plain array), numbers, strings,
+ * booleans, null and undefined.
+ *
+ * @throws the error `fail(field, reason)` builds, for a prototype key, nesting deeper than
+ *   {@link MAX_STATE_DEPTH}, or anything else.
+ */
+export function copyStateData(value: unknown, fail: (field: string, reason: string) => Error, path = '', depth = 1): unknown {
+  if (value === null || value === undefined) return value;
+  const type = typeof value;
+  if (type === 'number' || type === 'string' || type === 'boolean') return value;
+  if (type === 'object') {
+    if (depth > MAX_STATE_DEPTH) throw fail(path, `is nested more than ${MAX_STATE_DEPTH} levels deep`);
+    const typed = typedArrayName(value);
+    if (typed === 'Float64Array') return new Float64Array(value as Float64Array);
+    if (typed === 'Float32Array') return new Float32Array(value as Float32Array);
+    if (Array.isArray(value) && Object.getPrototypeOf(value) === Array.prototype) {
+      const out: unknown[] = [];
+      for (let i = 0; i < value.length; i++) out.push(copyStateData(value[i], fail, `${path}[${i}]`, depth + 1));
+      return out;
+    }
+    if (typed === undefined && isPlainObject(value)) {
+      const out: Record<string, unknown> = {};
+      for (const k of Object.keys(value)) {
+        const field = fieldPath(path, k);
+        if (PROTOTYPE_KEYS.has(k)) throw fail(field, 'is a prototype key, not a field');
+        out[k] = copyStateData(value[k], fail, field, depth + 1);
+      }
+      return out;
+    }
+  }
+  throw fail(
+    path,
+    `must be plain data (objects, arrays, Float64Array, Float32Array, numbers, strings, booleans, null), got ${describeValue(value)}`,
+  );
+}
+
 /** Stable text of a config for comparison and messages. */
 export function configKey(config: MetricConfig): string {
   return JSON.stringify(Object.keys(config).sort().map((k) => [k, config[k]]));
@@ -147,34 +250,66 @@ export function defineMetric<P extends object, R>(spec: MetricSpec<P, R>): Metri
   type S = MetricState<P>;
   const keys = Object.keys(spec.parts) as (keyof P & string)[];
   const parts = spec.parts as unknown as Record<string, StatePart<unknown>>;
-  const key = configKey(spec.config);
   const make = (values: Record<string, unknown>): S =>
     Object.freeze({ metric: spec.metric, config: spec.config, parts: Object.freeze(values) as P });
 
+  const fail = (what: string, field: string, reason: string): never => {
+    throw mergeError(spec.metric, `${field === '' ? what : `${what}.${field}`} ${reason}`, field === '' ? undefined : field);
+  };
+
   const assertState: (value: unknown, what?: string) => asserts value is S = (value, what = 'state') => {
-    if (typeof value !== 'object' || value === null) {
-      throw mergeError(spec.metric, `${what} must be a state object, got ${value === null ? 'null' : typeof value}`);
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      fail(what, '', `must be a state object, got ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`);
     }
+    const plain = notPlainObject(value);
+    if (plain !== undefined) fail(what, '', plain);
     const s = value as Partial<MetricState>;
     if (s.metric !== spec.metric) {
-      throw mergeError(spec.metric, `cannot merge a state of ${String(s.metric)} into ${spec.metric}`);
+      const got = typeof s.metric === 'string' || s.metric === undefined ? String(s.metric) : describeValue(s.metric);
+      throw mergeError(spec.metric, `cannot merge a state of ${got} into ${spec.metric} (metric differs)`, 'metric');
     }
-    if (typeof s.config !== 'object' || s.config === null || configKey(s.config) !== key) {
+    checkConfig(s.config, what);
+    const unknown = unknownKey(value as object, STATE_FIELDS);
+    if (unknown !== undefined) fail(what, unknown.field.replace(/^\./, ''), unknown.reason);
+    const values = s.parts as Record<string, unknown> | undefined;
+    if (typeof values !== 'object' || values === null || Array.isArray(values)) fail(what, 'parts', 'must be an object');
+    const plainParts = notPlainObject(values);
+    if (plainParts !== undefined) fail(what, 'parts', plainParts);
+    const unknownPart = unknownKey(values as object, keys, `a part of ${spec.metric} (parts: ${keys.join(', ')})`);
+    if (unknownPart !== undefined) fail(what, `parts${unknownPart.field}`, unknownPart.reason);
+    for (const k of keys) {
+      if (!Object.hasOwn(values as object, k)) fail(what, `parts.${k}`, 'is missing');
+      const reason = parts[k]?.invalid((values as Record<string, unknown>)[k]);
+      if (reason !== undefined) {
+        const inner = /^((?:\.[A-Za-z_$][\w$]*|\[\d+\])+) ([^]*)$/.exec(reason);
+        fail(what, `parts.${k}${inner?.[1] ?? ''}`, inner?.[2] ?? reason);
+      }
+    }
+  };
+
+  const checkConfig = (config: unknown, what: string): void => {
+    const differ = (field: string, got: string): never => {
       throw mergeError(
         spec.metric,
-        `cannot merge states of different configurations: ${describeConfig(spec.config)} and ${
-          typeof s.config === 'object' && s.config !== null ? describeConfig(s.config) : String(s.config)
-        }`,
+        `cannot merge states of different configurations: ${describeConfig(spec.config)} and ${got} (${field} differs)`,
+        field,
       );
+    };
+    if (typeof config !== 'object' || config === null || Array.isArray(config)) differ('config', String(config));
+    const plain = notPlainObject(config);
+    if (plain !== undefined) fail(what, 'config', plain);
+    const c = config as Record<string, unknown>;
+    for (const k of Object.keys(c)) {
+      if (PROTOTYPE_KEYS.has(k)) fail(what, `config.${k}`, 'is a prototype key, not an option');
+      const v = c[k];
+      if (v !== null && typeof v !== 'number' && typeof v !== 'boolean' && typeof v !== 'string') {
+        fail(what, fieldPath('config', k), `must be a number, boolean, string or null, got ${describeValue(v)}`);
+      }
     }
-    const values = s.parts as Record<string, unknown> | undefined;
-    if (typeof values !== 'object' || values === null) {
-      throw mergeError(spec.metric, `${what}.parts must be an object`);
-    }
-    for (const k of keys) {
-      const reason = parts[k]?.invalid(values[k]);
-      if (reason !== undefined) throw mergeError(spec.metric, `${what}.parts.${k} ${reason}`);
-    }
+    // Equal values (=== , so 0 and -0 agree and NaN never does) under the same option names.
+    const names = [...new Set([...Object.keys(spec.config), ...Object.keys(c)])].sort();
+    const first = names.find((k) => !Object.hasOwn(c, k) || !Object.hasOwn(spec.config, k) || c[k] !== spec.config[k]);
+    if (first !== undefined) differ(fieldPath('config', first), describeConfig(c as MetricConfig));
   };
 
   const partials = (batch: Batch, rows: RowRange): Record<string, unknown> => {
@@ -191,7 +326,7 @@ export function defineMetric<P extends object, R>(spec: MetricSpec<P, R>): Metri
       try {
         values[k] = (parts[k] as StatePart<unknown>).merge(own[k], incoming[k]);
       } catch (error) {
-        throw mergeError(spec.metric, `cannot merge ${k}: ${(error as Error).message}`);
+        throw mergeError(spec.metric, `cannot merge ${k}: ${(error as Error).message}`, `parts.${k}`);
       }
     }
     return make(values);
@@ -211,8 +346,9 @@ export function defineMetric<P extends object, R>(spec: MetricSpec<P, R>): Metri
     },
     partials,
     fold,
-    update(state: S, batch: Batch, rows?: RowRange): S {
+    update(state: S, input: Batch, rows?: RowRange): S {
       assertState(state);
+      const batch = snapshotBatch(input, readsOf(parts));
       const n = spec.validate(batch, state);
       const range = rows ?? { start: 0, end: n };
       if (
@@ -254,6 +390,71 @@ export interface Activations {
   readonly components: number;
   readonly features: number;
   readonly componentAxis: boolean;
+}
+
+/** The fields of {@link Batch} that the built-in metrics read. */
+const BATCH_FIELDS = [
+  'learnedActivations',
+  'sourceActivations',
+  'decodedActivations',
+  'sourceModelLoss',
+  'sourceModelLossWithReconstruction',
+  'sourceModelLossWithZeroAblation',
+  'componentIdx',
+] as const;
+
+/** The batch fields `parts` declare they read (see `StatePart.reads`). */
+export function readsOf(parts: Readonly<Record<string, StatePart<unknown>>>): string[] {
+  return Object.values(parts).flatMap((p) => p.reads);
+}
+
+/** A `Float32Array` view of the same memory as a subclass instance, read through the internal slots. */
+const baseView = (() => {
+  const proto = Object.getPrototypeOf(Float32Array.prototype) as object;
+  const get = (name: string) => Object.getOwnPropertyDescriptor(proto, name)?.get as (this: unknown) => unknown;
+  const buffer = get('buffer');
+  const byteOffset = get('byteOffset');
+  const length = get('length');
+  return (a: Float32Array): Float32Array =>
+    new Float32Array(buffer.call(a) as ArrayBuffer, byteOffset.call(a) as number, length.call(a) as number);
+})();
+
+/** A tensor-like field read once: `data` and `shape` each read once, the shape copied. */
+function snapshotField(value: unknown): unknown {
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || ArrayBuffer.isView(value)) return value;
+  if (!('data' in value) || !('shape' in value)) return value;
+  let data = (value as { data: unknown }).data;
+  const shape = (value as { shape: unknown }).shape;
+  // A subclass may override slice() (which a metric uses to keep rows) or the length getter.
+  if (typedArrayName(data) === 'Float32Array' && Object.getPrototypeOf(data) !== Float32Array.prototype) {
+    data = baseView(data as Float32Array);
+  }
+  if (!Array.isArray(shape)) return Object.freeze({ data, shape });
+  const copy: unknown[] = [];
+  for (let i = 0; i < shape.length; i++) copy.push(shape[i]);
+  return Object.freeze({ data, shape: Object.freeze(copy) });
+}
+
+/**
+ * The batch as it is at hand-over: each field read exactly once (a getter runs once) into a new
+ * plain object, tensor fields as `{ data, shape }` with the same `data` (not copied) and a copy of
+ * `shape`. Everything after (validation, the partial states, a worker pool) reads the snapshot,
+ * so a field that changes between reads cannot make validation and computation disagree.
+ * Anything that is not a batch object is returned as it is, for validation to refuse.
+ *
+ * Reads the batch's own enumerable fields, and `fields` (with those of {@link Batch}) where they
+ * are inherited.
+ */
+export function snapshotBatch(batch: unknown, fields: Iterable<string> = []): Batch {
+  if (typeof batch !== 'object' || batch === null || Array.isArray(batch) || ArrayBuffer.isView(batch)) return batch as Batch;
+  if ('shape' in batch && 'data' in batch) return batch as Batch; // a tensor passed as a batch: refused by validation
+  const out: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
+  const source = batch as Record<string, unknown>;
+  for (const k of Object.keys(source)) out[k] = snapshotField(source[k]);
+  for (const k of [...BATCH_FIELDS, ...fields]) {
+    if (!Object.hasOwn(out, k) && k in source) out[k] = snapshotField(source[k]);
+  }
+  return Object.freeze(out) as Batch;
 }
 
 /** Checks that `batch` is an object; returns it. `example` names a field the metric reads, for the message. */

@@ -4,7 +4,7 @@
  *
  * @module
  */
-export { defineMetric, configKey } from './core.js';
+export { defineMetric, configKey, snapshotBatch } from './core.js';
 export type {
   Batch,
   RowRange,

@@ -6,10 +6,29 @@
  */
 import { mergeError } from '../errors.js';
 import { decodeState, encodeState } from '../encoding.js';
+import { copyStateData, readsOf, snapshotBatch } from '../functional/core.js';
 import type { Batch, MetricDefinition, MetricState, StatePart } from '../functional/core.js';
 
-/** Which state parts to evaluate over how many rows of a batch: one entry per row count. */
-export type BatchPlan = readonly { readonly rows: number; readonly parts: readonly StatePart<unknown>[] }[];
+/**
+ * Which state parts to evaluate over how many rows of a batch: one entry per row count. `batch` is
+ * the batch as it was at hand-over (each field read once): evaluate that, not the caller's object.
+ */
+export type BatchPlan = readonly {
+  readonly rows: number;
+  readonly parts: readonly StatePart<unknown>[];
+  readonly batch: Batch;
+}[];
+
+/**
+ * A change to a metric computed but not applied yet: `apply()` applies it and cannot fail, so a
+ * collection applies a change to every metric or to none.
+ *
+ * @internal
+ */
+export interface StagedChange<V> {
+  readonly value: V;
+  apply(): void;
+}
 
 /**
  * Base class of every metric. Subclasses only choose a definition.
@@ -70,12 +89,14 @@ export abstract class Metric<S extends MetricState<object> = MetricState, R = un
   }
 
   /**
-   * Folds a batch into the state.
+   * Folds a batch into the state. The batch's fields are read once, when it is handed over.
    *
    * @throws {InvalidBatchError} when the batch is rejected; the state is then unchanged.
    */
   update(batch: Batch): void {
-    this.#set(this.#definition.update(this.#state, batch), 1);
+    const b = this.snapshotBatch(batch);
+    const rows = this.validateBatch(b);
+    this.stagePartials(this.#definition.partials(b, { start: 0, end: rows }), false).apply();
   }
 
   /**
@@ -85,18 +106,32 @@ export abstract class Metric<S extends MetricState<object> = MetricState, R = un
    * @throws {InvalidBatchError} when the batch is rejected; the state is then unchanged.
    */
   forward(batch: Batch): R {
-    const rows = this.validateBatch(batch);
-    return this.applyPartials(this.#definition.partials(batch, { start: 0, end: rows }), true) as R;
+    const b = this.snapshotBatch(batch);
+    const rows = this.validateBatch(b);
+    const staged = this.stagePartials(this.#definition.partials(b, { start: 0, end: rows }), true);
+    staged.apply();
+    return staged.value as R;
   }
 
   /**
-   * Validates a batch and says which state parts must be evaluated over how many rows.
+   * The batch as it is now, each field read once (see `snapshotBatch` in `sae-metrics/functional`).
+   *
+   * @internal
+   */
+  snapshotBatch(batch: Batch): Batch {
+    return snapshotBatch(batch, readsOf(this.#definition.parts));
+  }
+
+  /**
+   * Snapshots and validates a batch, and says which state parts must be evaluated over how many
+   * rows of the snapshot (`plan[i].batch`).
    *
    * @throws {InvalidBatchError} when the batch is rejected.
    * @internal
    */
   prepareBatch(batch: Batch): BatchPlan {
-    return [{ rows: this.validateBatch(batch), parts: Object.values(this.#definition.parts) }];
+    const b = this.snapshotBatch(batch);
+    return [{ rows: this.validateBatch(b), parts: Object.values(this.#definition.parts), batch: b }];
   }
 
   /**
@@ -106,13 +141,26 @@ export abstract class Metric<S extends MetricState<object> = MetricState, R = un
    * @internal
    */
   applyPartialsById(byId: ReadonlyMap<string, unknown>, withValue: boolean): R | undefined {
-    const partials: Record<string, unknown> = {};
-    for (const [name, part] of Object.entries(this.#definition.parts)) partials[name] = byId.get(part.id);
-    return this.applyPartials(partials, withValue);
+    const staged = this.stagePartialsById(byId, withValue);
+    staged.apply();
+    return staged.value;
   }
 
   /**
-   * Checks a batch against the options and the current state; returns its number of rows.
+   * {@link applyPartialsById}, computed but not applied.
+   *
+   * @throws {StateMergeError} when a count would pass 2^53 - 1; nothing is then staged.
+   * @internal
+   */
+  stagePartialsById(byId: ReadonlyMap<string, unknown>, withValue: boolean): StagedChange<R | undefined> {
+    const partials: Record<string, unknown> = {};
+    for (const [name, part] of Object.entries(this.#definition.parts)) partials[name] = byId.get(part.id);
+    return this.stagePartials(partials, withValue);
+  }
+
+  /**
+   * Checks a batch (a snapshot, see {@link snapshotBatch}) against the options and the current
+   * state; returns its number of rows.
    *
    * @throws {InvalidBatchError} when the batch is rejected.
    * @internal
@@ -128,10 +176,17 @@ export abstract class Metric<S extends MetricState<object> = MetricState, R = un
    * @internal
    */
   applyPartials(partials: Readonly<Record<string, unknown>>, withValue: boolean): R | undefined {
+    const staged = this.stagePartials(partials, withValue);
+    staged.apply();
+    return staged.value;
+  }
+
+  /** {@link applyPartials}, computed but not applied. */
+  private stagePartials(partials: Readonly<Record<string, unknown>>, withValue: boolean): StagedChange<R | undefined> {
     const d = this.#definition;
     const value = withValue ? d.compute(d.fold(d.init(), partials)) : undefined;
-    this.#set(d.fold(this.#state, partials), 1);
-    return value;
+    const state = d.fold(this.#state, partials);
+    return { value, apply: () => this.#set(state, 1) };
   }
 
   /**
@@ -161,20 +216,44 @@ export abstract class Metric<S extends MetricState<object> = MetricState, R = un
   }
 
   /**
-   * Merges another metric of the same class and options, or a state of it, into this one (the
-   * incoming values come after this metric's own in ordered states).
+   * Merges another metric of the same class and options, or a state of it (an object from
+   * {@link state}, or text from {@link encodeState}), into this one (the incoming values come
+   * after this metric's own in ordered states). A state from elsewhere is checked as untrusted
+   * input: every field, read once.
    *
-   * @throws {StateMergeError} for a different metric or configuration; this metric is then unchanged.
+   * @throws {StateMergeError} for a different metric or configuration, or a state that is not a
+   *   possible state of this metric (naming the field); this metric is then unchanged.
+   * @throws {StateDecodeError} when text cannot be decoded; this metric is then unchanged.
    */
-  mergeState(other: Metric<S, unknown> | S): void {
+  mergeState(other: Metric<S, unknown> | S | string): void {
+    this.stageMerge(other).apply();
+  }
+
+  /**
+   * {@link mergeState}, computed but not applied.
+   *
+   * @internal
+   */
+  stageMerge(other: Metric<S, unknown> | S | string): StagedChange<void> {
     if (other instanceof Metric) {
       if (other.#definition.metric !== this.#definition.metric) {
-        throw mergeError(this.#definition.metric, `cannot merge a ${other.#definition.metric} into a ${this.#definition.metric}`);
+        throw mergeError(this.#definition.metric, `cannot merge a ${other.#definition.metric} into a ${this.#definition.metric} (metric differs)`, 'metric');
       }
-      this.#set(this.#definition.merge(this.#state, other.#state), other.#updateCount);
-      return;
+      const state = this.#definition.merge(this.#state, other.#state);
+      const updates = other.#updateCount;
+      return { value: undefined, apply: () => this.#set(state, updates) };
     }
-    this.#set(this.#definition.merge(this.#state, other), 0);
+    const state = this.#definition.merge(this.#state, this.#incoming(other, 'the incoming state'));
+    return { value: undefined, apply: () => this.#set(state, 0) };
+  }
+
+  /** A state from elsewhere as fresh plain data (decoded, or copied with each field read once); not yet checked. */
+  #incoming(state: S | string, what: string): S {
+    if (typeof state === 'string') return decodeState(state) as S;
+    const metric = this.#definition.metric;
+    return copyStateData(state, (field, reason) =>
+      mergeError(metric, `${field === '' ? what : `${what}.${field}`} ${reason}`, field === '' ? undefined : field),
+    ) as S;
   }
 
   /** A plain-data snapshot of the state (a deep copy: later updates do not change it). */
@@ -184,15 +263,16 @@ export abstract class Metric<S extends MetricState<object> = MetricState, R = un
 
   /**
    * Replaces the state with `state` (a snapshot from {@link state}, or text from
-   * {@link encodeState}). The update count is kept.
+   * {@link encodeState}), checked as untrusted input. The update count is kept.
    *
-   * @throws {StateMergeError} when it is a state of another metric or configuration.
-   * @throws {StateDecodeError} when the text cannot be decoded.
+   * @throws {StateMergeError} when it is a state of another metric or configuration, or not a
+   *   possible state of this metric (naming the field); this metric is then unchanged.
+   * @throws {StateDecodeError} when the text cannot be decoded; this metric is then unchanged.
    */
   loadState(state: S | string): void {
-    const value: unknown = typeof state === 'string' ? decodeState(state) : state;
+    const value = this.#incoming(state, 'state');
     this.#definition.assertState(value);
-    this.#set(structuredClone(value), 0);
+    this.#set(value, 0);
   }
 
   /** The state as versioned JSON text (see `decodeState`). Counts and float64 sums survive exactly. */

@@ -6,6 +6,14 @@
  */
 import type { StatePart } from '../core.js';
 import type { TensorLike } from '../../tensor.js';
+import { describeValue } from '../../errors.js';
+import { notRecord } from './arrays.js';
+
+/**
+ * The most values one row may declare (`rowShape`'s product) in a state from elsewhere: 2^31 - 1.
+ * A row must also fit in the chunks the state holds.
+ */
+export const MAX_ROW_WIDTH = 2 ** 31 - 1;
 
 /** Chunks of rows in arrival order, and the shape of one row (`[feature]` or `[component, feature]`). */
 export interface ActivationListState {
@@ -35,23 +43,34 @@ export function activationListPart(): StatePart<ActivationListState> {
       return { chunks: [...a.chunks, ...b.chunks], rowShape: a.rowShape };
     },
     invalid(v) {
-      if (typeof v !== 'object' || v === null || !('chunks' in v) || !('rowShape' in v)) {
-        return 'must be an object with chunks, rowShape';
-      }
+      const reason = notRecord(v, ['chunks', 'rowShape']);
+      if (reason !== undefined) return reason;
       const s = v as ActivationListState;
-      if (!Array.isArray(s.chunks) || !s.chunks.every((c) => c instanceof Float32Array)) {
-        return 'chunks must be an array of Float32Arrays';
-      }
-      if (s.rowShape === null) return s.chunks.length === 0 ? undefined : 'chunks must be empty while rowShape is null';
+      if (!Array.isArray(s.chunks)) return `.chunks must be an array of Float32Arrays, got ${describeValue(s.chunks)}`;
+      if (s.rowShape === null) return s.chunks.length === 0 ? undefined : '.chunks must be empty while rowShape is null';
       if (
         !Array.isArray(s.rowShape) ||
         (s.rowShape.length !== 1 && s.rowShape.length !== 2) ||
         !s.rowShape.every((d) => Number.isSafeInteger(d) && d > 0)
       ) {
-        return 'rowShape must be [feature] or [component, feature]';
+        const shape = s.rowShape as unknown;
+        return `.rowShape must be [feature] or [component, feature] of positive integers, got ${
+          Array.isArray(shape) && shape.every((d) => typeof d === 'number') ? JSON.stringify(shape) : describeValue(shape)
+        }`;
       }
       const width = s.rowShape.reduce((a, b) => a * b, 1);
-      return s.chunks.every((c) => c.length % width === 0) ? undefined : `chunks must hold whole rows of ${width} values`;
+      if (width > MAX_ROW_WIDTH) {
+        return `.rowShape declares ${width} values per row, more than the limit of ${MAX_ROW_WIDTH}`;
+      }
+      if (s.chunks.length === 0) return '.chunks must not be empty while rowShape is set (it is set by the first batch)';
+      for (let i = 0; i < s.chunks.length; i++) {
+        const c = s.chunks[i];
+        if (!(c instanceof Float32Array)) return `.chunks[${i}] must be a Float32Array, got ${describeValue(c)}`;
+        if (c.length === 0 || c.length % width !== 0) {
+          return `.chunks[${i}] must hold whole rows of ${width} values (rowShape ${JSON.stringify(s.rowShape)}; at least one row), got ${c.length} values`;
+        }
+      }
+      return undefined;
     },
   };
 }

@@ -4,6 +4,7 @@
  * @module
  */
 import { describeValue } from '../../errors.js';
+import { isPlainObject, unknownKey } from '../core.js';
 
 /** `a + b` elementwise, in a new array. */
 export function addF64(a: Float64Array, b: Float64Array): Float64Array {
@@ -30,17 +31,22 @@ export function addCounts(a: Float64Array, b: Float64Array): Float64Array {
   return out;
 }
 
-/** The reason `value` is not an object with the given keys, or undefined. */
+/**
+ * The reason `value` is not a plain object with exactly the given keys, or undefined. Reasons name
+ * the field (`.vectors is missing`), as `StatePart.invalid` does.
+ */
 export function notRecord(value: unknown, keys: readonly string[]): string | undefined {
-  if (typeof value !== 'object' || value === null) return `must be an object with ${keys.join(', ')}`;
-  for (const k of keys) if (!(k in value)) return `is missing ${k}`;
+  if (!isPlainObject(value)) return `must be an object with ${keys.join(', ')}, got ${describeValue(value)}`;
+  const unknown = unknownKey(value, keys);
+  if (unknown !== undefined) return `${unknown.field} ${unknown.reason}`;
+  for (const k of keys) if (!Object.hasOwn(value, k)) return `.${k} is missing`;
   return undefined;
 }
 
 /** The reason `value` is not a Float64Array of `length`, or undefined. */
 export function notF64(value: unknown, length: number, name: string): string | undefined {
-  if (!(value instanceof Float64Array)) return `${name} must be a Float64Array`;
-  if (value.length !== length) return `${name} must have ${length} elements, got ${value.length}`;
+  if (!(value instanceof Float64Array)) return `.${name} must be a Float64Array, got ${describeValue(value)}`;
+  if (value.length !== length) return `.${name} must have ${length} elements, got ${value.length}`;
   return undefined;
 }
 
@@ -48,8 +54,12 @@ export function notF64(value: unknown, length: number, name: string): string | u
 export function notCounts(value: unknown, length: number, name: string): string | undefined {
   const reason = notF64(value, length, name);
   if (reason !== undefined) return reason;
-  for (const v of value as Float64Array) {
-    if (!Number.isSafeInteger(v) || v < 0) return `${name} must hold exact non-negative integer counts, got ${v}`;
+  const a = value as Float64Array;
+  for (let i = 0; i < a.length; i++) {
+    const v = a[i] as number;
+    if (!Number.isSafeInteger(v) || v < 0) {
+      return `.${name} must hold exact non-negative integer counts (below 2^53), got ${v} at index ${i}`;
+    }
   }
   return undefined;
 }
@@ -58,7 +68,30 @@ export function notCounts(value: unknown, length: number, name: string): string 
 export function notCount(value: unknown, name: string): string | undefined {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
     ? undefined
-    : `${name} must be a non-negative integer, got ${describeValue(value)}`;
+    : `.${name} must be a non-negative integer below 2^53, got ${describeValue(value)}`;
+}
+
+/**
+ * The reason `values`, sums or values of a non-negative quantity (an absolute sum, a squared
+ * error), hold a negative value, or undefined. NaN and +Infinity are possible (from NaN and
+ * infinite activations); -Infinity and negative numbers are not.
+ */
+export function notNonNegative(values: Float64Array, name: string, what: string): string | undefined {
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i] as number;
+    if (v < 0) return `.${name} cannot be negative (${what}), got ${v} at index ${i}`;
+  }
+  return undefined;
+}
+
+/** The reason `values` are not all 0 when there are no vectors, or undefined. */
+export function notZeroWithoutVectors(values: Float64Array, vectors: number, name: string): string | undefined {
+  if (vectors !== 0) return undefined;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i] as number;
+    if (v !== 0) return `.${name} must be 0 while vectors is 0 (nothing was counted), got ${v} at index ${i}`;
+  }
+  return undefined;
 }
 
 /** Concatenates typed-array chunks into one new array of the same type. */

@@ -30,12 +30,12 @@ export function firedCountPart(numFeatures: number, numComponents: number | unde
     invalid(v) {
       const reason =
         notRecord(v, ['fired', 'vectors']) ??
-        notCounts((v as FiredCountState).fired, size, 'fired') ??
-        notCount((v as FiredCountState).vectors, 'vectors');
+        notCount((v as FiredCountState).vectors, 'vectors') ??
+        notCounts((v as FiredCountState).fired, size, 'fired');
       if (reason !== undefined) return reason;
       const { fired, vectors } = v as FiredCountState;
-      const over = fired.find((n) => n > vectors);
-      return over === undefined ? undefined : `fired counts cannot exceed vectors (${vectors}), got ${over}`;
+      const over = fired.findIndex((n) => n > vectors);
+      return over === -1 ? undefined : `.fired cannot exceed vectors (${vectors}), got ${fired[over]} at index ${over}`;
     },
   };
   return part;

@@ -51,6 +51,7 @@ export function lossSumsPart(numComponents: number): StatePart<LossSumsState> {
       reconstruction: addF64(a.reconstruction, b.reconstruction),
       zeroAblation: addF64(a.zeroAblation, b.zeroAblation),
     }),
+    // Losses may be negative or non-finite (the metric takes any float32 losses): only the shape is checked.
     invalid: (v) =>
       notRecord(v, ['source', 'reconstruction', 'zeroAblation']) ??
       notF64((v as LossSumsState).source, numComponents, 'source') ??

@@ -7,7 +7,7 @@
  */
 import type { StatePart } from '../core.js';
 import { fromFusedPass } from '../../kernels/partials.js';
-import { addCount, addCounts, notCount, notCounts, notRecord } from './arrays.js';
+import { addCount, addCounts, notCount, notCounts, notRecord, notZeroWithoutVectors } from './arrays.js';
 
 /** Non-zero counts per component (one entry without a component axis). */
 export interface NonZeroCountState {
@@ -29,8 +29,9 @@ export function nonZeroCountPart(numComponents: number | undefined): StatePart<N
     merge: (a, b) => ({ nonZero: addCounts(a.nonZero, b.nonZero), vectors: addCount(a.vectors, b.vectors) }),
     invalid: (v) =>
       notRecord(v, ['nonZero', 'vectors']) ??
+      notCount((v as NonZeroCountState).vectors, 'vectors') ??
       notCounts((v as NonZeroCountState).nonZero, components, 'nonZero') ??
-      notCount((v as NonZeroCountState).vectors, 'vectors'),
+      notZeroWithoutVectors((v as NonZeroCountState).nonZero, (v as NonZeroCountState).vectors, 'nonZero'),
   };
   return part;
 }

@@ -9,7 +9,8 @@
  */
 import type { Batch, RowRange, StatePart } from '../core.js';
 import type { TensorLike } from '../../tensor.js';
-import { addCount, addF64, notCount, notF64, notRecord } from './arrays.js';
+import { addCount, addF64, notCount, notF64, notNonNegative, notRecord, notZeroWithoutVectors } from './arrays.js';
+import { describeValue } from '../../errors.js';
 import { jsFusedKernel } from '../../kernels/js-fused.js';
 import { fromFusedPass } from '../../kernels/partials.js';
 
@@ -38,6 +39,9 @@ export function rowLossValues(kind: RowLoss, batch: Batch, rows: RowRange): Floa
   return jsFusedKernel(batch, rows, { [kind]: true })[kind] as Float64Array;
 }
 
+const SUM_OF: Record<RowLoss, string> = { abs: 'a sum of absolute values', mse: 'a sum of mean squared errors' };
+const VALUE_OF: Record<RowLoss, string> = { abs: 'an absolute sum per vector', mse: 'a mean squared error per vector' };
+
 const READS: Record<RowLoss, readonly string[]> = {
   abs: ['learnedActivations'],
   mse: ['decodedActivations', 'sourceActivations'],
@@ -61,10 +65,15 @@ export function rowLossSumPart(kind: RowLoss, numComponents: number): StatePart<
     },
     fromBatch: (batch, rows) => fromFusedPass(part, batch, rows),
     merge: (a, b) => ({ sum: addF64(a.sum, b.sum), vectors: addCount(a.vectors, b.vectors) }),
-    invalid: (v) =>
-      notRecord(v, ['sum', 'vectors']) ??
-      notF64((v as RowLossSumState).sum, numComponents, 'sum') ??
-      notCount((v as RowLossSumState).vectors, 'vectors'),
+    invalid(v) {
+      const reason =
+        notRecord(v, ['sum', 'vectors']) ??
+        notCount((v as RowLossSumState).vectors, 'vectors') ??
+        notF64((v as RowLossSumState).sum, numComponents, 'sum');
+      if (reason !== undefined) return reason;
+      const { sum, vectors } = v as RowLossSumState;
+      return notNonNegative(sum, 'sum', SUM_OF[kind]) ?? notZeroWithoutVectors(sum, vectors, 'sum');
+    },
   };
   return part;
 }
@@ -91,13 +100,25 @@ export function rowLossItemsPart(kind: RowLoss, numComponents: number): StatePar
       const reason = notRecord(v, ['chunks', 'componentAxis']);
       if (reason !== undefined) return reason;
       const s = v as RowLossItemsState;
-      if (s.componentAxis !== null && typeof s.componentAxis !== 'boolean') return 'componentAxis must be a boolean or null';
-      if (!Array.isArray(s.chunks) || !s.chunks.every((c) => c instanceof Float64Array)) {
-        return 'chunks must be an array of Float64Arrays';
+      if (s.componentAxis !== null && typeof s.componentAxis !== 'boolean') {
+        return `.componentAxis must be a boolean or null, got ${describeValue(s.componentAxis)}`;
       }
-      if (s.componentAxis === null && s.chunks.length > 0) return 'chunks must be empty while componentAxis is null';
+      if (!Array.isArray(s.chunks)) return `.chunks must be an array of Float64Arrays, got ${describeValue(s.chunks)}`;
+      if (s.componentAxis === null) return s.chunks.length === 0 ? undefined : '.chunks must be empty while componentAxis is null';
+      if (s.chunks.length === 0) return '.chunks must not be empty while componentAxis is set (it is set by the first batch)';
+      if (!s.componentAxis && numComponents !== 1) {
+        return `.componentAxis cannot be false with ${numComponents} components (only one component comes without a component axis)`;
+      }
       const width = s.componentAxis ? numComponents : 1;
-      if (!s.chunks.every((c) => c.length % width === 0)) return `chunks must hold whole rows of ${width} values`;
+      for (let i = 0; i < s.chunks.length; i++) {
+        const c = s.chunks[i];
+        if (!(c instanceof Float64Array)) return `.chunks[${i}] must be a Float64Array, got ${describeValue(c)}`;
+        if (c.length === 0 || c.length % width !== 0) {
+          return `.chunks[${i}] must hold whole rows of ${width} value${width === 1 ? '' : 's'} (at least one), got ${c.length} values`;
+        }
+        const negative = notNonNegative(c, `chunks[${i}]`, VALUE_OF[kind]);
+        if (negative !== undefined) return negative;
+      }
       return undefined;
     },
   };

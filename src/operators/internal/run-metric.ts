@@ -174,8 +174,9 @@ export function metricOperator<R, O>(
           fail(error);
         }
       };
-      const evaluate = (plan: BatchPlan, batch: Batch, batchIndex: number) => {
-        const results = plan.map(({ rows, parts }) =>
+      const evaluate = (plan: BatchPlan, batchIndex: number) => {
+        // plan[i].batch: the batch as it was at hand-over (each field read once), not the caller's object.
+        const results = plan.map(({ rows, parts, batch }) =>
           executor.evaluate(parts, batch, rows, { batchIndex, signal: controller.signal }),
         );
         return results.some((r) => r instanceof Promise)
@@ -190,7 +191,7 @@ export function metricOperator<R, O>(
           let result: ReadonlyMap<string, unknown> | Promise<ReadonlyMap<string, unknown>>;
           try {
             plan = runner.prepareBatch(batch);
-            result = evaluate(plan, batch, index++);
+            result = evaluate(plan, index++);
           } catch (error) {
             fail(error);
             return;
