@@ -23,7 +23,8 @@ export type MetricResult<M> = M extends { compute(): infer R } ? R : never;
 
 /**
  * What a collection's `forward` and `compute` return: each metric's value under its key, with
- * record values (a classwise wrapper's) flattened into the top level, as torchmetrics does.
+ * record values (a classwise wrapper's) flattened into the top level, as torchmetrics does: when
+ * any flattened key would be duplicated, every key of every record becomes `<collectionKey>_<key>`.
  */
 export type CollectionResult<M extends Record<string, AnyMetric>> = {
   readonly [K in keyof M as MetricResult<M[K]> extends Tensor ? K : never]: MetricResult<M[K]>;
@@ -253,16 +254,30 @@ function underKey(key: string, error: unknown): unknown {
   return error;
 }
 
-/** Flattens record values into the top level; a clashing key becomes `outerKey_innerKey`. */
+/**
+ * Flattens record values (a classwise wrapper's) into the top level, as torchmetrics'
+ * `MetricCollection` does: when any flattened key would be duplicated (two records sharing a key,
+ * or a record key equal to a plain metric's key), every key of every record becomes
+ * `<collectionKey>_<key>`; plain values keep their collection key. A key that still clashes after
+ * that takes the later value, as a Python dict does.
+ */
 function flatten(values: Record<string, Tensor | Readonly<Record<string, Tensor>>>): Record<string, Tensor> {
-  const out: Record<string, Tensor> = {};
-  const nested: [string, Readonly<Record<string, Tensor>>][] = [];
+  const seen = new Set<string>();
+  let duplicates = false;
   for (const [key, value] of Object.entries(values)) {
-    if (value instanceof Tensor) out[key] = value;
-    else nested.push([key, value]);
+    for (const k of value instanceof Tensor ? [key] : Object.keys(value)) {
+      if (seen.has(k)) duplicates = true;
+      seen.add(k);
+    }
   }
-  for (const [outer, record] of nested) {
-    for (const [inner, value] of Object.entries(record)) out[inner in out ? `${outer}_${inner}` : inner] = value;
+  const out: Record<string, Tensor> = {};
+  // defineProperty: a key such as `__proto__` is a key, not the prototype.
+  const put = (k: string, v: Tensor): void => {
+    Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
+  };
+  for (const [key, value] of Object.entries(values)) {
+    if (value instanceof Tensor) put(key, value);
+    else for (const [inner, v] of Object.entries(value)) put(duplicates ? `${key}_${inner}` : inner, v);
   }
   return out;
 }

@@ -24,8 +24,9 @@ import {
   StateDecodeError,
   StateMergeError,
   Tensor,
+  tensor,
 } from '../src/index.js';
-import type { AnyMetric, Batch } from '../src/index.js';
+import type { AnyMetric, Batch, Metric, MetricState } from '../src/index.js';
 import { type RefArray, refL1AbsoluteLoss, refNeuronActivity, refReconstructionScore } from './reference/index.js';
 import { C, F, fullBatch as batch, randomTensor } from './support/batches.js';
 import { ref, thrown } from './support/compare.js';
@@ -163,19 +164,45 @@ describe('values', () => {
     expectRecordSame(computed, { l1: alone.l1.compute(), ...alone.l0.compute(), ...alone.dead.compute() });
   });
 
-  it('a flattened key that clashes with a metric key becomes outerKey_innerKey', () => {
+  // Issue 11: as torchmetrics' MetricCollection (_compute_and_reduce with _flatten_dict): as soon as
+  // any flattened key would be duplicated, EVERY key of EVERY record result becomes
+  // `<collectionKey>_<key>`; plain results keep their collection key. Values by hand for
+  // [[[1, 0, 2], [0, 0, 1]]]: component a has L1 3 and L0 2, component b L1 1 and L0 1.
+  const clashBatch = { learnedActivations: tensor([[[1, 0, 2], [0, 0, 1]]]) };
+  const wrapper = <S extends MetricState<object>>(metric: Metric<S, Tensor>, prefix = 'm') =>
+    new ClasswiseWrapperWithMean(metric, { componentNames: ['a', 'b'], prefix });
+  const items = (r: Readonly<Record<string, Tensor>>) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v.toArray()]));
+
+  it('two wrappers with the same keys: every key of both is prefixed with its collection key (as Python)', () => {
     const collection = new MetricCollection({
-      'l0/a': new L1AbsoluteLoss({ numComponents: C }),
-      wrapped: new ClasswiseWrapperWithMean(new L0NormMetric({ numComponents: C }), { componentNames: ['a', 'b'], prefix: 'l0' }),
+      l1: wrapper(new L1AbsoluteLoss({ numComponents: 2 })),
+      l0: wrapper(new L0NormMetric({ numComponents: 2 })),
     });
-    const l1 = new L1AbsoluteLoss({ numComponents: C });
-    const l0 = new L0NormMetric({ numComponents: C });
-    const values = collection.forward(b1);
-    expect(Object.keys(values).sort()).toEqual(['l0/a', 'l0/b', 'l0/mean', 'wrapped_l0/a'].sort());
-    expectTensorSame(values['l0/a'], l1.forward(b1));
-    const perComponent = l0.forward(b1);
-    expect(values['wrapped_l0/a']?.item()).toBe(perComponent.data[0]);
-    expect(values['l0/b']?.item()).toBe(perComponent.data[1]);
+    const expected = { 'l0_m/a': 2, 'l0_m/b': 1, 'l0_m/mean': 1.5, 'l1_m/a': 3, 'l1_m/b': 1, 'l1_m/mean': 2 };
+    expect(items(collection.forward(clashBatch))).toEqual(expected);
+    expect(items(collection.compute())).toEqual(expected);
+  });
+
+  it('a wrapper key equal to a plain metric key: the plain one keeps its key, every wrapper key is prefixed (as Python)', () => {
+    const collection = new MetricCollection({
+      'm/mean': new L1AbsoluteLoss({ numComponents: 2 }),
+      w: wrapper(new L0NormMetric({ numComponents: 2 })),
+    });
+    expect(items(collection.forward(clashBatch))).toEqual({ 'm/mean': [3, 1], 'w_m/a': 2, 'w_m/b': 1, 'w_m/mean': 1.5 });
+  });
+
+  it('without a clash no key is prefixed, and one clash prefixes the keys of every record result', () => {
+    const clean = new MetricCollection({ l1: wrapper(new L1AbsoluteLoss({ numComponents: 2 }), 'x'), l0: wrapper(new L0NormMetric({ numComponents: 2 })) });
+    expect(Object.keys(clean.forward(clashBatch))).toEqual(['x/a', 'x/b', 'x/mean', 'm/a', 'm/b', 'm/mean']);
+    const three = new MetricCollection({
+      x: wrapper(new L1AbsoluteLoss({ numComponents: 2 }), 'x'),
+      l1: wrapper(new L1AbsoluteLoss({ numComponents: 2 })),
+      l0: wrapper(new L0NormMetric({ numComponents: 2 })),
+      plain: new L0NormMetric({ numComponents: 2 }),
+    });
+    expect(Object.keys(three.forward(clashBatch)).sort()).toEqual(
+      ['x_x/a', 'x_x/b', 'x_x/mean', 'l1_m/a', 'l1_m/b', 'l1_m/mean', 'l0_m/a', 'l0_m/b', 'l0_m/mean', 'plain'].sort(),
+    );
   });
 });
 

@@ -8,7 +8,7 @@ import { float64, Tensor } from '../tensor.js';
 export interface ClasswiseWrapperOptions {
   /** One name per component (default `'0'`, `'1'`, ...). */
   readonly componentNames?: readonly string[];
-  /** Key prefix (default: the wrapped metric's class name in lower case). */
+  /** Key prefix (default, and for `''`: the wrapped metric's class name in lower case). */
   readonly prefix?: string;
 }
 
@@ -82,7 +82,8 @@ export class ClasswiseWrapperWithMean<S extends MetricState<object> = MetricStat
     if (o.prefix !== undefined && typeof o.prefix !== 'string') {
       throw new TypeError(`${NAME}: options.prefix must be a string, got ${describeValue(o.prefix)}`);
     }
-    const prefix = o.prefix ?? inner.metric.toLowerCase();
+    // An empty prefix counts as unset, as Python's `if not self._prefix`.
+    const prefix = o.prefix || inner.metric.toLowerCase();
     const convert = (x: Tensor): Record<string, Tensor> => {
       const t = x.ndim === 0 ? new Tensor(x.data, [1], x.dtype) : x;
       const n = t.shape[0] as number;

@@ -111,6 +111,14 @@ describe('keys and values', () => {
     expect(Object.keys(prefixed.forward(learned([2, 2, 3], 4)))).toEqual(['train/l1/0', 'train/l1/1', 'train/l1/mean']);
   });
 
+  it("an empty prefix counts as unset, as in Python (`if not self._prefix`): the wrapped metric's class name (issue 11)", () => {
+    const w = new ClasswiseWrapperWithMean(new L1AbsoluteLoss({ numComponents: 2 }), { componentNames: ['a', 'b'], prefix: '' });
+    expect(w.prefix).toBe('l1absoluteloss');
+    expect(Object.keys(w.forward(learned([2, 2, 3], 4)))).toEqual(['l1absoluteloss/a', 'l1absoluteloss/b', 'l1absoluteloss/mean']);
+    const copy = w.clone();
+    expect(Object.keys(copy.forward(learned([2, 2, 3], 5)))).toEqual(['l1absoluteloss/a', 'l1absoluteloss/b', 'l1absoluteloss/mean']);
+  });
+
   it('a 0-d result counts as one component', () => {
     const b = {
       sourceActivations: randomTensor([4, 3], 5, 0),
