@@ -1127,3 +1127,44 @@ describe('typed-array subclasses (issue 10, item 9)', () => {
     expect(encodeState(checked(asDef(l1), decodeState(encodeState(t))))).toBe(encodeState(t));
   });
 });
+
+describe('SparseAutoencoderLoss: the L1 and MSE parts count the same vectors', () => {
+  // Both parts are folded from the same batches: a state whose parts disagree computes NaN or a
+  // value of no stream, and its next update throws. Values below by hand.
+  const sums = (abs: number, mse: number) => ({
+    absolute: { sum: Float64Array.of(abs ? 4 : 0), vectors: abs },
+    mse: { sum: Float64Array.of(mse ? 1 : 0), vectors: mse },
+  });
+  const items = (abs: Float64Array[], absAxis: boolean | null, mse: Float64Array[], mseAxis: boolean | null) => ({
+    absolute: { chunks: abs, componentAxis: absAxis },
+    mse: { chunks: mse, componentAxis: mseAxis },
+  });
+  it.each([
+    ['vector counts 2 and 0', {}, sums(2, 0)],
+    ['vector counts 2 and 5', {}, sums(2, 5)],
+    ['3 and 1 per-vector values', { keepBatchDim: true }, items([Float64Array.of(1, 2, 3)], false, [Float64Array.of(1)], false)],
+    ['per-vector values with and without a component axis', { keepBatchDim: true }, items([Float64Array.of(1)], true, [Float64Array.of(1)], false)],
+    ['per-vector L1 values and no MSE values', { keepBatchDim: true }, items([Float64Array.of(1)], false, [], null)],
+  ] as const)('%s are refused, naming parts, as text and as an object', (_name, options, parts) => {
+    const m = new SparseAutoencoderLoss(options);
+    const batch = { learnedActivations: tensor([[1, -1]]), sourceActivations: tensor([[1, 1]]), decodedActivations: tensor([[0, 1]]) };
+    m.update(batch);
+    const before = m.encodeState();
+    const state = { metric: m.definition.metric, config: m.definition.config, parts };
+    for (const s of [state, encodeState(state as never)]) {
+      const e = expectThrows(() => m.loadState(s as never), StateMergeError, /^SparseAutoencoderLoss: state\.parts /, /absolute/, /mse/);
+      expect((e as StateMergeError).field).toBe('parts');
+      expectThrows(() => m.mergeState(s as never), StateMergeError, /^SparseAutoencoderLoss: the incoming state\.parts /);
+      expect(m.encodeState()).toBe(before);
+    }
+    // The metric still works: l1 2 per vector * 0.001 + mse 0.5.
+    m.update(batch);
+    expect([...m.compute().data]).toEqual('keepBatchDim' in options ? [0.502, 0.502] : [0.502]);
+  });
+
+  it('parts that agree are accepted and compute the value by hand', () => {
+    const m = new SparseAutoencoderLoss({ keepBatchDim: true, l1Coefficient: 0.5 });
+    m.loadState({ metric: m.definition.metric, config: m.definition.config, parts: items([Float64Array.of(2), Float64Array.of(4)], false, [Float64Array.of(1, 3)], false) } as never);
+    expect([...m.compute().data]).toEqual([2, 5]);
+  });
+});

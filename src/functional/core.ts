@@ -134,6 +134,11 @@ export interface MetricSpec<P extends object, R> {
   readonly parts: { readonly [K in keyof P]: StatePart<P[K]> };
   validate(batch: Batch, state?: MetricState<P>): number;
   compute(parts: P): R;
+  /**
+   * A reason why parts that are each possible cannot be in one state (they were folded from the
+   * same batches and disagree), or `undefined`. Called after every part passed its own check.
+   */
+  invalid?(parts: P): string | undefined;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -285,6 +290,8 @@ export function defineMetric<P extends object, R>(spec: MetricSpec<P, R>): Metri
         fail(what, `parts.${k}${inner?.[1] ?? ''}`, inner?.[2] ?? reason);
       }
     }
+    const together = spec.invalid?.(values as P);
+    if (together !== undefined) fail(what, 'parts', together);
   };
 
   const checkConfig = (config: unknown, what: string): void => {

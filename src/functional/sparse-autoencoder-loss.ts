@@ -78,6 +78,24 @@ export function sparseAutoencoderLoss(
       checkKeptAxis(METRIC, 'learnedActivations', state?.parts.absolute, learned.componentAxis, learned.tensor.shape);
       return learned.rows;
     },
+    invalid: ({ absolute, mse }) => {
+      // Both parts fold the same batches: a value of one without the other belongs to no stream.
+      if ('sum' in absolute && 'sum' in mse) {
+        return absolute.vectors === mse.vectors
+          ? undefined
+          : `absolute and mse must count the same vectors, got ${absolute.vectors} and ${mse.vectors}`;
+      }
+      if ('chunks' in absolute && 'chunks' in mse) {
+        const rows = (s: RowLossItemsState) => s.chunks.reduce((n, c) => n + c.length, 0);
+        if (absolute.componentAxis !== mse.componentAxis) {
+          return `absolute and mse must agree on componentAxis, got ${String(absolute.componentAxis)} and ${String(mse.componentAxis)}`;
+        }
+        return rows(absolute) === rows(mse)
+          ? undefined
+          : `absolute and mse must hold as many per-vector values, got ${rows(absolute)} and ${rows(mse)}`;
+      }
+      return undefined;
+    },
     compute(parts) {
       const l1 = rowLossResult(parts.absolute, numComponents);
       const l2 = rowLossResult(parts.mse, numComponents);
