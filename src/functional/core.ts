@@ -426,14 +426,24 @@ const baseView = (() => {
     new Float32Array(buffer.call(a) as ArrayBuffer, byteOffset.call(a) as number, length.call(a) as number);
 })();
 
+/** What a Float32Array inherits (`length`, `slice`, `buffer`, `Symbol.iterator`, ...), which an own property could shadow. */
+const INHERITED: readonly PropertyKey[] = [
+  ...new Set([Float32Array.prototype, Object.getPrototypeOf(Float32Array.prototype) as object, Object.prototype].flatMap((p) => Reflect.ownKeys(p))),
+];
+
+/** Whether reading `a` through its properties could differ from reading it through its internal slots. */
+const overridden = (a: Float32Array): boolean =>
+  Object.getPrototypeOf(a) !== Float32Array.prototype || INHERITED.some((k) => Object.hasOwn(a, k));
+
 /** A tensor-like field read once: `data` and `shape` each read once, the shape copied. */
 function snapshotField(value: unknown): unknown {
   if (typeof value !== 'object' || value === null || Array.isArray(value) || ArrayBuffer.isView(value)) return value;
   if (!('data' in value) || !('shape' in value)) return value;
   let data = (value as { data: unknown }).data;
   const shape = (value as { shape: unknown }).shape;
-  // A subclass may override slice() (which a metric uses to keep rows) or the length getter.
-  if (typedArrayName(data) === 'Float32Array' && Object.getPrototypeOf(data) !== Float32Array.prototype) {
+  // A subclass, or own properties, may override slice() (which a metric uses to keep rows), the
+  // length getter or the iterator: viewed as a plain Float32Array of the same memory, they cannot.
+  if (typedArrayName(data) === 'Float32Array' && overridden(data as Float32Array)) {
     data = baseView(data as Float32Array);
   }
   if (!Array.isArray(shape)) return Object.freeze({ data, shape });
@@ -498,8 +508,17 @@ export function checkTensorField(metric: string, batch: Batch, field: string, wh
     throw batchError(metric, field, `${field} must be a Tensor (see tensor()), got ${describeValue(value)}`);
   }
   const t = value as { data: unknown; shape: unknown };
-  if (!(t.data instanceof Float32Array)) {
-    const kind = ArrayBuffer.isView(t.data) ? t.data.constructor.name : Array.isArray(t.data) ? 'an Array' : typeof t.data;
+  // The internal slot, not instanceof: a Proxy or an object inheriting from Float32Array.prototype has no elements of its own.
+  const name = typedArrayName(t.data);
+  if (name !== 'Float32Array') {
+    const kind =
+      name !== undefined
+        ? name
+        : t.data instanceof Float32Array
+          ? 'an object that only inherits from Float32Array (a Proxy or Object.create)'
+          : Array.isArray(t.data)
+            ? 'an Array'
+            : typeof t.data;
     throw batchError(metric, field, `${field} must hold float32 data (a Float32Array), got ${kind}`);
   }
   const shape = t.shape;
@@ -508,11 +527,12 @@ export function checkTensorField(metric: string, batch: Batch, field: string, wh
   }
   let size = 1;
   for (const d of shape as number[]) size *= d;
-  if (size !== t.data.length) {
+  const length = (t.data as Float32Array).length;
+  if (size !== length) {
     throw batchError(
       metric,
       field,
-      `${field} has shape ${formatShape(shape as number[])} (${size} elements) but ${t.data.length} data elements`,
+      `${field} has shape ${formatShape(shape as number[])} (${size} elements) but ${length} data elements`,
     );
   }
   return value as TensorLike;

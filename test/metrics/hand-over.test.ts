@@ -7,9 +7,12 @@
  * Expected values by hand: the first read gives [[1, -2, 3]] (L1 6, L0 3, fired [1, 0, 1]); any
  * later read gives a tensor of another shape holding NaN.
  */
-import { lastValueFrom, of } from 'rxjs';
+import { from, lastValueFrom, of } from 'rxjs';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  CapacityMetric,
+  InvalidBatchError,
   L0NormMetric,
   L1AbsoluteLoss,
   MetricCollection,
@@ -18,11 +21,14 @@ import {
   accumulateMetric,
   createMetricPool,
   forwardMetric,
+  reduceMetric,
   tensor,
   type Batch,
   type MetricPool,
 } from '../../src/index.js';
 import { l1AbsoluteLoss } from '../../src/functional/index.js';
+import { fromNested, refCapacityMetric, refL0Norm, refL1AbsoluteLoss, refNeuronFiredCount } from '../reference/index.js';
+import { thrown } from '../support/compare.js';
 
 const FIRST = [[1, -2, 3]];
 const LATER = [[Number.NaN, 5]];
@@ -116,5 +122,133 @@ describe('each batch field is read once at hand-over', () => {
     const [c0, c1] = m.compute().data;
     expect(c0).toBeNaN(); // 0 / 0: nothing in component 0
     expect(c1).toBe(0.75); // (10 - 4) / (10 - 2)
+  });
+});
+
+describe('batch data is read through its Float32Array slots, not through properties it overrides', () => {
+  // Own properties that shadow what a typed array inherits, each lying. Values are small integers,
+  // so the reference sums are exact.
+  const lie = Float32Array.of(99);
+  const OVERRIDES: readonly [PropertyKey, (d: Float32Array) => unknown][] = [
+    ['length', (d) => d.length + 3],
+    ['byteLength', (d) => d.byteLength + 12],
+    ['byteOffset', () => 4],
+    ['buffer', () => new ArrayBuffer(64)],
+    ['slice', () => () => lie],
+    ['subarray', () => () => lie],
+    ['set', () => () => undefined],
+    ['at', () => () => 99],
+    ['fill', () => () => lie],
+    ['reduce', () => () => 99],
+    ['constructor', () => Float64Array],
+    [Symbol.iterator, () => function* () { yield 99; }],
+    ['values', () => function* () { yield 99; }],
+  ];
+  const hostile = (values: readonly number[], picked: readonly number[], asGetter: boolean): Float32Array => {
+    const d = Float32Array.from(values);
+    for (const i of picked) {
+      const [key, make] = OVERRIDES[i] as [PropertyKey, (d: Float32Array) => unknown];
+      const value = make(d);
+      let reads = 0;
+      // As a getter, the first read tells the truth (what a validation would see) and later reads lie.
+      const truth = (Reflect.get(Float32Array.prototype, key, d) as unknown);
+      Object.defineProperty(d, key, asGetter ? { get: () => (reads++ === 0 ? truth : value), configurable: true } : { value, configurable: true });
+    }
+    return d;
+  };
+  const cases = fc.record({
+    rows: fc.integer({ min: 1, max: 3 }),
+    features: fc.integer({ min: 1, max: 4 }),
+    picked: fc.uniqueArray(fc.nat({ max: OVERRIDES.length - 1 }), { minLength: 1, maxLength: OVERRIDES.length }),
+    asGetter: fc.boolean(),
+    seed: fc.nat(),
+  });
+  const valuesOf = (rows: number, features: number, seed: number): number[] =>
+    Array.from({ length: rows * features }, (_, i) => ((seed + i * 7919) % 6) - 2);
+  const expected = (values: number[], rows: number, features: number) => {
+    const batch = [fromNested(Array.from({ length: rows }, (_, r) => values.slice(r * features, (r + 1) * features)))];
+    return {
+      l1: refL1AbsoluteLoss(batch, { keepBatchDim: false }).data,
+      l0: refL0Norm(batch).data,
+      fired: refNeuronFiredCount(batch).data,
+      capacity: refCapacityMetric(batch).data,
+    };
+  };
+
+  it('metrics, a collection and the functional update compute from the real data (fast-check)', () => {
+    fc.assert(
+      fc.property(cases, ({ rows, features, picked, asGetter, seed }) => {
+        const values = valuesOf(rows, features, seed);
+        const want = expected(values, rows, features);
+        const field = () => ({ data: hostile(values, picked, asGetter), shape: [rows, features] });
+        const l1 = new L1AbsoluteLoss();
+        l1.update({ learnedActivations: field() });
+        expect([...l1.compute().data]).toEqual(want.l1);
+        const cap = new CapacityMetric();
+        cap.update({ learnedActivations: field() });
+        // The kept rows are a real Float32Array: the state encodes, decodes and computes.
+        const copy = new CapacityMetric();
+        copy.loadState(cap.encodeState());
+        [...copy.compute().data].forEach((v, i) => {
+          const w = want.capacity[i] as number;
+          if (Number.isNaN(w)) expect(v).toBeNaN(); // a zero vector: 0 / 0
+          else expect(v).toBeCloseTo(w, 5);
+        });
+        const c = new MetricCollection({ l0: new L0NormMetric(), fired: new NeuronFiredCountMetric({ numLearnedFeatures: features }) });
+        c.update({ learnedActivations: field() });
+        const r = c.compute();
+        expect([...r.l0.data, ...r.fired.data]).toEqual([...want.l0, ...want.fired]);
+        const d = l1AbsoluteLoss();
+        expect([...d.compute(d.update(d.init(), { learnedActivations: field() })).data]).toEqual(want.l1);
+      }),
+      { numRuns: 150, seed: 1010 },
+    );
+  });
+
+  it.each([
+    ['in-thread', (): MetricPool | undefined => undefined],
+    ['on a pool', (): MetricPool | undefined => pool],
+  ] as const)('the operators compute from the real data %s', async (_name, which) => {
+    const values = valuesOf(3, 4, 5);
+    const want = expected(values, 3, 4);
+    const all = OVERRIDES.map((_, i) => i);
+    const batches = [false, true].map((asGetter) => ({ learnedActivations: { data: hostile(values, all, asGetter), shape: [3, 4] } }));
+    const p = which();
+    const value = await lastValueFrom(from(batches).pipe(reduceMetric(new L1AbsoluteLoss(), p ? { pool: p } : {})));
+    expect([...value.data]).toEqual(want.l1);
+  });
+
+  it.each([
+    ['a Proxy of a Float32Array', () => new Proxy(Float32Array.of(1, 2, 3), {})],
+    ['an object inheriting from Float32Array.prototype', () => Object.create(Float32Array.prototype) as Float32Array],
+  ])('%s is refused, naming the metric and the field, and changes nothing', (_name, make) => {
+    const m = new L1AbsoluteLoss();
+    m.update({ learnedActivations: tensor([[1, 1, 1]]) });
+    const before = m.encodeState();
+    const batch = { learnedActivations: { data: make(), shape: [1, 3] } };
+    const c = new MetricCollection({ l1: m });
+    for (const run of [() => m.update(batch), () => m.forward(batch), () => c.update(batch)]) {
+      const e = thrown(run);
+      expect(e).toBeInstanceOf(InvalidBatchError);
+      expect(e.message).toMatch(/^L1AbsoluteLoss: learnedActivations must hold float32 data \(a Float32Array\), got /);
+      expect((e as InvalidBatchError).field).toBe('learnedActivations');
+    }
+    expect(m.encodeState()).toBe(before);
+    expect(m.updateCount).toBe(1);
+  });
+});
+
+describe('an own length that agrees with a larger shape', () => {
+  it('is refused by the real element count (it read past the data: L1 NaN, capacity 1)', () => {
+    const data = Float32Array.of(1, 2, 3);
+    Object.defineProperty(data, 'length', { value: 6 });
+    const batch = { learnedActivations: { data, shape: [2, 3] } };
+    for (const m of [new L1AbsoluteLoss(), new CapacityMetric()]) {
+      const before = m.encodeState();
+      const e = thrown(() => m.update(batch));
+      expect(e).toBeInstanceOf(InvalidBatchError);
+      expect(e.message).toBe(`${m.definition.metric}: learnedActivations has shape [2, 3] (6 elements) but 3 data elements`);
+      expect(m.encodeState()).toBe(before);
+    }
   });
 });
