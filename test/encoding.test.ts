@@ -1168,3 +1168,32 @@ describe('SparseAutoencoderLoss: the L1 and MSE parts count the same vectors', (
     expect([...m.compute().data]).toEqual([2, 5]);
   });
 });
+
+describe('an array in a state object is read once, and holes are refused', () => {
+  const cap = (chunks: unknown) => ({ metric: 'CapacityMetric', config: {}, parts: { activations: { chunks, rowShape: [2] } } });
+
+  it('a sparse array of length 2^32 - 1 is refused at its first hole, at once, and changes nothing', () => {
+    const m = new CapacityMetric();
+    m.update({ learnedActivations: tensor([[1, 0]]) });
+    const before = m.encodeState();
+    const chunks: unknown[] = [];
+    chunks.length = 2 ** 32 - 1;
+    chunks[0] = Float32Array.of(1, 2);
+    for (const run of [() => m.loadState(cap(chunks) as never), () => m.mergeState(cap(chunks) as never)]) {
+      const e = expectThrows(run, StateMergeError, /^CapacityMetric: (the incoming )?state\.parts\.activations\.chunks\[1\] is a hole in a sparse array/);
+      expect((e as StateMergeError).field).toBe('parts.activations.chunks[1]');
+    }
+    expect(m.encodeState()).toBe(before);
+  });
+
+  it('a Proxy array whose length grows with every read is read once', () => {
+    let reads = 0;
+    const chunks = new Proxy([Float32Array.of(1, 0), Float32Array.of(0, 1)], {
+      get: (target, key, receiver) => (key === 'length' ? 2 + reads++ : (Reflect.get(target, key, receiver) as unknown)),
+    });
+    const m = new CapacityMetric();
+    m.loadState(cap(chunks) as never);
+    expect(reads).toBe(1);
+    expect([...m.compute().data]).toEqual([1, 1]); // two orthogonal vectors
+  });
+});

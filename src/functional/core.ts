@@ -219,8 +219,14 @@ export function copyStateData(value: unknown, fail: (field: string, reason: stri
     if (typed === 'Float64Array') return new Float64Array(value as Float64Array);
     if (typed === 'Float32Array') return new Float32Array(value as Float32Array);
     if (Array.isArray(value) && Object.getPrototypeOf(value) === Array.prototype) {
+      // The length read once (a Proxy's could grow with every read); a hole stops the copy at once,
+      // so a sparse array of length 2^32 - 1 is not walked.
+      const n = value.length;
       const out: unknown[] = [];
-      for (let i = 0; i < value.length; i++) out.push(copyStateData(value[i], fail, `${path}[${i}]`, depth + 1));
+      for (let i = 0; i < n; i++) {
+        if (!(i in value)) throw fail(`${path}[${i}]`, 'is a hole in a sparse array (a state holds none)');
+        out.push(copyStateData(value[i], fail, `${path}[${i}]`, depth + 1));
+      }
       return out;
     }
     if (typed === undefined && isPlainObject(value)) {
@@ -399,6 +405,9 @@ export interface Activations {
   readonly componentAxis: boolean;
 }
 
+/** The most axes a batch tensor may have (as NumPy 2's `NPY_MAXDIMS`). */
+export const MAX_RANK = 64;
+
 /** The fields of {@link Batch} that the built-in metrics read. */
 const BATCH_FIELDS = [
   'learnedActivations',
@@ -447,8 +456,11 @@ function snapshotField(value: unknown): unknown {
     data = baseView(data as Float32Array);
   }
   if (!Array.isArray(shape)) return Object.freeze({ data, shape });
+  // The length read once (a Proxy's could grow with every read), and no further than one past the
+  // rank limit, for validation to refuse: a sparse shape of length 2^32 - 1 is not walked.
+  const n = Math.min(shape.length, MAX_RANK + 1);
   const copy: unknown[] = [];
-  for (let i = 0; i < shape.length; i++) copy.push(shape[i]);
+  for (let i = 0; i < n; i++) copy.push(shape[i]);
   return Object.freeze({ data, shape: Object.freeze(copy) });
 }
 
@@ -522,6 +534,7 @@ export function checkTensorField(metric: string, batch: Batch, field: string, wh
     throw batchError(metric, field, `${field} must hold float32 data (a Float32Array), got ${kind}`);
   }
   const shape = t.shape;
+  if (Array.isArray(shape) && shape.length > MAX_RANK) throw batchError(metric, field, `${field}.shape has more than ${MAX_RANK} axes`);
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
     throw batchError(metric, field, `${field}.shape must be an array of non-negative integers, got ${String(shape)}`);
   }

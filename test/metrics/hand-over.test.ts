@@ -252,3 +252,33 @@ describe('an own length that agrees with a larger shape', () => {
     }
   });
 });
+
+describe('a shape is read once, and only as far as a rank could go', () => {
+  it('a sparse shape of length 2^32 - 1 is refused at once with a short message, and changes nothing', () => {
+    const shape: number[] = [];
+    shape.length = 2 ** 32 - 1;
+    shape[0] = 1;
+    const m = new L1AbsoluteLoss();
+    m.update({ learnedActivations: tensor([[1, 2]]) });
+    const before = m.encodeState();
+    const c = new MetricCollection({ l1: m });
+    for (const run of [() => m.update({ learnedActivations: { data: Float32Array.of(1), shape } }), () => c.forward({ learnedActivations: { data: Float32Array.of(1), shape } })]) {
+      const e = thrown(run);
+      expect(e).toBeInstanceOf(InvalidBatchError);
+      expect(e.message).toBe('L1AbsoluteLoss: learnedActivations.shape has more than 64 axes');
+    }
+    expect(m.encodeState()).toBe(before);
+    expect(m.updateCount).toBe(1);
+  });
+
+  it('a Proxy shape whose length grows with every read is read once', () => {
+    let reads = 0;
+    const shape = new Proxy([1, 3], {
+      get: (target, key, receiver) => (key === 'length' ? 2 + reads++ : (Reflect.get(target, key, receiver) as unknown)),
+    });
+    const m = new L1AbsoluteLoss();
+    m.update({ learnedActivations: { data: Float32Array.of(1, -2, 3), shape } });
+    expect(m.compute().item()).toBe(6);
+    expect(reads).toBe(1);
+  });
+});
