@@ -139,7 +139,7 @@ export class MetricCollection<M extends Record<string, AnyMetric> = Record<strin
     const staged = this.#stageAll((metric) => metric.stagePartialsById(byId, withValues));
     if (!withValues) return undefined;
     const values: Record<string, Tensor | Readonly<Record<string, Tensor>>> = {};
-    for (const [key, change] of staged) values[key] = change.value as Tensor | Readonly<Record<string, Tensor>>;
+    for (const [key, change] of staged) put(values, key, change.value as Tensor | Readonly<Record<string, Tensor>>);
     return flatten(values) as CollectionResult<M>;
   }
 
@@ -220,14 +220,14 @@ export class MetricCollection<M extends Record<string, AnyMetric> = Record<strin
   /** Each metric's state by key (plain data; see a metric's `state()`). */
   state(): Record<keyof M & string, MetricState> {
     const out: Record<string, MetricState> = {};
-    for (const [key, metric] of Object.entries(this.metrics)) out[key] = metric.state() as MetricState;
+    for (const [key, metric] of Object.entries(this.metrics)) put(out, key, metric.state() as MetricState);
     return out as Record<keyof M & string, MetricState>;
   }
 
   /** Each metric's accumulated value (cached per metric). */
   compute(): CollectionResult<M> {
     const values: Record<string, Tensor | Readonly<Record<string, Tensor>>> = {};
-    for (const [key, metric] of Object.entries(this.metrics)) values[key] = metric.compute();
+    for (const [key, metric] of Object.entries(this.metrics)) put(values, key, metric.compute());
     return flatten(values) as CollectionResult<M>;
   }
 
@@ -239,7 +239,7 @@ export class MetricCollection<M extends Record<string, AnyMetric> = Record<strin
   /** An independent copy of the collection and every metric in it. */
   clone(): MetricCollection<M> {
     const copy: Record<string, AnyMetric> = {};
-    for (const [key, metric] of Object.entries(this.metrics)) copy[key] = metric.clone();
+    for (const [key, metric] of Object.entries(this.metrics)) put(copy, key, metric.clone());
     return new MetricCollection(copy as M);
   }
 }
@@ -271,13 +271,14 @@ function flatten(values: Record<string, Tensor | Readonly<Record<string, Tensor>
     }
   }
   const out: Record<string, Tensor> = {};
-  // defineProperty: a key such as `__proto__` is a key, not the prototype.
-  const put = (k: string, v: Tensor): void => {
-    Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
-  };
   for (const [key, value] of Object.entries(values)) {
-    if (value instanceof Tensor) put(key, value);
-    else for (const [inner, v] of Object.entries(value)) put(duplicates ? `${key}_${inner}` : inner, v);
+    if (value instanceof Tensor) put(out, key, value);
+    else for (const [inner, v] of Object.entries(value)) put(out, duplicates ? `${key}_${inner}` : inner, v);
   }
   return out;
+}
+
+/** `out[key] = value` as an own key, even for a key such as `__proto__` (which assignment takes as the prototype). */
+function put<V>(out: Record<string, V>, key: string, value: V): void {
+  Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
 }

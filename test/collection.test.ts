@@ -593,3 +593,29 @@ describe('constructor errors', () => {
     );
   });
 });
+
+describe('a collection key that is also a name on Object.prototype', () => {
+  // JSON.parse (a collection built from a config file) makes __proto__ an own key. Values by hand:
+  // [[1, 0, 2]] gives L0 2 and L1 3.
+  it.each(['__proto__', 'constructor', 'toString'])('%s is a key like any other in compute, forward, state, mergeState and clone', (key) => {
+    const make = () => {
+      const metrics = JSON.parse(`{"${key}": 0, "l1": 0}`) as Record<string, AnyMetric>;
+      Object.defineProperty(metrics, key, { value: new L0NormMetric(), enumerable: true });
+      metrics.l1 = new L1AbsoluteLoss();
+      return new MetricCollection(metrics);
+    };
+    const c = make();
+    const b = { learnedActivations: tensor([[1, 0, 2]]) };
+    const forwarded = c.forward(b);
+    const value = (r: Readonly<Record<string, { item(): number }>>) => [Object.keys(r), Object.hasOwn(r, key) ? r[key]?.item() : undefined, r.l1?.item()];
+    expect(value(forwarded)).toEqual([[key, 'l1'], 2, 3]);
+    expect(value(c.compute())).toEqual([[key, 'l1'], 2, 3]);
+    expect(Object.keys(c.state())).toEqual([key, 'l1']);
+    const other = make();
+    other.mergeState(c.state());
+    other.mergeState(c);
+    expect(value(other.compute())).toEqual([[key, 'l1'], 2, 3]);
+    expect(other.metrics[key]?.updateCount).toBe(1);
+    expect(value(c.clone().compute())).toEqual([[key, 'l1'], 2, 3]);
+  });
+});
