@@ -5,9 +5,8 @@
  */
 import { Metric, type BatchPlan, type StagedChange } from './metrics/metric.js';
 import { batchError, describeValue, mergeError, StateDecodeError, StateMergeError } from './errors.js';
-import { isPlainObject, readsOf, snapshotBatch, type Batch, type MetricState, type StatePart } from './functional/core.js';
+import { computePartials, isPlainObject, readsOf, snapshotBatch, type Batch, type MetricState, type StatePart } from './functional/core.js';
 import { Tensor } from './tensor.js';
-import { computePartials } from './kernels/partials.js';
 
 /** The state parts a metric declares. */
 function partsOf(metric: AnyMetric): StatePart<unknown>[] {

@@ -11,8 +11,10 @@
  */
 import { batchError, describeValue, formatShape, mergeError, optionRangeError, optionTypeError } from '../errors.js';
 import type { TensorLike } from '../tensor.js';
-import type { ShardNeeds, ShardStats } from '../kernels/types.js';
-import { computePartials } from '../kernels/partials.js';
+import { jsFusedKernel } from '../kernels/js-fused.js';
+import type { FusedKernel, RowRange, ShardNeeds, ShardStats } from '../kernels/types.js';
+
+export type { RowRange } from '../kernels/types.js';
 
 /**
  * A batch: a plain object whose fields are tensors. Each metric reads the fields it needs and
@@ -34,12 +36,6 @@ export interface Batch {
   /** Component the reconstruction-score losses belong to (default 0). */
   readonly componentIdx?: number;
   readonly [field: string]: unknown;
-}
-
-/** A half-open range of rows `[start, end)` along a batch's first axis. */
-export interface RowRange {
-  readonly start: number;
-  readonly end: number;
 }
 
 /** A metric's configuration as plain data: what two states must agree on to merge. */
@@ -390,6 +386,40 @@ export function defineMetric<P extends object, R>(spec: MetricSpec<P, R>): Metri
     },
     assertState,
   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Partial states of many parts from one shard: the union of what the parts need is computed by
+// one fused pass, and each part is made from those statistics.
+
+/** The partial state of one part, made from the JavaScript fused pass (the parts' `fromBatch`). */
+export function fromFusedPass<S>(part: StatePart<S>, batch: Batch, rows: RowRange): S {
+  const fromStats = part.fromStats as NonNullable<StatePart<S>['fromStats']>;
+  return fromStats(jsFusedKernel(batch, rows, part.needs ?? {}), rows, batch);
+}
+
+/**
+ * The partial state of every distinct part (by `id`) for `rows` of a validated batch, with one
+ * fused pass for all the parts that are made from shard statistics.
+ */
+export function computePartials(
+  parts: Iterable<StatePart<unknown>>,
+  batch: Batch,
+  rows: RowRange,
+  kernel: FusedKernel = jsFusedKernel,
+): Map<string, unknown> {
+  const distinct = new Map<string, StatePart<unknown>>();
+  for (const part of parts) if (!distinct.has(part.id)) distinct.set(part.id, part);
+  const needs: { -readonly [K in keyof ShardNeeds]: boolean } = {};
+  for (const part of distinct.values()) {
+    for (const [k, v] of Object.entries(part.needs ?? {})) if (v) needs[k as keyof ShardNeeds] = true;
+  }
+  const stats = Object.keys(needs).length > 0 ? kernel(batch, rows, needs) : {};
+  const out = new Map<string, unknown>();
+  for (const [id, part] of distinct) {
+    out.set(id, part.fromStats ? part.fromStats(stats, rows, batch) : part.fromBatch(batch, rows));
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------

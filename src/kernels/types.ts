@@ -4,7 +4,20 @@
  *
  * @module
  */
-import type { Batch, RowRange } from '../functional/core.js';
+import type { TensorLike } from '../tensor.js';
+
+/** A half-open range of rows `[start, end)` along a batch's first axis. */
+export interface RowRange {
+  readonly start: number;
+  readonly end: number;
+}
+
+/** The batch fields a fused pass reads (a metric's batch holds these among others). */
+export interface KernelBatch {
+  readonly learnedActivations?: TensorLike;
+  readonly sourceActivations?: TensorLike;
+  readonly decodedActivations?: TensorLike;
+}
 
 /** Which statistics a shard pass must compute. */
 export interface ShardNeeds {
@@ -34,4 +47,4 @@ export interface ShardStats {
 }
 
 /** A fused kernel: every needed statistic of a shard in one pass over its memory. */
-export type FusedKernel = (batch: Batch, rows: RowRange, needs: ShardNeeds) => ShardStats;
+export type FusedKernel = (batch: KernelBatch, rows: RowRange, needs: ShardNeeds) => ShardStats;

@@ -6,7 +6,7 @@
  * @module
  */
 import type { Batch, StatePart } from '../functional/core.js';
-import { computePartials } from '../kernels/partials.js';
+import { computePartials } from '../functional/core.js';
 import type { FusedKernel } from '../kernels/types.js';
 import type { TensorLike } from '../tensor.js';
 import { checkBackendOption, chooseBackend, type BackendName, type BackendOption, type GpujsMode } from './backend.js';

@@ -6,7 +6,7 @@
  */
 import type { Batch, PartRecipe, RowRange } from '../functional/core.js';
 import { partFromRecipe } from '../functional/parts/registry.js';
-import { computePartials } from '../kernels/partials.js';
+import { computePartials } from '../functional/core.js';
 import { jsFusedKernel } from '../kernels/js-fused.js';
 import type { FusedKernel } from '../kernels/types.js';
 import { fromShared, type SharedTensor } from './shared-memory.js';

@@ -5,8 +5,7 @@
  *
  * @module
  */
-import type { StatePart } from '../core.js';
-import { fromFusedPass } from '../../kernels/partials.js';
+import { fromFusedPass, type StatePart } from '../core.js';
 import { addCount, addCounts, notCount, notCounts, notRecord } from './arrays.js';
 
 /** Fired counts `[component, feature]` (row-major; one component without a component axis). */

@@ -5,8 +5,7 @@
  *
  * @module
  */
-import type { StatePart } from '../core.js';
-import { fromFusedPass } from '../../kernels/partials.js';
+import { fromFusedPass, type StatePart } from '../core.js';
 import { addCount, addCounts, notCount, notCounts, notRecord, notZeroWithoutVectors } from './arrays.js';
 
 /** Non-zero counts per component (one entry without a component axis). */

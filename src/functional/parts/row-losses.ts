@@ -7,12 +7,11 @@
  *
  * @module
  */
-import type { Batch, RowRange, StatePart } from '../core.js';
+import { fromFusedPass, type Batch, type RowRange, type StatePart } from '../core.js';
 import type { TensorLike } from '../../tensor.js';
 import { addCount, addF64, notCount, notF64, notNonNegative, notRecord, notZeroWithoutVectors } from './arrays.js';
 import { describeValue } from '../../errors.js';
 import { jsFusedKernel } from '../../kernels/js-fused.js';
-import { fromFusedPass } from '../../kernels/partials.js';
 
 /** Which per-vector loss. */
 export type RowLoss = 'abs' | 'mse';
