@@ -1,11 +1,14 @@
 #!/usr/bin/env node
 // Compiles the WebAssembly SIMD kernels (AssemblyScript) with the assemblyscript package's
 // programmatic API:
-// - the fused shard pass, src/kernels/wasm/assembly/fused.ts -> dist/wasm/fused.wasm;
+// - the fused shard pass, src/kernels/wasm/assembly/fused.ts -> dist/wasm/fused.wasm (importing a
+//   shared memory, for the pool's workers) and dist/wasm/fused-local.wasm (the same code importing
+//   an unshared memory, for the in-thread path: copying into an unshared buffer is a plain memcpy,
+//   into a shared one a slower word-by-word copy);
 // - the matrix kernels of the train-sae example, examples/train-sae/assembly/sae.ts ->
 //   dist/wasm/train-sae.wasm.
 //
-// Both modules import their memory (shared, up to 4 GiB) and export none: the pool's shared
+// The modules import their memory (up to 4 GiB) and export none: the pool's shared
 // WebAssembly.Memory is imported by every worker's instance, so shards are read in place; the
 // example's kernels work on the buffers its model allocates in the memory it imports.
 // Usage: node scripts/build-wasm.mjs [--text] (--text also writes a .wat beside each .wasm)
@@ -17,20 +20,21 @@ import asc from 'assemblyscript/asc';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 const modules = [
-  { source: 'src/kernels/wasm/assembly/fused.ts', outFile: 'dist/wasm/fused.wasm' },
-  { source: 'examples/train-sae/assembly/sae.ts', outFile: 'dist/wasm/train-sae.wasm' },
+  { source: 'src/kernels/wasm/assembly/fused.ts', outFile: 'dist/wasm/fused.wasm', shared: true },
+  { source: 'src/kernels/wasm/assembly/fused.ts', outFile: 'dist/wasm/fused-local.wasm', shared: false },
+  { source: 'examples/train-sae/assembly/sae.ts', outFile: 'dist/wasm/train-sae.wasm', shared: true },
 ];
 
-for (const { source, outFile } of modules) {
+for (const { source, outFile, shared } of modules) {
   await mkdir(dirname(join(root, outFile)), { recursive: true });
   const args = [
     source,
     '--outFile', outFile,
     '-O3',
     '--noAssert',
-    '--enable', 'simd,threads',
+    '--enable', shared ? 'simd,threads' : 'simd',
     '--importMemory',
-    '--sharedMemory',
+    ...(shared ? ['--sharedMemory'] : []),
     '--initialMemory', '1',
     '--maximumMemory', '65536',
     '--noExportMemory',

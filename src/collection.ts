@@ -5,8 +5,9 @@
  */
 import { Metric, type BatchPlan, type StagedChange } from './metrics/metric.js';
 import { batchError, describeValue, mergeError, StateDecodeError, StateMergeError } from './errors.js';
-import { computePartials, isPlainObject, readsOf, snapshotBatch, type Batch, type MetricState, type StatePart } from './functional/core.js';
+import { isPlainObject, readsOf, snapshotBatch, type Batch, type MetricState, type StatePart } from './functional/core.js';
 import { Tensor } from './tensor.js';
+import { defaultExecutor } from './pool/executor.js';
 
 /** The state parts a metric declares. */
 function partsOf(metric: AnyMetric): StatePart<unknown>[] {
@@ -151,8 +152,9 @@ export class MetricCollection<M extends Record<string, AnyMetric> = Record<strin
 
   #fold(batch: Batch, withValues: boolean): CollectionResult<M> | undefined {
     const byId = new Map<string, unknown>();
+    // Through the default in-thread executor: the operators' shard plan and backend, so their bits.
     for (const { rows, parts, batch: b } of this.prepareBatch(batch)) {
-      for (const [id, partial] of computePartials(parts, b, { start: 0, end: rows })) byId.set(id, partial);
+      for (const [id, partial] of defaultExecutor().evaluate(parts, b, rows)) byId.set(id, partial);
     }
     return this.applyPartialsById(byId, withValues);
   }

@@ -111,6 +111,13 @@ export interface MetricDefinition<S extends MetricState<object> = MetricState, R
   /** The metric's value; the state is not changed. */
   compute(state: S): R;
   /**
+   * `compute` of state parts without checking them, for parts this package built: a metric's own
+   * state's, or a batch's partials (then it is `compute(fold(init(), partials))`, without the copy).
+   *
+   * @internal
+   */
+  computeParts(parts: Readonly<Record<string, unknown>>): R;
+  /**
    * Checks that `value` is a state of this metric and configuration.
    *
    * @throws {StateMergeError} when it is not.
@@ -383,6 +390,9 @@ export function defineMetric<P extends object, R>(spec: MetricSpec<P, R>): Metri
     compute(state: S): R {
       assertState(state);
       return spec.compute(state.parts);
+    },
+    computeParts(values: Readonly<Record<string, unknown>>): R {
+      return spec.compute(values as P);
     },
     assertState,
   });

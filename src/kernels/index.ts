@@ -8,6 +8,8 @@
 export { jsFusedKernel } from './js-fused.js';
 export type { FusedKernel, KernelBatch, RowRange, ShardNeeds, ShardStats } from './types.js';
 export { createWasmKernel, wasmFile, wasmModule } from './wasm/index.js';
-export type { WasmKernel } from './wasm/index.js';
+export type { WasmBuild, WasmKernel } from './wasm/index.js';
+export { createChunkedWasmKernel, CHUNK_BYTES } from './wasm/chunked.js';
+export type { ChunkedWasmKernelOptions } from './wasm/chunked.js';
 export { createGpujsKernel, gpujsAvailable } from './gpujs/index.js';
 export type { GpujsKernel } from './gpujs/index.js';

@@ -100,6 +100,7 @@ export class ClasswiseWrapperWithMean<S extends MetricState<object> = MetricStat
     const definition: MetricDefinition<S, Record<string, Tensor>> = Object.freeze({
       ...inner,
       compute: (state: S) => convert(inner.compute(state)),
+      computeParts: (parts: Readonly<Record<string, unknown>>) => convert(inner.computeParts(parts)),
     });
     const blankInner = metric.clone();
     blankInner.reset();

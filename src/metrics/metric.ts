@@ -7,6 +7,7 @@
 import { mergeError } from '../errors.js';
 import { decodeState, encodeState } from '../encoding.js';
 import { copyStateData, readsOf, snapshotBatch } from '../functional/core.js';
+import { defaultExecutor } from '../pool/executor.js';
 import type { Batch, MetricDefinition, MetricState, StatePart } from '../functional/core.js';
 
 /**
@@ -94,9 +95,7 @@ export abstract class Metric<S extends MetricState<object> = MetricState, R = un
    * @throws {InvalidBatchError} when the batch is rejected; the state is then unchanged.
    */
   update(batch: Batch): void {
-    const b = this.snapshotBatch(batch);
-    const rows = this.validateBatch(b);
-    this.stagePartials(this.#definition.partials(b, { start: 0, end: rows }), false).apply();
+    this.#stageBatch(this.snapshotBatch(batch), false).apply();
   }
 
   /**
@@ -106,11 +105,18 @@ export abstract class Metric<S extends MetricState<object> = MetricState, R = un
    * @throws {InvalidBatchError} when the batch is rejected; the state is then unchanged.
    */
   forward(batch: Batch): R {
-    const b = this.snapshotBatch(batch);
-    const rows = this.validateBatch(b);
-    const staged = this.stagePartials(this.#definition.partials(b, { start: 0, end: rows }), true);
+    const staged = this.#stageBatch(this.snapshotBatch(batch), true);
     staged.apply();
     return staged.value as R;
+  }
+
+  /**
+   * A snapshot's partial states through the default in-thread executor (the operators' shard plan
+   * and backend, so their bits), staged.
+   */
+  #stageBatch(b: Batch, withValue: boolean): StagedChange<R | undefined> {
+    const rows = this.validateBatch(b);
+    return this.stagePartialsById(defaultExecutor().evaluate(Object.values(this.#definition.parts), b, rows), withValue);
   }
 
   /**
@@ -184,7 +190,8 @@ export abstract class Metric<S extends MetricState<object> = MetricState, R = un
   /** {@link applyPartials}, computed but not applied. */
   private stagePartials(partials: Readonly<Record<string, unknown>>, withValue: boolean): StagedChange<R | undefined> {
     const d = this.#definition;
-    const value = withValue ? d.compute(d.fold(d.init(), partials)) : undefined;
+    // The partials are this package's own (a kernel's): no check, no fold into the identity.
+    const value = withValue ? d.computeParts(partials) : undefined;
     const state = d.fold(this.#state, partials);
     return { value, apply: () => this.#set(state, 1) };
   }
@@ -202,7 +209,8 @@ export abstract class Metric<S extends MetricState<object> = MetricState, R = un
         { code: 'SAE_METRICS_COMPUTE_BEFORE_UPDATE' },
       );
     }
-    const value = this.#definition.compute(this.#state);
+    // The state was checked when it came in (loadState, mergeState) or built here.
+    const value = this.#definition.computeParts(this.#state.parts as Readonly<Record<string, unknown>>);
     this.#cached = { value };
     return value;
   }

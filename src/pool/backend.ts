@@ -75,13 +75,16 @@ export function wasmUnavailable(): string | undefined {
 
 function checkWasm(): string | undefined {
   if (!wasmSimdSupported()) return 'this runtime does not support WebAssembly SIMD';
-  const file = wasmFile();
-  if (!existsSync(file)) return `the compiled kernel ${file} is missing (run npm run build)`;
-  try {
-    return WebAssembly.validate(readFileSync(file)) ? undefined : `${file} is not a valid module for this runtime`;
-  } catch (error) {
-    return `${file} cannot be read: ${(error as Error).message}`;
+  // Pools run the shared-memory build, the calling thread the unshared one: both must be there.
+  for (const file of [wasmFile('shared'), wasmFile('local')]) {
+    if (!existsSync(file)) return `the compiled kernel ${file} is missing (run npm run build)`;
+    try {
+      if (!WebAssembly.validate(readFileSync(file))) return `${file} is not a valid module for this runtime`;
+    } catch (error) {
+      return `${file} cannot be read: ${(error as Error).message}`;
+    }
   }
+  return undefined;
 }
 
 /** Checks a backend option; returns it. */

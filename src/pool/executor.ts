@@ -8,10 +8,9 @@
 import type { Batch, StatePart } from '../functional/core.js';
 import { computePartials } from '../functional/core.js';
 import type { FusedKernel } from '../kernels/types.js';
-import type { TensorLike } from '../tensor.js';
 import { checkBackendOption, chooseBackend, type BackendName, type BackendOption, type GpujsMode } from './backend.js';
 import { createKernelHost } from './kernel-host.js';
-import { WasmArena } from './wasm-arena.js';
+import { createChunkedWasmKernel } from '../kernels/wasm/chunked.js';
 import { DEFAULT_SHARD_ROWS, planShards, treeMerge } from './plan.js';
 
 /** Options of one batch's evaluation. */
@@ -62,21 +61,13 @@ export function mergeShards(
   return out;
 }
 
-let inThreadWasm: { arena: WasmArena; kernel: FusedKernel } | undefined;
-
-/** This thread's WebAssembly kernel and the memory it reads (built once). */
-function threadWasm(): { arena: WasmArena; kernel: FusedKernel } {
-  if (inThreadWasm === undefined) {
-    const arena = new WasmArena();
-    inThreadWasm = { arena, kernel: createKernelHost({ backend: 'wasm', memory: arena.memory }).kernel };
-  }
-  return inThreadWasm;
-}
+let chunkedWasm: FusedKernel | undefined;
 
 /**
  * The in-thread executor: the same shard plan, merge tree and backend choice as the pool (so the
- * same bits as a pool of the same backend), in the calling thread. With the wasm backend each
- * batch is copied once into this thread's WebAssembly memory.
+ * same bits as a pool of the same backend), in the calling thread. With the wasm backend, each
+ * shard's rows are copied into this thread's WebAssembly memory a cache-sized chunk at a time
+ * (see `createChunkedWasmKernel`), never the whole batch at once.
  *
  * @throws {RangeError} when `shardRows` is not a positive integer or the backend is unknown.
  * @throws {Error} when an explicitly requested backend cannot run here.
@@ -85,43 +76,40 @@ export function inThreadExecutor(
   shardRows: number = DEFAULT_SHARD_ROWS,
   backend: BackendOption = 'auto',
   gpujsMode?: GpujsMode,
-): ShardExecutor & { readonly backend: BackendName } {
+): InThreadExecutor {
   if (!Number.isSafeInteger(shardRows) || shardRows <= 0) {
     throw new RangeError(`inThreadExecutor: shardRows must be a positive integer, got ${String(shardRows)}`);
   }
   const choice = chooseBackend('inThreadExecutor', checkBackendOption('inThreadExecutor', backend), gpujsMode);
-  const host =
+  const kernel =
     choice.backend === 'wasm'
-      ? undefined
-      : createKernelHost({ backend: choice.backend, ...(choice.gpujsMode ? { gpujsMode: choice.gpujsMode } : {}) });
+      ? (chunkedWasm ??= createChunkedWasmKernel())
+      : createKernelHost({ backend: choice.backend, ...(choice.gpujsMode ? { gpujsMode: choice.gpujsMode } : {}) }).kernel;
   return {
     shardRows,
     backend: choice.backend,
     evaluate(parts, batch, rows) {
       const distinct = distinctParts(parts);
-      if (host !== undefined) {
-        const shards = planShards(rows, shardRows).map((range) => computePartials(distinct.values(), batch, range, host.kernel));
-        return mergeShards(distinct, shards);
-      }
-      const { arena, kernel } = threadWasm();
-      const blocks: number[] = [];
-      try {
-        const placed: Record<string, unknown> = { ...batch };
-        for (const field of fieldsRead(distinct.values())) {
-          const t = batch[field] as TensorLike;
-          const offset = arena.allocate(t.data.byteLength);
-          blocks.push(offset);
-          const view = arena.view(offset, t.data.length);
-          view.set(t.data);
-          placed[field] = { data: view, shape: t.shape };
-        }
-        const shards = planShards(rows, shardRows).map((range) =>
-          computePartials(distinct.values(), placed as Batch, range, kernel),
-        );
-        return mergeShards(distinct, shards);
-      } finally {
-        for (const offset of blocks) arena.free(offset);
-      }
+      const shards = planShards(rows, shardRows).map((range) => computePartials(distinct.values(), batch, range, kernel));
+      return mergeShards(distinct, shards);
     },
   };
+}
+
+/** An executor that answers in the calling thread, synchronously. */
+export interface InThreadExecutor extends ShardExecutor {
+  readonly backend: BackendName;
+  evaluate(parts: readonly StatePart<unknown>[], batch: Batch, rows: number, options?: EvaluateOptions): ReadonlyMap<string, unknown>;
+}
+
+let defaultInThread: InThreadExecutor | undefined;
+
+/**
+ * The executor of the class path (`metric.update`, `collection.forward`, ...): the in-thread
+ * executor with the operators' defaults (`shardRows` 1024, backend `'auto'`), chosen once per
+ * thread. So a class, an operator without options and a default pool of the same backend give
+ * the same bits.
+ */
+export function defaultExecutor(): InThreadExecutor {
+  return (defaultInThread ??= inThreadExecutor());
 }

@@ -109,7 +109,8 @@ describe.each(CASES)('backend $name', ({ options, relative, expected }) => {
       const plain = metrics(features, components);
       for (const b of batches) plain.update(b);
       const expectedValues = plain.compute() as Record<string, Tensor>;
-      expectClose(pooled, expectedValues, relative);
+      // The classes run the default backend (the WebAssembly pass here: within 1e-6 of float64).
+      expectClose(pooled, expectedValues, Math.max(relative, 1e-6));
       expect(bits(inThread)).toEqual(bits(pooled));
     },
     TIMEOUT,

@@ -27,7 +27,13 @@ export function addCount(a: number, b: number): number {
 /** `a + b` elementwise for exact integer counts, in a new array (see {@link addCount}). */
 export function addCounts(a: Float64Array, b: Float64Array): Float64Array {
   const out = new Float64Array(a.length);
-  for (let i = 0; i < a.length; i++) out[i] = addCount(a[i] as number, b[i] as number);
+  // Counts are safe integers: their sum is one exactly when it is at most 2^53 - 1 (this loop runs
+  // per batch over every feature, so the test is a compare, not a call).
+  for (let i = 0; i < a.length; i++) {
+    const sum = (a[i] as number) + (b[i] as number);
+    if (!(sum <= Number.MAX_SAFE_INTEGER)) addCount(a[i] as number, b[i] as number);
+    out[i] = sum;
+  }
   return out;
 }
 

@@ -20,7 +20,7 @@ const PAGE = 65536;
 const NAME = 'wasm kernel';
 
 /** The exports of `fused.wasm` (pointers are byte addresses in the imported memory). */
-interface FusedExports {
+export interface FusedExports {
   learnedPass(
     x: number,
     rowStart: number,
@@ -49,29 +49,34 @@ export interface WasmKernel {
   readSum(t: TensorLike | Float32Array): number;
 }
 
+/** Which build of the fused pass: `shared` imports a shared memory (pools), `local` an unshared one. */
+export type WasmBuild = 'shared' | 'local';
+
+const FILES: Readonly<Record<WasmBuild, string>> = { shared: 'fused.wasm', local: 'fused-local.wasm' };
+
 /**
- * Path of the compiled module `fused.wasm`: `dist/wasm/fused.wasm` at the package root, both from
- * the compiled package (`dist/src/kernels/wasm/index.js`) and from the sources (where
- * `scripts/build-wasm.mjs` must have run; `npm test` builds first).
+ * Path of a compiled build of the fused pass, `dist/wasm/fused.wasm` (shared memory, the default)
+ * or `dist/wasm/fused-local.wasm` at the package root, both from the compiled package
+ * (`dist/src/kernels/wasm/index.js`) and from the sources (where `scripts/build-wasm.mjs` must
+ * have run; `npm test` builds first).
  */
-export function wasmFile(): string {
+export function wasmFile(build: WasmBuild = 'shared'): string {
   // The path, not the URL: a loader may add a query (tsx's `tsImport` does).
   const fromSources = new URL(import.meta.url).pathname.endsWith('.ts');
-  const relative = fromSources ? '../../../dist/wasm/fused.wasm' : '../../../wasm/fused.wasm';
+  const relative = `${fromSources ? '../../../dist/wasm/' : '../../../wasm/'}${FILES[build]}`;
   return fileURLToPath(new URL(relative, import.meta.url));
 }
 
-let compiled: WebAssembly.Module | undefined;
+const compiled: Partial<Record<WasmBuild, WebAssembly.Module>> = {};
 
 /**
- * The compiled module, compiled once per thread (a `WebAssembly.Module` may also be posted to a
+ * A compiled build, compiled once per thread (a `WebAssembly.Module` may also be posted to a
  * worker and passed to {@link createWasmKernel}).
  *
- * @throws {Error} when `fused.wasm` is missing (run `npm run build`) or invalid.
+ * @throws {Error} when the file is missing (run `npm run build`) or invalid.
  */
-export function wasmModule(): WebAssembly.Module {
-  compiled ??= compileWasmFile(wasmFile(), NAME);
-  return compiled;
+export function wasmModule(build: WasmBuild = 'shared'): WebAssembly.Module {
+  return (compiled[build] ??= compileWasmFile(wasmFile(build), NAME));
 }
 
 /**
@@ -108,7 +113,8 @@ function fieldOf(memory: WebAssembly.Memory, name: string, value: unknown): Fiel
   return { pointer: pointerOf(memory, name, data), ...axesOf(name, shape, data.length) };
 }
 
-function axesOf(name: string, shape: readonly number[], length: number): Omit<Field, 'pointer'> {
+/** The axes of a rank 2 or 3 tensor whose data holds `length` elements. */
+export function axesOf(name: string, shape: readonly number[], length: number): Omit<Field, 'pointer'> {
   if (shape.length !== 2 && shape.length !== 3) {
     throw new RangeError(`${NAME}: ${name} must have rank 2 or 3, got shape ${formatShape(shape)}`);
   }
@@ -155,7 +161,8 @@ function sameEnds(a: Uint32Array, b: Uint32Array): boolean {
   return false;
 }
 
-function checkRows(rows: { start: number; end: number }, total: number): void {
+/** Checks that `rows` is a range within `[0, total]`. */
+export function checkRows(rows: { start: number; end: number }, total: number): void {
   const { start, end } = rows;
   if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || start > end || end > total) {
     throw new RangeError(`${NAME}: rows must be a range of integers within [0, ${total}], got [${start}, ${end})`);
@@ -268,8 +275,9 @@ export function createWasmKernel(memory: WebAssembly.Memory, module?: WebAssembl
 }
 
 /** A fresh Float64Array holding the (exact) values of unsigned 32-bit counts. */
-function toFloat64(counts: Uint32Array): Float64Array {
+export function toFloat64(counts: Uint32Array): Float64Array {
   const out = new Float64Array(counts.length);
-  out.set(counts);
+  // A loop: V8's converting set() is several times slower.
+  for (let i = 0; i < counts.length; i++) out[i] = counts[i] as number;
   return out;
 }

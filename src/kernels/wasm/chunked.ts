@@ -1,0 +1,156 @@
+/**
+ * The fused WebAssembly pass over ordinary `Float32Array`s, in the calling thread: the rows of a
+ * shard are copied into this kernel's own (unshared) memory a cache-sized chunk at a time, and the
+ * pass runs on each chunk while it is still in cache. The batch is read from main memory once (by
+ * the copy); the copy's writes and the pass's reads stay in cache.
+ *
+ * It runs the code of the pool's kernel (`fused-local.wasm` is `fused.wasm` built for an unshared
+ * memory, into which a copy is a plain `memcpy`) on consecutive rows, with counts added across
+ * chunks: every vector's sums and every count are those of one call over the shard, so its results
+ * are the same bits as {@link createWasmKernel}'s on the same shard.
+ *
+ * @module
+ */
+import type { TensorLike } from '../../tensor.js';
+import type { FusedKernel, ShardStats } from '../types.js';
+import { axesOf, checkRows, toFloat64, wasmModule, type FusedExports } from './index.js';
+
+const PAGE = 65536;
+const NAME = 'wasm kernel';
+
+/**
+ * Input bytes per chunk: small enough that a chunk, the fired counts and the outputs stay in a
+ * core's L2 cache (1 MiB and up on current x86 and ARM cores), large enough that the calls into
+ * WebAssembly cost nothing.
+ */
+export const CHUNK_BYTES = 256 * 1024;
+
+/** Options of {@link createChunkedWasmKernel}. */
+export interface ChunkedWasmKernelOptions {
+  /** Input bytes per chunk (default {@link CHUNK_BYTES}); a chunk holds at least one row. */
+  readonly chunkBytes?: number;
+  /** The compiled `fused-local.wasm` (default: compiled once per thread). */
+  readonly module?: WebAssembly.Module;
+}
+
+interface Input {
+  readonly data: Float32Array;
+  readonly rows: number;
+  readonly components: number;
+  readonly features: number;
+}
+
+function inputOf(name: string, value: unknown): Input {
+  const t = value as Partial<TensorLike> | undefined;
+  const data = t?.data;
+  if (!(data instanceof Float32Array) || !Array.isArray(t?.shape)) {
+    throw new TypeError(`${NAME}: ${name} must be a tensor whose data is a Float32Array`);
+  }
+  return { data, ...axesOf(name, t.shape, data.length) };
+}
+
+/** Rows per chunk for rows of `rowBytes` bytes: whole groups of four rows (the pass's unit) when they fit. */
+function rowsPerChunk(rowBytes: number, chunkBytes: number): number {
+  if (rowBytes === 0) return 2 ** 30;
+  const rows = Math.max(1, Math.floor(chunkBytes / rowBytes));
+  return rows >= 4 ? rows - (rows % 4) : rows;
+}
+
+const align64 = (bytes: number): number => Math.ceil(bytes / 64) * 64;
+
+/**
+ * A fused kernel for tensors anywhere in memory, with the contract and results of
+ * `jsFusedKernel` (counts exact; sums within 1e-6 relative of float64, as `createWasmKernel`'s,
+ * and the same bits as those). Its memory grows to the largest chunk and shard outputs it has
+ * seen, and is reused by every call.
+ *
+ * @throws {TypeError} from the kernel, for a tensor that is not float32; {RangeError} for a row
+ *   range outside the batch, or when the memory cannot grow.
+ * @example
+ * ```ts
+ * const fused = createChunkedWasmKernel();
+ * const stats = fused({ learnedActivations: tensor([[1, -2, 0], [0, 3, 0]]) }, { start: 0, end: 2 }, { abs: true, fired: true });
+ * Array.from(stats.abs); // [3, 3]
+ * Array.from(stats.fired); // [1, 1, 0]
+ * ```
+ */
+export function createChunkedWasmKernel(options: ChunkedWasmKernelOptions = {}): FusedKernel {
+  const chunkBytes = options.chunkBytes ?? CHUNK_BYTES;
+  if (!Number.isSafeInteger(chunkBytes) || chunkBytes <= 0) {
+    throw new RangeError(`${NAME}: options.chunkBytes must be a positive integer, got ${String(chunkBytes)}`);
+  }
+  const memory = new WebAssembly.Memory({ initial: 1, maximum: 65536 });
+  const exports = new WebAssembly.Instance(options.module ?? wasmModule('local'), { env: { memory } })
+    .exports as unknown as FusedExports;
+  let heap = new Float32Array(memory.buffer);
+
+  const reserve = (bytes: number): void => {
+    const have = memory.buffer.byteLength;
+    if (bytes <= have) return;
+    const pages = Math.ceil((Math.max(bytes, 2 * have) - have) / PAGE);
+    try {
+      memory.grow(pages);
+    } catch (error) {
+      throw new RangeError(`${NAME}: cannot grow the WebAssembly memory to ${bytes} bytes (4 GiB at most)`, { cause: error });
+    }
+    heap = new Float32Array(memory.buffer);
+  };
+
+  return (batch, rows, needs) => {
+    const flags = (needs.abs ? 1 : 0) | (needs.nonZero ? 2 : 0) | (needs.fired ? 4 : 0);
+    const learned = flags !== 0 ? inputOf('learnedActivations', batch.learnedActivations) : undefined;
+    const decoded = needs.mse ? inputOf('decodedActivations', batch.decodedActivations) : undefined;
+    const source = needs.mse ? inputOf('sourceActivations', batch.sourceActivations) : undefined;
+    if (source !== undefined && decoded !== undefined) {
+      if (source.rows !== decoded.rows || source.components !== decoded.components || source.features !== decoded.features) {
+        throw new RangeError(`${NAME}: sourceActivations and decodedActivations must have the same shape`);
+      }
+    }
+    for (const f of [learned, decoded]) if (f !== undefined) checkRows(rows, f.rows);
+
+    // Layout: input chunk | abs f64[vectors] | mse f64[vectors] | nonZero u32[C] | fired u32[C * F].
+    const count = rows.end - rows.start;
+    const learnedRow = learned ? learned.components * learned.features : 0;
+    const pairRow = decoded ? decoded.components * decoded.features : 0;
+    const learnedPer = learned ? rowsPerChunk(4 * learnedRow, chunkBytes) : 0;
+    const pairPer = decoded ? rowsPerChunk(8 * pairRow, chunkBytes) : 0;
+    const half = align64(4 * pairRow * Math.min(pairPer, count));
+    const inputBytes = Math.max(align64(4 * learnedRow * Math.min(learnedPer, count)), 2 * half);
+    const lv = learned ? count * learned.components : 0;
+    const mv = decoded ? count * decoded.components : 0;
+    const absAt = inputBytes;
+    const mseAt = absAt + align64(8 * lv);
+    const nonZeroAt = mseAt + align64(8 * mv);
+    const firedAt = nonZeroAt + align64(learned ? 4 * learned.components : 0);
+    reserve(firedAt + align64(learned ? 4 * learned.components * learned.features : 0));
+
+    const out: { abs?: Float64Array; nonZero?: Float64Array; fired?: Float64Array; mse?: Float64Array } = {};
+    if (learned !== undefined) {
+      const { data, components: c, features: f } = learned;
+      // The first call zeroes the counts (also for an empty range); the others add to them.
+      let r = rows.start;
+      do {
+        const k = Math.min(learnedPer, rows.end - r);
+        heap.set(data.subarray(r * learnedRow, (r + k) * learnedRow), 0);
+        const absOut = absAt + 8 * (r - rows.start) * c;
+        exports.learnedPass(0, 0, k, c, f, absOut, nonZeroAt, firedAt, flags | (r === rows.start ? 0 : 8));
+        r += k;
+      } while (r < rows.end);
+      const buffer = memory.buffer;
+      if (needs.abs) out.abs = new Float64Array(buffer, absAt, lv).slice();
+      if (needs.nonZero) out.nonZero = toFloat64(new Uint32Array(buffer, nonZeroAt, c));
+      if (needs.fired) out.fired = toFloat64(new Uint32Array(buffer, firedAt, c * f));
+    }
+    if (decoded !== undefined && source !== undefined) {
+      const { components: c, features: f } = decoded;
+      for (let r = rows.start; r < rows.end; r += pairPer) {
+        const k = Math.min(pairPer, rows.end - r);
+        heap.set(decoded.data.subarray(r * pairRow, (r + k) * pairRow), 0);
+        heap.set(source.data.subarray(r * pairRow, (r + k) * pairRow), half >> 2);
+        exports.msePass(0, half, 0, k, c, f, mseAt + 8 * (r - rows.start) * c);
+      }
+      out.mse = new Float64Array(memory.buffer, mseAt, mv).slice();
+    }
+    return out as ShardStats;
+  };
+}
