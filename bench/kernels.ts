@@ -1,131 +1,78 @@
 /**
- * Benchmark helpers for the kernels alone (no operator, no pool): one call of a fused kernel per
- * batch over all its rows, totals of the statistics it returns, the gpu.js kernels of every mode
- * that starts here (and why the others do not), and the WebAssembly SIMD read-only pass on worker
- * threads (the two-thread ceiling). Used by `pipeline.ts`.
+ * How fast is each fused kernel alone (no metric classes, no shards): one call per large batch
+ * over all its rows, in this thread, against the one-thread read ceiling of the same run? The
+ * WebAssembly pass in place (batches in its memory, as a pool's workers read them) and chunked
+ * (ordinary memory, copied a cache-sized chunk at a time: the default path's kernel), the
+ * JavaScript pass, and gpu.js (fewer rows; `headlessgl` only where a display is).
+ * Run: node --expose-gc --import tsx bench/kernels.ts
  *
  * @module
  */
-import { Worker } from 'node:worker_threads';
-import type { Batch } from '../src/functional/core.js';
-import type { FusedKernel, ShardNeeds, ShardStats } from '../src/kernels/types.js';
+import { jsFusedKernel } from '../src/kernels/js-fused.js';
+import type { FusedKernel, KernelBatch, ShardNeeds } from '../src/kernels/types.js';
+import { createChunkedWasmKernel } from '../src/kernels/wasm/chunked.js';
+import { createWasmKernel } from '../src/kernels/wasm/index.js';
 import { createGpujsKernel, gpujsAvailable } from '../src/kernels/gpujs/index.js';
-import { wasmModule } from '../src/kernels/wasm/index.js';
-import { WASM_READER_SOURCE, type ReadPart } from './wasm-reader-worker.js';
+import {
+  arenaArrays, batchOf, bytesOf, Ceiling, copyInto, f2, footer, header, isMain, LARGE, measure, ordinaryArrays, rate, table,
+  type Arrays, type Case, type ReadmeRow, type Size,
+} from './harness.js';
 
-/** Every statistic the SAE metric set needs. */
-export const ALL_NEEDS: ShardNeeds = { abs: true, nonZero: true, fired: true, mse: true };
+const ALL: ShardNeeds = { abs: true, nonZero: true, fired: true, mse: true };
+/** Rows gpu.js reads of each batch: it takes 0.25 to 0.6 s a whole batch here. */
+const GPUJS_ROWS = 256;
 
-/** Totals of a kernel's statistics over whole batches (one component). */
-export interface KernelTotals {
-  /** Sum over rows of the per-row absolute sums. */
-  abs: number;
-  /** Sum over rows of the per-row mean squared errors. */
-  mse: number;
-  nonZero: number;
-  /** Fired counts per feature. */
-  readonly fired: Float64Array;
-  /** Rows in all. */
-  rows: number;
+function firstRows(a: Arrays, size: Size, rows: number): { arrays: Arrays; size: Size } {
+  const cut = (x: Float32Array, f: number): Float32Array => x.subarray(0, rows * f);
+  return { arrays: { learned: cut(a.learned, size.learned), source: cut(a.source, size.source), decoded: cut(a.decoded, size.source) }, size: { ...size, rows } };
 }
 
-function sum(xs: Float64Array | undefined): number {
-  if (xs === undefined) throw new Error('bench: a kernel did not return a statistic it was asked for');
-  let s = 0;
-  for (let i = 0; i < xs.length; i++) s += xs[i] as number;
-  return s;
-}
-
-/** Runs `kernel` once per batch over rows `[0, rows)`, all statistics; their totals. */
-export function kernelTotals(kernel: FusedKernel, batches: readonly Batch[], rows: number, features: number): KernelTotals {
-  const totals: KernelTotals = { abs: 0, mse: 0, nonZero: 0, fired: new Float64Array(features), rows: 0 };
-  for (const batch of batches) {
-    const stats: ShardStats = kernel(batch, { start: 0, end: rows }, ALL_NEEDS);
-    totals.abs += sum(stats.abs);
-    totals.mse += sum(stats.mse);
-    totals.nonZero += sum(stats.nonZero);
-    const fired = stats.fired;
-    if (fired === undefined || fired.length !== features) throw new Error('bench: a kernel returned fired counts of the wrong length');
-    for (let f = 0; f < features; f++) totals.fired[f] = (totals.fired[f] as number) + (fired[f] as number);
-    totals.rows += rows;
-  }
-  return totals;
-}
-
-/** The gpu.js modes the bench measures. */
-export const GPUJS_MODES = ['cpu', 'webasm', 'headlessgl'] as const;
-export type BenchGpujsMode = (typeof GPUJS_MODES)[number];
-
-/** A gpu.js kernel that started in the mode asked for, or why it did not. */
-export type GpujsSlot =
-  | { readonly mode: BenchGpujsMode; readonly ok: true; readonly fused: FusedKernel; readonly renderer: string | undefined; destroy(): Promise<void> }
-  | { readonly mode: BenchGpujsMode; readonly ok: false; readonly reason: string };
-
-/** Starts a gpu.js kernel in `mode`, or says why it cannot run here. */
-export function startGpujs(mode: BenchGpujsMode): GpujsSlot {
-  const available = gpujsAvailable(mode);
-  if (!available.ok) return { mode, ok: false, reason: available.reason };
-  try {
+export async function run(): Promise<ReadmeRow[]> {
+  header('kernels: each fused pass alone, one call per batch, this thread (large batches)', [
+    'two batches of learned 2048 x 16384, source and decoded 2048 x 4096 float32; every statistic; GB/s of the bytes read',
+  ]);
+  const arrays = [ordinaryArrays(LARGE, 1), ordinaryArrays(LARGE, 2)];
+  const ceiling = new Ceiling(arrays, LARGE);
+  const inPlace = createWasmKernel(ceiling.arena.memory);
+  const inMemory = arrays.map((a) => batchOf(copyInto(arenaArrays(ceiling.arena, LARGE), a), LARGE));
+  const ordinary = arrays.map((a) => batchOf(a, LARGE));
+  const pass = (kernel: FusedKernel, batches: readonly KernelBatch[], rows: number) => () => {
+    for (const b of batches) kernel(b, { start: 0, end: rows }, ALL);
+  };
+  const rows: { case: Case; bytes: number }[] = [];
+  const whole = 2 * bytesOf(LARGE);
+  const [one] = ceiling.cases();
+  rows.push(
+    { case: one, bytes: whole },
+    { case: { name: 'wasm, in place (batches in its memory)', run: pass(inPlace.fused, inMemory, LARGE.rows) }, bytes: whole },
+    { case: { name: 'wasm, chunked (ordinary memory)', run: pass(createChunkedWasmKernel(), ordinary, LARGE.rows) }, bytes: whole },
+    { case: { name: 'js', run: pass(jsFusedKernel, ordinary, LARGE.rows) }, bytes: whole },
+  );
+  const skipped: string[] = [];
+  const destroy: (() => Promise<void>)[] = [];
+  for (const mode of ['cpu', 'webasm', 'headlessgl'] as const) {
+    const available = gpujsAvailable(mode);
+    if (!available.ok) {
+      skipped.push(`gpu.js ${mode}: not run (${available.reason})`);
+      continue;
+    }
     const k = createGpujsKernel({ mode });
-    if (k.mode !== mode) {
-      void k.destroy();
-      return { mode, ok: false, reason: `gpu.js ran ${k.mode} instead` };
-    }
-    return { mode, ok: true, fused: k.fused, renderer: k.renderer, destroy: () => k.destroy() };
-  } catch (error) {
-    return { mode, ok: false, reason: (error as Error).message };
+    destroy.push(() => k.destroy());
+    const part = arrays.map((a) => firstRows(a, LARGE, GPUJS_ROWS));
+    const batches = part.map((p) => batchOf(p.arrays, p.size));
+    const name = `gpu.js ${k.mode}${k.renderer ? ` (${k.renderer})` : ''}, first ${GPUJS_ROWS} rows`;
+    rows.push({ case: { name, run: pass(k.fused, batches, GPUJS_ROWS) }, bytes: 2 * bytesOf({ ...LARGE, rows: GPUJS_ROWS }) });
+  }
+  try {
+    const rates = (await measure(rows.map((r) => r.case), 5)).map((t, i) => rate(t, rows[i]!.bytes));
+    const ceil = rates[0]!.median;
+    console.log(table(['kernel', 'GB/s', '(min-max)', 'x ceiling'], rows.map((r, i) => [r.case.name, f2(rates[i]!.median), `(${f2(rates[i]!.min)}-${f2(rates[i]!.max)})`, f2(rates[i]!.median / ceil)])));
+    for (const s of skipped) console.log(s);
+    footer();
+    return rows.slice(1).map((r, i) => ({ path: `kernel alone: ${r.case.name}`, figure: `${f2(rates[i + 1]!.median)} GB/s`, ratio: f2(rates[i + 1]!.median / ceil) }));
+  } finally {
+    await Promise.all([ceiling.close(), ...destroy.map((d) => d())]);
   }
 }
 
-/**
- * Read-only workers over one shared WebAssembly memory: each runs the fused module's SIMD
- * `readSum` over a contiguous share of every array (`wasm-reader-worker.ts`).
- */
-export class WasmReaders {
-  readonly #workers: Worker[];
-  readonly #ready: Promise<void>;
-
-  constructor(threads: number, memory: WebAssembly.Memory) {
-    const module = wasmModule();
-    this.#workers = Array.from(
-      { length: threads },
-      () => new Worker(WASM_READER_SOURCE, { eval: true, workerData: { module, memory }, execArgv: [] }),
-    );
-    // Ready once every worker has answered an empty job (it has instantiated the module).
-    this.#ready = Promise.all(this.#workers.map((w) => this.#send(w, []))).then(() => undefined);
-  }
-
-  #send(w: Worker, parts: readonly ReadPart[]): Promise<number> {
-    return new Promise<number>((resolve, reject) => {
-      const onError = (error: Error): void => reject(error);
-      w.once('error', onError);
-      w.once('message', (s: number) => {
-        w.off('error', onError);
-        resolve(s);
-      });
-      w.postMessage(parts);
-    });
-  }
-
-  /** Each thread reads its share of every array (views on the readers' memory); the sum of the sums. */
-  async read(arrays: readonly Float32Array[]): Promise<number> {
-    await this.#ready;
-    const threads = this.#workers.length;
-    const jobs: ReadPart[][] = this.#workers.map(() => []);
-    for (const a of arrays) {
-      // Shares of whole 256-float blocks (the pass's unrolled block).
-      const per = Math.ceil(a.length / threads / 256) * 256;
-      for (let t = 0; t < threads; t++) {
-        const s = Math.min(a.length, t * per);
-        const e = Math.min(a.length, (t + 1) * per);
-        if (e > s) (jobs[t] as ReadPart[]).push({ byteOffset: a.byteOffset + s * 4, length: e - s });
-      }
-    }
-    const sums = await Promise.all(this.#workers.map((w, t) => this.#send(w, jobs[t] as ReadPart[])));
-    return sums.reduce((x, y) => x + y, 0);
-  }
-
-  async close(): Promise<void> {
-    await Promise.all(this.#workers.map((w) => w.terminate()));
-  }
-}
+if (isMain(import.meta.url)) await run();

@@ -32,6 +32,7 @@ import { dirname, join, sep } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import type { Values } from './harness.js';
 
 /** A tfjs backend the bench runs. */
 export type TfjsBackend = 'cpu' | 'wasm';
@@ -44,14 +45,7 @@ export interface TfjsBatch {
 }
 
 /** The six values, as plain numbers (float32 computed, widened). */
-export interface TfjsValues {
-  sae: number;
-  l1: number;
-  l2: number;
-  l0: number;
-  dead: number;
-  density: Float64Array;
-}
+export type TfjsValues = Values;
 
 /** What tfjs runs here, for the report. */
 export interface TfjsInfo {
