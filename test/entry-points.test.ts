@@ -5,7 +5,7 @@
  * - `metric.update(b)` then `compute()`, and `metric.forward(b)` (the class path);
  * - the same metric inside a `MetricCollection` (`collection.update`, `collection.forward`);
  * - the in-thread operators with their defaults (`accumulateMetric`, `forwardMetric`,
- *   `reduceMetric`);
+ *   `reduceMetric`, `computeEvery`);
  * - the same operators on pools of 1 and 2 workers with the default `shardRows`;
  *
  * give identical results: same keys, dtypes, shapes and bytes of every value (NaN payloads and -0
@@ -18,6 +18,7 @@ import { from, lastValueFrom, toArray, type OperatorFunction } from 'rxjs';
 import {
   accumulateMetric,
   CapacityMetric,
+  computeEvery,
   ClasswiseWrapperWithMean,
   createMetricPool,
   FeatureDensityMetric,
@@ -129,6 +130,8 @@ async function viaOperators(make: () => MetricTarget, stream: readonly Batch[], 
   const own = await run(make(), (t) => forwardMetric(t, options), stream);
   const last = await run(make(), (t) => reduceMetric(t, options), stream);
   expect(bits(last[0]), 'reduceMetric gives the last running value').toEqual(bits(running[running.length - 1]));
+  const windows = await run(make(), (t) => computeEvery(t, { batches: 1 }, options), stream);
+  expect(windows.map(bits), 'computeEvery({ batches: 1 }) gives each batch\'s own value').toEqual(own.map(bits));
   return { running: running.map(bits), own: own.map(bits) };
 }
 
