@@ -14,5 +14,6 @@ let host: KernelHost | undefined;
 
 export default function metricWorker(task: ShardTask): ShardResult {
   host ??= createKernelHost((workerData as KernelConfig | undefined) ?? { backend: 'js' });
+  host.useScratch?.(task.scratch);
   return runShardTask(task, host.kernel, host.memory);
 }

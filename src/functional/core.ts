@@ -408,6 +408,15 @@ export function fromFusedPass<S>(part: StatePart<S>, batch: Batch, rows: RowRang
   return fromStats(jsFusedKernel(batch, rows, part.needs ?? {}), rows, batch);
 }
 
+/** The union of the statistics that `parts` need from a shard pass. */
+export function shardNeeds(parts: Iterable<StatePart<unknown>>): ShardNeeds {
+  const needs: { -readonly [K in keyof ShardNeeds]: boolean } = {};
+  for (const part of parts) {
+    for (const [k, v] of Object.entries(part.needs ?? {})) if (v) needs[k as keyof ShardNeeds] = true;
+  }
+  return needs;
+}
+
 /**
  * The partial state of every distinct part (by `id`) for `rows` of a validated batch, with one
  * fused pass for all the parts that are made from shard statistics.
@@ -420,10 +429,7 @@ export function computePartials(
 ): Map<string, unknown> {
   const distinct = new Map<string, StatePart<unknown>>();
   for (const part of parts) if (!distinct.has(part.id)) distinct.set(part.id, part);
-  const needs: { -readonly [K in keyof ShardNeeds]: boolean } = {};
-  for (const part of distinct.values()) {
-    for (const [k, v] of Object.entries(part.needs ?? {})) if (v) needs[k as keyof ShardNeeds] = true;
-  }
+  const needs = shardNeeds(distinct.values());
   const stats = Object.keys(needs).length > 0 ? kernel(batch, rows, needs) : {};
   const out = new Map<string, unknown>();
   for (const [id, part] of distinct) {

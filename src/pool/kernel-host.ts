@@ -7,7 +7,7 @@
  */
 import { jsFusedKernel } from '../kernels/js-fused.js';
 import type { FusedKernel } from '../kernels/types.js';
-import { createWasmKernel } from '../kernels/wasm/index.js';
+import { createWasmKernel, type ScratchRegion } from '../kernels/wasm/index.js';
 import { createGpujsKernel } from '../kernels/gpujs/index.js';
 import type { BackendName, GpujsMode } from './backend.js';
 
@@ -25,6 +25,8 @@ export interface KernelHost {
   readonly memory?: WebAssembly.Memory;
   /** What runs, e.g. `wasm`, `gpujs (cpu)`. */
   readonly describe: string;
+  /** The wasm kernel's scratch space for the next shards (see `WasmKernel.useScratch`). */
+  readonly useScratch?: (region: ScratchRegion | undefined) => void;
 }
 
 /**
@@ -39,7 +41,7 @@ export function createKernelHost(config: KernelConfig): KernelHost {
     case 'wasm': {
       if (config.memory === undefined) throw new Error('the wasm backend needs the shared memory of its pool');
       const wasm = createWasmKernel(config.memory);
-      return { kernel: wasm.fused, memory: config.memory, describe: 'wasm' };
+      return { kernel: wasm.fused, memory: config.memory, describe: 'wasm', useScratch: wasm.useScratch };
     }
     case 'gpujs': {
       const gpu = createGpujsKernel({ mode: config.gpujsMode ?? 'gpu' });

@@ -36,6 +36,11 @@ export interface ShardTask {
   /** Index of the batch in its stream and of the shard in its batch, for error messages. */
   readonly batchIndex: number;
   readonly shardIndex: number;
+  /**
+   * Bytes of the pool's WebAssembly memory lent to the wasm kernel for this shard (the pool frees
+   * them when the shard is done, whatever becomes of the thread).
+   */
+  readonly scratch?: { readonly byteOffset: number; readonly byteLength: number };
 }
 
 /** A worker's answer: the partial state of each part, by part id. */

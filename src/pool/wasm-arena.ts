@@ -4,7 +4,8 @@
  *
  * Space comes from `memory.grow`, which hands the caller a region no other thread can get (the
  * kernels in the workers take their scratch space the same way); this arena hands out blocks of
- * the regions it grew, first fit, 64-byte aligned, and coalesces them when freed.
+ * the regions it grew, best fit (so that small blocks do not split the holes that large ones
+ * left), 64-byte aligned, and coalesces them when freed.
  *
  * @module
  */
@@ -17,23 +18,39 @@ interface Block {
   size: number;
 }
 
-/** A first-fit allocator over regions of a shared WebAssembly memory. */
+/** A best-fit allocator over regions of a shared WebAssembly memory. */
 export class WasmArena {
   /** The shared memory (imported by every worker's kernel). */
   readonly memory: WebAssembly.Memory;
   readonly #free: Block[] = [];
   readonly #used = new Map<number, number>();
 
-  /** @param memory a shared memory; a new one of 16 MiB (growing up to 4 GiB) by default. */
-  constructor(memory?: WebAssembly.Memory) {
+  readonly #reclaim: (() => void) | undefined;
+
+  /**
+   * @param memory a shared memory; a new one of 16 MiB (growing up to 4 GiB) by default.
+   * @param reclaim called when no free block fits, before the memory grows: it may free blocks
+   *   (the pool frees those of tensors that were garbage-collected), since memory never shrinks.
+   */
+  constructor(memory?: WebAssembly.Memory, reclaim?: () => void) {
     this.memory = memory ?? new WebAssembly.Memory({ initial: 256, maximum: 65536, shared: true });
+    this.baseBytes = this.memory.buffer.byteLength;
+    this.#reclaim = reclaim;
   }
+
+  #usedBytes = 0;
+  #peakBytes = 0;
+  /** The memory's size when the arena was made (it hands out only regions it grew). */
+  readonly baseBytes: number;
 
   /** Bytes handed out and not freed. */
   get usedBytes(): number {
-    let n = 0;
-    for (const size of this.#used.values()) n += size;
-    return n;
+    return this.#usedBytes;
+  }
+
+  /** The most bytes ever handed out at once. */
+  get peakBytes(): number {
+    return this.#peakBytes;
   }
 
   /**
@@ -43,20 +60,27 @@ export class WasmArena {
    */
   allocate(bytes: number): number {
     const size = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
-    let i = this.#free.findIndex((b) => b.size >= size);
+    let i = this.#bestFit(size);
+    if (i < 0 && this.#reclaim !== undefined) {
+      this.#reclaim();
+      i = this.#bestFit(size);
+    }
     if (i < 0) {
-      const pages = Math.ceil(size / PAGE);
+      // A free block at the end of the memory joins the grown region: grow by what it lacks.
+      const last = this.#free[this.#free.length - 1];
+      const tail = last !== undefined && last.offset + last.size === this.memory.buffer.byteLength ? last.size : 0;
+      const pages = Math.ceil((size - tail) / PAGE);
       let start: number;
       try {
         start = this.memory.grow(pages) * PAGE;
       } catch (error) {
         throw new RangeError(
-          `MetricPool: cannot grow the shared WebAssembly memory by ${pages * PAGE} bytes (it is ${this.memory.buffer.byteLength} bytes; 4 GiB at most)`,
+          `MetricPool: cannot grow the shared WebAssembly memory by ${pages * PAGE} bytes (it is ${this.memory.buffer.byteLength} bytes; 4 GiB at most; ${this.usedBytes} bytes in use): give back tensors you no longer need with pool.release(tensor) (an unreferenced one is freed only when the garbage collector runs)`,
           { cause: error },
         );
       }
       this.#insertFree({ offset: start, size: pages * PAGE });
-      i = this.#free.findIndex((b) => b.size >= size);
+      i = this.#bestFit(size);
     }
     const block = this.#free[i] as Block;
     const offset = block.offset;
@@ -66,6 +90,8 @@ export class WasmArena {
       block.size -= size;
     }
     this.#used.set(offset, size);
+    this.#usedBytes += size;
+    this.#peakBytes = Math.max(this.#peakBytes, this.#usedBytes);
     return offset;
   }
 
@@ -78,12 +104,23 @@ export class WasmArena {
     const size = this.#used.get(offset);
     if (size === undefined) throw new RangeError(`MetricPool: no allocated block at offset ${offset}`);
     this.#used.delete(offset);
+    this.#usedBytes -= size;
     this.#insertFree({ offset, size });
   }
 
   /** A float32 view of `length` elements at `offset`, over the memory as it is now. */
   view(offset: number, length: number): Float32Array {
     return new Float32Array(this.memory.buffer, offset, length);
+  }
+
+  /** The index of the smallest free block of at least `size` bytes (the first of equals), or -1. */
+  #bestFit(size: number): number {
+    let best = -1;
+    for (let i = 0; i < this.#free.length; i++) {
+      const s = (this.#free[i] as Block).size;
+      if (s >= size && (best < 0 || s < (this.#free[best] as Block).size)) best = i;
+    }
+    return best;
   }
 
   #insertFree(block: Block): void {

@@ -30,7 +30,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { Batch, RowRange } from '../../src/functional/core.js';
 import { jsFusedKernel } from '../../src/kernels/js-fused.js';
 import type { ShardNeeds, ShardStats } from '../../src/kernels/types.js';
-import { createWasmKernel, wasmFile, wasmModule, type WasmKernel } from '../../src/kernels/wasm/index.js';
+import { createWasmKernel, wasmFile, wasmModule, wasmScratchBytes, type WasmKernel } from '../../src/kernels/wasm/index.js';
 import { mulberry32 } from '../support/random.js';
 
 const PAGE = 65536;
@@ -275,6 +275,34 @@ describe('the fused pass against jsFusedKernel', () => {
       const batch: Batch = { learnedActivations: { data: x, shape }, decodedActivations: { data: x, shape }, sourceActivations: { data: x, shape } };
       expectMatches(k.fused(batch, { start: 0, end: rows }, ALL), jsFusedKernel(batch, { start: 0, end: rows }, ALL), `shape [${shape.join(', ')}]`);
     }
+  });
+
+  it('uses scratch space lent to it (useScratch) without growing the memory, exactly as much as wasmScratchBytes says', () => {
+    const k = createWasmKernel(memory);
+    const [rows, components, features] = [40, 3, 50];
+    const shape = [rows, components, features];
+    const x = alloc(rows * components * features);
+    fillActivations(x, rows);
+    const batch: Batch = { learnedActivations: { data: x, shape }, decodedActivations: { data: x, shape }, sourceActivations: { data: x, shape } };
+    const bytes = wasmScratchBytes(rows, shape, shape);
+    // abs and mse f64 per vector (960 each), nonZero u32 per component (12, padded to 16), fired
+    // u32 per component and feature (600, padded to 608).
+    expect(bytes).toBe(960 + 960 + 16 + 608);
+    const lent = alloc(bytes / 4 + 16);
+    const guard = new Float32Array(memory.buffer, lent.byteOffset + bytes, 16).fill(7);
+    k.useScratch({ byteOffset: lent.byteOffset, byteLength: bytes });
+    const size = memory.buffer.byteLength;
+    expectMatches(k.fused(batch, { start: 0, end: rows }, ALL), jsFusedKernel(batch, { start: 0, end: rows }, ALL), 'lent scratch');
+    expect(memory.buffer.byteLength).toBe(size); // not grown
+    expect(Array.from(guard)).toEqual(new Array(16).fill(7)); // nothing written past the region
+    // Too small a region is an error, not a write past it.
+    k.useScratch({ byteOffset: lent.byteOffset, byteLength: bytes - 16 });
+    expect(() => k.fused(batch, { start: 0, end: rows }, ALL)).toThrow(
+      new RangeError(`wasm kernel: the shard needs ${bytes} bytes of scratch space, but was lent ${bytes - 16}`),
+    );
+    // Without a region it takes its own again.
+    k.useScratch(undefined);
+    expectMatches(k.fused(batch, { start: 0, end: rows }, ALL), jsFusedKernel(batch, { start: 0, end: rows }, ALL), 'own scratch');
   });
 
   it('handles an empty row range', () => {

@@ -47,6 +47,57 @@ export interface WasmKernel {
    * of a pass over it; blocks of float32 sums carried into float64, ~1e-7 relative).
    */
   readSum(t: TensorLike | Float32Array): number;
+  /**
+   * Makes `fused` use `region` (bytes of `memory` that the caller owns) as its scratch space
+   * instead of growing the memory; `undefined` goes back to the kernel's own region. A pool gives
+   * each shard a block of its arena, so that the space comes back when the shard is done, even if
+   * the thread that ran it is gone.
+   *
+   * @throws {RangeError} from `fused`, when a shard needs more than `region` holds.
+   */
+  useScratch(region: ScratchRegion | undefined): void;
+}
+
+/** Bytes of a shared WebAssembly memory lent to a kernel as scratch space. */
+export interface ScratchRegion {
+  readonly byteOffset: number;
+  readonly byteLength: number;
+}
+
+const align16 = (bytes: number): number => Math.ceil(bytes / 16) * 16;
+
+/** The axes of a field, as the scratch layout needs them. */
+interface Axes {
+  readonly components: number;
+  readonly features: number;
+}
+
+/**
+ * The scratch layout of a shard pass over `count` rows: abs f64[vectors] | mse f64[vectors] |
+ * nonZero u32[C] | fired u32[C * F], each 16-byte aligned; `bytes` in all.
+ */
+function scratchLayout(count: number, learned: Axes | undefined, decoded: Axes | undefined) {
+  const lv = learned ? count * learned.components : 0;
+  const mv = decoded ? count * decoded.components : 0;
+  const absAt = 0;
+  const mseAt = absAt + align16(8 * lv);
+  const nonZeroAt = mseAt + align16(8 * mv);
+  const firedAt = nonZeroAt + align16(learned ? 4 * learned.components : 0);
+  const bytes = firedAt + align16(learned ? 4 * learned.components * learned.features : 0);
+  return { lv, mv, absAt, mseAt, nonZeroAt, firedAt, bytes };
+}
+
+/**
+ * The scratch bytes `fused` needs for a shard of `rows` rows that reads `learned` (shape of the
+ * learned activations, when abs, nonZero or fired counts are needed) and `decoded` (shape of the
+ * decoded activations, when squared errors are needed).
+ */
+export function wasmScratchBytes(rows: number, learned: readonly number[] | undefined, decoded: readonly number[] | undefined): number {
+  const axes = (shape: readonly number[] | undefined): Axes | undefined =>
+    shape === undefined
+      ? undefined
+      : { components: shape.length === 3 ? (shape[1] as number) : 1, features: shape[shape.length - 1] as number };
+  return scratchLayout(rows, axes(learned), axes(decoded)).bytes;
 }
 
 /** Which build of the fused pass: `shared` imports a shared memory (pools), `local` an unshared one. */
@@ -169,8 +220,6 @@ export function checkRows(rows: { start: number; end: number }, total: number): 
   }
 }
 
-const align16 = (bytes: number): number => Math.ceil(bytes / 16) * 16;
-
 /**
  * A kernel over `memory` (a shared `WebAssembly.Memory`, as every worker of a pool imports it).
  * Instantiation is synchronous; the module is compiled once per thread unless `module` is given.
@@ -205,8 +254,15 @@ export function createWasmKernel(memory: WebAssembly.Memory, module?: WebAssembl
 
   let scratchStart = 0;
   let scratchBytes = 0;
+  let lent: ScratchRegion | undefined;
   /** Start of a scratch region of at least `bytes` bytes that only this kernel uses. */
   const scratch = (bytes: number): number => {
+    if (lent !== undefined) {
+      if (bytes > lent.byteLength) {
+        throw new RangeError(`${NAME}: the shard needs ${bytes} bytes of scratch space, but was lent ${lent.byteLength}`);
+      }
+      return lent.byteOffset;
+    }
     if (bytes > scratchBytes) {
       const pages = Math.ceil(Math.max(bytes, 2 * scratchBytes) / PAGE);
       let previous: number;
@@ -237,15 +293,8 @@ export function createWasmKernel(memory: WebAssembly.Memory, module?: WebAssembl
     }
     for (const f of [learned, decoded]) if (f !== undefined) checkRows(rows, f.rows);
 
-    // Scratch layout: abs f64[vectors] | mse f64[vectors] | nonZero u32[C] | fired u32[C * F].
-    const count = rows.end - rows.start;
-    const lv = learned ? count * learned.components : 0;
-    const mv = decoded ? count * decoded.components : 0;
-    const absAt = 0;
-    const mseAt = absAt + align16(8 * lv);
-    const nonZeroAt = mseAt + align16(8 * mv);
-    const firedAt = nonZeroAt + align16(learned ? 4 * learned.components : 0);
-    const base = scratch(firedAt + align16(learned ? 4 * learned.components * learned.features : 0));
+    const { lv, mv, absAt, mseAt, nonZeroAt, firedAt, bytes } = scratchLayout(rows.end - rows.start, learned, decoded);
+    const base = scratch(bytes);
 
     if (learned !== undefined) {
       const { pointer, components: c, features: f } = learned;
@@ -271,7 +320,11 @@ export function createWasmKernel(memory: WebAssembly.Memory, module?: WebAssembl
     return exports.readSum(pointerOf(memory, 'readSum input', data), data.length);
   };
 
-  return { memory, fused, readSum };
+  const useScratch = (region: ScratchRegion | undefined): void => {
+    lent = region;
+  };
+
+  return { memory, fused, readSum, useScratch };
 }
 
 /** A fresh Float64Array holding the (exact) values of unsigned 32-bit counts. */
