@@ -138,3 +138,18 @@ export class WorkerError extends Error {
     this.rows = rows;
   }
 }
+
+/**
+ * A batch was handed to a worker pool that is closed, or was still waiting for (or running on) the
+ * pool's threads when `pool.close()` was called. No worker failed; the batch was not applied.
+ */
+export class PoolClosedError extends Error {
+  override readonly name = 'PoolClosedError';
+  /** Index of the batch in its stream (0-based). */
+  readonly batchIndex: number;
+
+  constructor(batchIndex: number) {
+    super(`MetricPool: the pool is closed (pool.close() was called), so batch ${batchIndex} was not computed`);
+    this.batchIndex = batchIndex;
+  }
+}

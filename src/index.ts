@@ -6,7 +6,7 @@
  */
 export { Tensor, tensor, squeezeIfScalar, shapeSize } from './tensor.js';
 export type { DType, NestedArray, TensorLike } from './tensor.js';
-export { InvalidBatchError, StateMergeError, StateDecodeError, WorkerError } from './errors.js';
+export { InvalidBatchError, StateMergeError, StateDecodeError, WorkerError, PoolClosedError } from './errors.js';
 export { encodeState, decodeState, STATE_FORMAT, STATE_VERSION, MAX_STATE_DEPTH } from './encoding.js';
 export type { Batch, RowRange, MetricDefinition, MetricState, MetricConfig, StatePart } from './functional/core.js';
 

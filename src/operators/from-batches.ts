@@ -15,7 +15,9 @@ export interface FromBatchesOptions {
  * producer faster than the workers is paced by them and holds at most about `maxInFlight + 1`
  * batches in memory. An RxJS source that pushes (`from(array)`, a Subject) cannot be slowed down;
  * the pool still dispatches at most `maxInFlight` batches at once, but batches that arrive faster
- * wait in memory. Without a pool, in-thread evaluation is synchronous and paces the producer.
+ * wait in its queue, each holding a copy of its data: the pool warns once (naming this function)
+ * and, past its `maxQueuedBytes`, errors the stream. Without a pool, in-thread evaluation is
+ * synchronous and paces the producer.
  *
  * Cold: iteration starts on subscription and stops (calling the iterator's `return`) on
  * unsubscription.

@@ -1,4 +1,4 @@
-import { lastValueFrom, take, tap, toArray } from 'rxjs';
+import { lastValueFrom, Subject, take, tap, toArray } from 'rxjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   L1AbsoluteLoss,
@@ -64,6 +64,20 @@ describe('fromBatches', () => {
     expect(pool.peakInFlight).toBeLessThanOrEqual(pool.maxInFlight);
   });
 
+  it('several fromBatches streams on one pool all complete: a producer that finds its source done keeps no other waiting', async () => {
+    // One slot: x and y each push a batch, then both wait for room. When y's batch is done, both
+    // may go; x finds its source done and pushes nothing, so y must not be left waiting.
+    const one = createMetricPool({ workers: 1, maxInFlight: 1 });
+    try {
+      const run = (i: number) => lastValueFrom(fromBatches([batch(i)], { pool: one }).pipe(accumulateMetric(new L1AbsoluteLoss(), { pool: one }), toArray()));
+      const all = await Promise.race([Promise.all([run(0), run(1), run(2)]), new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 10_000))]);
+      expect(all).not.toBe('hung');
+      expect((all as { item(): number }[][]).map((values) => values.map((v) => v.item()))).toEqual([[1], [2], [3]]);
+    } finally {
+      await one.close();
+    }
+  }, 20_000);
+
   it('stops the iterator when the subscriber unsubscribes', async () => {
     let returned = false;
     function* endless(): Generator<Batch> {
@@ -93,5 +107,62 @@ describe('fromBatches', () => {
     expect(() => fromBatches([], { pool: {} as never })).toThrow(
       new TypeError('fromBatches: options.pool must be a MetricPool, got an object'),
     );
+  });
+});
+
+describe('a pushing source that outruns the pool', () => {
+  const ROWS = 128;
+  const FEATURES = 256; // 128 KiB a batch
+  const BYTES = ROWS * FEATURES * 4;
+  const wide = (i: number): Batch => ({ learnedActivations: tensor(new Float32Array(ROWS * FEATURES).fill(i + 1), [ROWS, FEATURES]) });
+  let small: MetricPool;
+  const warnings: Error[] = [];
+  const onWarning = (w: Error): void => {
+    warnings.push(w);
+  };
+  beforeAll(() => {
+    small = createMetricPool({ workers: 1, maxInFlight: 1, maxQueuedBytes: 8 * BYTES });
+    process.on('warning', onWarning);
+  });
+  afterAll(async () => {
+    process.off('warning', onWarning);
+    await small.close();
+  });
+  const queueWarnings = (): Error[] => warnings.filter((w) => (w as { code?: string }).code === 'SAE_METRICS_POOL_QUEUE');
+
+  it('is told once, by a warning that names fromBatches, when the batches waiting pass half of maxQueuedBytes', async () => {
+    for (let stream = 0; stream < 2; stream++) {
+      const subject = new Subject<Batch>();
+      const result = lastValueFrom(subject.pipe(accumulateMetric(new L1AbsoluteLoss(), { pool: small }), toArray()));
+      for (let i = 0; i < 7; i++) subject.next(wide(i)); // one dispatched, six waiting: 768 KiB > 512 KiB
+      expect(small.queued).toBe(6);
+      expect(small.queuedBytes).toBe(6 * BYTES);
+      subject.complete();
+      const values = await result;
+      expect(values.map((v) => v.item())).toEqual(Array.from({ length: 7 }, (_, k) => (FEATURES * (k + 2)) / 2));
+    }
+    await new Promise((resolve) => setImmediate(resolve)); // warnings are emitted on the next tick
+    expect(queueWarnings()).toHaveLength(1);
+    expect((queueWarnings()[0] as Error).message).toBe(
+      'MetricPool: 5 batches (0.6 MiB) are waiting for a worker: the source pushes batches faster than the pool computes them, and each waiting batch holds its data. Pull batches with fromBatches(iterable, { pool }), which waits for the pool; past maxQueuedBytes (1048576 bytes) the stream errors',
+    );
+  });
+
+  it('past maxQueuedBytes the stream errors with a RangeError that says what to do, and the memory is back', async () => {
+    const subject = new Subject<Batch>();
+    const result = lastValueFrom(subject.pipe(accumulateMetric(new L1AbsoluteLoss(), { pool: small })));
+    for (let i = 0; i < 12; i++) subject.next(wide(i)); // the tenth is the ninth waiting: past 1 MiB
+    subject.complete();
+    const error = await result.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(RangeError);
+    expect((error as Error).message).toBe(
+      'MetricPool: batch 9 would make the batches waiting for a worker hold 1179648 bytes, past maxQueuedBytes (1048576): the source pushes batches faster than the pool computes them; pull them with fromBatches(iterable, { pool }), which waits for the pool, or raise maxQueuedBytes',
+    );
+    expect([small.inFlight, small.queued, small.queuedBytes]).toEqual([0, 0, 0]);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(small.memoryUsage().used).toBe(0);
   });
 });

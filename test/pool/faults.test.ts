@@ -199,17 +199,18 @@ describe('a worker that throws on one shard', () => {
     it('behind good batches in flight, it is not dispatched either (and is not a WorkerError)', async () => {
       await settled(pool);
       let error: unknown;
-      let inFlightAtError = -1;
-      from([goodBatches[0] as Batch, goodBatches[1] as Batch, bad])
-        .pipe(accumulateMetric(metrics(), { pool }))
-        .subscribe({
-          error: (e: unknown) => {
-            error = e;
-            inFlightAtError = pool.inFlight;
-          },
-        });
+      const evaluate = vi.spyOn(pool, 'evaluate');
+      try {
+        from([goodBatches[0] as Batch, goodBatches[1] as Batch, bad])
+          .pipe(accumulateMetric(metrics(), { pool }))
+          .subscribe({ error: (e: unknown) => (error = e) });
+        expect(evaluate).toHaveBeenCalledTimes(2); // the two good batches only
+      } finally {
+        evaluate.mockRestore();
+      }
       expect(error).toBeInstanceOf(InvalidBatchError);
-      expect(inFlightAtError).toBe(2); // the two good batches only
+      // The error cancelled the two good batches: their slots are free at once.
+      expect(pool.inFlight).toBe(0);
       const expected = (await inThreadError([goodBatches[0] as Batch, goodBatches[1] as Batch, bad])) as Error;
       expect((error as Error).message).toBe(expected.message);
       await settled(pool);
@@ -250,17 +251,24 @@ describe('a worker whose thread exits mid-task', () => {
   }, TIMEOUT);
 });
 
-describe('unsubscribing aborts a task that never finishes', () => {
+describe('unsubscribing from a batch whose shard never finishes', () => {
   let pool: MetricPool;
   beforeAll(() => {
     // maxInFlight 1: while the blocked batch runs, the later batches wait for a slot.
-    pool = createMetricPool({ workers: WORKERS, shardRows: SHARD_ROWS, maxInFlight: 1, filename: fixture('fault-block'), backend: 'js' });
+    pool = createMetricPool({
+      workers: WORKERS,
+      shardRows: SHARD_ROWS,
+      maxInFlight: 1,
+      closeTimeout: 1000,
+      filename: fixture('fault-block'),
+      backend: 'js',
+    });
   });
   afterAll(async () => {
     await pool.close();
   }, TIMEOUT);
 
-  it('the subscription ends, nothing stays in flight, the pool works afterwards, and close() resolves', async () => {
+  it('the subscription ends at once, the pool works on its other thread, and close() ends the stuck thread after closeTimeout', async () => {
     // Batches in shared memory: the worker sees (and marks) the very same bytes.
     const shared = [0, 1, 2, 3].map((i) => makeBatch(20, 20 + i, pool.allocate([20, FEATURES]).data));
     const learned1 = (shared[1] as Batch).learnedActivations as Tensor<'float32'>;
@@ -280,15 +288,21 @@ describe('unsubscribing aborts a task that never finishes', () => {
 
     subscription.unsubscribe();
     expect(subscription.closed).toBe(true);
-    await settled(pool);
+    // Cancelled at once: the slot is free, though the shard still runs (it is never terminated).
+    expect([pool.inFlight, pool.queued]).toEqual([0, 0]);
     expect(ended).toBe(''); // neither error nor complete after unsubscribing
     expect(seen).toHaveLength(1);
+    expect(pool.threads).toBe(WORKERS);
 
     const out = await collect(from(goodBatches).pipe(accumulateMetric(metrics(), { pool })));
     expect(out.error).toBeUndefined();
     expect(out.values.map(bits)).toEqual(await inThread(goodBatches, 'js'));
-    await settled(pool);
+
+    const started = Date.now();
     await pool.close();
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900); // it waited for the stuck shard
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(pool.threads).toBe(0);
   }, TIMEOUT);
 
   it('aborting a signal right after evaluate() is called rejects it with the reason', async () => {

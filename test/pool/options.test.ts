@@ -37,6 +37,20 @@ describe('option validation (no pool is started)', () => {
     });
   });
 
+  describe.each(['maxQueuedBytes', 'closeTimeout'])('options.%s', (option) => {
+    it.each([
+      [0, '0'],
+      [-1, '-1'],
+      [Number.NaN, 'NaN'],
+    ])('rejects %s with a RangeError', (value, shown) => {
+      expect(() => create({ [option]: value })).toThrow(new RangeError(`createMetricPool: options.${option} must be a positive number, got ${shown}`));
+    });
+
+    it('rejects a numeric string with a TypeError', () => {
+      expect(() => create({ [option]: '2' })).toThrow(new TypeError(`createMetricPool: options.${option} must be a positive number, got "2"`));
+    });
+  });
+
   it.each(['gpu', 'cpu', 'JS', ''])('options.backend %j is rejected with a RangeError', (backend) => {
     expect(() => create({ backend })).toThrow(RangeError);
     expect(() => create({ backend })).toThrow(
@@ -55,7 +69,7 @@ describe('option validation (no pool is started)', () => {
   it('an unknown option is rejected with a TypeError listing the known ones', () => {
     expect(() => create({ threads: 2 })).toThrow(TypeError);
     expect(() => create({ threads: 2 })).toThrow(
-      'createMetricPool: unknown option threads (known options: workers, shardRows, backend, gpujsMode, maxInFlight, filename)',
+      'createMetricPool: unknown option threads (known options: workers, shardRows, backend, gpujsMode, maxInFlight, maxQueuedBytes, closeTimeout, filename)',
     );
   });
 
@@ -95,6 +109,8 @@ describe('defaults and the pool life cycle', () => {
       expect(pool.threads).toBe(availableParallelism());
       expect(pool.inFlight).toBe(0);
       expect(pool.peakInFlight).toBe(0);
+      expect(pool.maxQueuedBytes).toBe(2 ** 30);
+      expect(pool.closeTimeout).toBe(10_000);
     } finally {
       await pool.close();
     }

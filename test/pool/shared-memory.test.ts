@@ -207,9 +207,9 @@ describe('MetricPool and shared memory (fixture worker equivalence-probe)', () =
     const second = pool.allocate([6, 4]); // same size, another shape
     expect(second.data.buffer).toBe(buffer);
     expectZeroFilledShared(second, [6, 4]);
-    // Released once only: a second release of the same tensor does not hand the buffer out twice.
+    // Released once only: a second release throws, and the buffer is not handed out twice.
     pool.release(second);
-    pool.release(second);
+    expect(() => pool.release(second)).toThrow(new Error('MetricPool.release: this tensor (shape [6,4]) was already released'));
     const third = pool.allocate([24]);
     const fourth = pool.allocate([24]);
     expect(third.data.buffer).toBe(buffer);

@@ -5,7 +5,6 @@
  *
  * @module
  */
-import { setMaxListeners } from 'node:events';
 import { Observable, Subscriber, type OperatorFunction } from 'rxjs';
 import { describeValue } from '../../errors.js';
 import type { Batch } from '../../functional/core.js';
@@ -128,7 +127,8 @@ function freshRunner<R>(target: MetricTarget): Runner<R> {
  * (`makeHandlers()`); each source batch is
  * validated at once (a rejected batch errors the output before any work is dispatched),
  * evaluated (in-thread synchronously, or on the pool with at most `maxInFlight` batches at once),
- * and handed to `handlers.batch` in arrival order. Unsubscribing aborts in-flight pool tasks.
+ * and handed to `handlers.batch` in arrival order. Unsubscribing cancels this subscription's
+ * batches on the pool at once (see `MetricPool`: shards already running finish, unused).
  */
 export function metricOperator<R, O>(
   target: MetricTarget,
@@ -149,9 +149,6 @@ export function metricOperator<R, O>(
         return;
       }
       const controller = new AbortController();
-      // Every batch waiting for a pool slot listens on this signal, and a fast source may have
-      // many waiting: more than Node's default of 10 listeners is expected here.
-      setMaxListeners(0, controller.signal);
       const emit = (value: O): void => subscriber.next(value);
       let index = 0;
       let pending = 0;
