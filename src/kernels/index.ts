@@ -11,5 +11,5 @@ export { createWasmKernel, wasmFile, wasmModule } from './wasm/index.js';
 export type { WasmBuild, WasmKernel } from './wasm/index.js';
 export { createChunkedWasmKernel, CHUNK_BYTES } from './wasm/chunked.js';
 export type { ChunkedWasmKernelOptions } from './wasm/chunked.js';
-export { createGpujsKernel, gpujsAvailable } from './gpujs/index.js';
+export { createGpujsKernel, gpujsAvailable, gpujsBlocker } from './gpujs/index.js';
 export type { GpujsKernel } from './gpujs/index.js';

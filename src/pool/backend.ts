@@ -8,7 +8,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { describeValue } from '../errors.js';
 import { wasmFile } from '../kernels/wasm/index.js';
-import { createGpujsKernel, gpujsAvailable } from '../kernels/gpujs/index.js';
+import { blockerText, type Blocker } from '../kernels/gpujs/gpu.js';
+import { createGpujsKernel, gpujsAvailable, gpujsBlocker } from '../kernels/gpujs/index.js';
 
 /** A kernel family. */
 export type BackendName = 'js' | 'wasm' | 'gpujs';
@@ -32,6 +33,8 @@ export interface BackendProbes {
   readonly hardwareGpu?: () => { ok: boolean; reason: string };
   /** Why the WebAssembly pass cannot run, or undefined (default: {@link wasmUnavailable}). */
   readonly wasm?: () => string | undefined;
+  /** Why a gpu.js mode cannot run, from the files, or undefined (default: `gpujsBlocker`). */
+  readonly gpujs?: (mode: GpujsMode) => Blocker | undefined;
   /** The environment (default: `process.env`). */
   readonly env?: Readonly<Record<string, string | undefined>>;
 }
@@ -121,7 +124,7 @@ export function chooseBackend(
   gpujsMode: GpujsMode | undefined,
   probes: BackendProbes = {},
 ): BackendChoice {
-  const { hardwareGpu = probeHardwareGpu, wasm = wasmUnavailable, env = process.env } = probes;
+  const { hardwareGpu = probeHardwareGpu, wasm = wasmUnavailable, gpujs = gpujsBlocker, env = process.env } = probes;
   const forced = env[BACKEND_ENV];
   const option = forced ? checkBackendOption(`${fn} (${BACKEND_ENV})`, forced) : requested;
   const forcedMode = env[GPUJS_MODE_ENV];
@@ -133,7 +136,11 @@ export function chooseBackend(
     if (missing) throw new Error(`${fn}: the wasm backend cannot run here: ${missing}`);
     return { backend: 'wasm', reason: `requested${via}` };
   }
-  if (option === 'gpujs') return { backend: 'gpujs', gpujsMode: mode ?? 'gpu', reason: `requested${via}` };
+  if (option === 'gpujs') {
+    const blocked = gpujs(mode ?? 'gpu');
+    if (blocked) throw new Error(`${fn}: the gpujs backend (gpu.js mode '${mode ?? 'gpu'}') cannot run here: ${blockerText(blocked)}`);
+    return { backend: 'gpujs', gpujsMode: mode ?? 'gpu', reason: `requested${via}` };
+  }
   const gpu = hardwareGpu();
   if (gpu.ok) return { backend: 'gpujs', gpujsMode: mode ?? 'gpu', reason: `auto: ${gpu.reason}` };
   const missing = wasm();
@@ -146,7 +153,8 @@ let hardwareGpu: { ok: boolean; reason: string } | undefined;
 /** Whether gpu.js runs on a hardware GPU here (probed once per process). */
 export function probeHardwareGpu(): { ok: boolean; reason: string } {
   hardwareGpu ??= (() => {
-    if (!process.env.DISPLAY) return { ok: false, reason: 'no display for headlessgl' };
+    const blocked = gpujsBlocker('headlessgl');
+    if (blocked) return { ok: false, reason: blocked.why };
     const available = gpujsAvailable('headlessgl');
     if (!available.ok) return { ok: false, reason: available.reason };
     try {

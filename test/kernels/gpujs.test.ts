@@ -3,12 +3,14 @@
  * against the reference kernel `jsFusedKernel`, with one test per known gpu.js trap.
  * The `headlessgl` mode is tested by gpujs.gl.test.ts, under xvfb-run.
  */
-import { readdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Batch, RowRange } from '../../src/functional/core.js';
 import { createGpujsKernel, gpujsAvailable, type GpujsKernel } from '../../src/kernels/gpujs/index.js';
-import { glLoadError, gpujs } from '../../src/kernels/gpujs/gpu.js';
+import { blockerText, explainGlLoadError, glInstall, gpujs, noDisplay } from '../../src/kernels/gpujs/gpu.js';
 import { jsFusedKernel } from '../../src/kernels/js-fused.js';
 import type { ShardNeeds } from '../../src/kernels/types.js';
 import {
@@ -26,7 +28,7 @@ import {
   throughputCase,
   timeRuns,
 } from './gpujs-cases.js';
-import { fallbackWithoutDisplay, NO_GL } from './gpujs-fallback.js';
+import { fallbackWithoutDisplay, inChild, NO_GL, source } from './gpujs-fallback.js';
 
 /** A random shard case: rank 2 or 3, 1-3 components, odd feature counts, a row range inside the batch. */
 const shardCase = fc
@@ -212,21 +214,24 @@ describe('gpu.js webasm threads', () => {
 });
 
 describe('createGpujsKernel and gpujsAvailable', () => {
-  it('say why webgpu, webgl and webgl2 cannot run in Node', () => {
+  it('say why webgpu, webgl and webgl2 cannot run in Node, and what to use instead', () => {
     const webgpu = gpujsAvailable('webgpu');
-    expect(webgpu.ok).toBe(false);
-    expect(webgpu.ok ? '' : webgpu.reason).toMatch(/navigator\.gpu|Promise/);
+    expect(webgpu).toEqual({
+      ok: false,
+      reason: "there is no navigator.gpu in this runtime (Node has no WebGPU): use 'gpu' or 'headlessgl'",
+    });
     for (const mode of ['webgl', 'webgl2'] as const) {
-      const a = gpujsAvailable(mode);
-      expect(a).toEqual({ ok: false, reason: `${mode} needs a browser canvas (there is none in Node: use headlessgl)` });
+      expect(gpujsAvailable(mode)).toEqual({ ok: false, reason: `${mode} needs a browser canvas, and there is none in Node: use 'gpu' or 'headlessgl'` });
     }
-    expect(() => createGpujsKernel({ mode: 'webgpu' })).toThrow(/^createGpujsKernel: gpu\.js mode 'webgpu' cannot run here: /);
+    expect(() => createGpujsKernel({ mode: 'webgpu' })).toThrow(
+      new Error("createGpujsKernel: gpu.js mode 'webgpu' cannot run here: there is no navigator.gpu in this runtime (Node has no WebGPU): use 'gpu' or 'headlessgl'"),
+    );
   });
 
   it('gpujsAvailable never throws, even for a mode it does not know', () => {
     expect(gpujsAvailable('metal' as 'cpu')).toEqual({
       ok: false,
-      reason: 'unknown gpu.js mode "metal" (one of gpu, headlessgl, webgl, webgl2, webgpu, cpu, webasm)',
+      reason: 'unknown gpu.js mode "metal": use one of gpu, headlessgl, webgl, webgl2, webgpu, cpu, webasm',
     });
   });
 
@@ -248,21 +253,104 @@ describe('createGpujsKernel and gpujsAvailable', () => {
     );
   });
 
-  // Whichever is true where this suite runs: `gl` missing (a machine with Node alone), or `gl`
-  // built but no display (the no-display case also runs, with `gl` certainly built, in the GL suite).
-  it("a silent fallback is an error naming both modes: 'gpu' without a display runs webasm, and says why", () => {
-    const answer = fallbackWithoutDisplay();
-    const why = glLoadError() === undefined ? /DISPLAY is not set.*xvfb-run/ : /the optional native package gl cannot be loaded/;
-    expect(answer.error).toMatch(/^createGpujsKernel: requested gpu\.js mode 'gpu' but gpu\.js runs 'webasm' \(/);
-    expect(answer.error).toMatch(why);
+  // The no-display case where gl is built runs in the GL suite, where gl certainly is.
+  it("'gpu' where gl is not installed fails at once, in one line saying so and what to run (gl made unresolvable in a child process)", () => {
+    const answer = fallbackWithoutDisplay([NO_GL]);
+    expect(answer.error).toBe(
+      "createGpujsKernel: gpu.js mode 'gpu' cannot run here: no GL backend: gl (gpu.js's native GL package) is not installed (its build may have failed): " +
+        'npm install gl, with its build tools (Debian: apt-get install g++ make python3 pkg-config libxi-dev libx11-dev libxext-dev mesa-common-dev)',
+    );
   });
 
-  it("'gpu' where gl is not built names gl as the reason (gl made unresolvable in a child process)", () => {
-    const answer = fallbackWithoutDisplay([NO_GL]);
-    expect(answer.error).toMatch(
-      /^createGpujsKernel: requested gpu\.js mode 'gpu' but gpu\.js runs 'webasm' \(.*the optional native package gl cannot be loaded \(Cannot find module 'gl'\)/,
+  it('where gpu.js is not installed, every mode says to install it (gpu.js made unresolvable in a child process)', () => {
+    const answer = inChild<{ errors: string[]; blocker: unknown }>(
+      `const { createGpujsKernel, gpujsBlocker } = await import(${source('kernels/gpujs/index.ts')});
+const errors = [];
+for (const mode of ['cpu', 'webasm', 'gpu', 'headlessgl']) { try { createGpujsKernel({ mode }); errors.push('ran'); } catch (e) { errors.push(e.message); } }
+console.log(JSON.stringify({ errors, blocker: gpujsBlocker('cpu') }));`,
+      { preload: [NO_GL], env: { SAE_METRICS_TEST_BLOCK: 'gpu.js' } },
     );
-    expect(answer.error).not.toMatch(/DISPLAY/);
+    const install = 'gpu.js is not installed: npm install gpu.js (an optional peer dependency of sae-metrics)';
+    expect(answer.errors).toEqual([
+      `createGpujsKernel: gpu.js mode 'cpu' cannot run here: ${install}`,
+      `createGpujsKernel: gpu.js mode 'webasm' cannot run here: ${install}`,
+      `createGpujsKernel: gpu.js mode 'gpu' cannot run here: no GL backend: ${install}`,
+      `createGpujsKernel: gpu.js mode 'headlessgl' cannot run here: ${install}`,
+    ]);
+    expect(answer.blocker).toEqual({ why: 'gpu.js is not installed', todo: 'npm install gpu.js (an optional peer dependency of sae-metrics)' });
+  });
+});
+
+describe('gpu.js as a dependency', () => {
+  it('is an optional peer dependency: a CPU-only install pulls neither gpu.js nor what it brings (webgpu, gl)', () => {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as Record<string, Record<string, unknown> | undefined>;
+    expect(Object.keys(pkg.dependencies ?? {})).not.toContain('gpu.js');
+    expect(Object.keys(pkg.optionalDependencies ?? {})).not.toContain('gpu.js');
+    expect(pkg.peerDependencies?.['gpu.js']).toBeTypeOf('string');
+    expect(pkg.peerDependenciesMeta?.['gpu.js']).toEqual({ optional: true });
+    expect(pkg.devDependencies?.['gpu.js']).toBe(pkg.peerDependencies?.['gpu.js']);
+  });
+});
+
+describe('why gl cannot load, and what to do', () => {
+  const BUILD = 'with its build tools (Debian: apt-get install g++ make python3 pkg-config libxi-dev libx11-dev libxext-dev mesa-common-dev)';
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'sae-metrics-gl-tree-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** A node_modules tree with gpu.js and, as asked, gl unbuilt or built; returns gpu.js's entry. */
+  function tree(name: string, gl: 'none' | 'unbuilt' | 'built'): string {
+    const modules = join(dir, name, 'node_modules');
+    mkdirSync(join(modules, 'gpu.js', 'src'), { recursive: true });
+    writeFileSync(join(modules, 'gpu.js', 'package.json'), '{"name":"gpu.js","main":"src/index.js"}');
+    writeFileSync(join(modules, 'gpu.js', 'src', 'index.js'), '');
+    if (gl !== 'none') {
+      mkdirSync(join(modules, 'gl', 'build', 'Release'), { recursive: true });
+      writeFileSync(join(modules, 'gl', 'package.json'), '{"name":"gl","main":"index.js"}');
+      writeFileSync(join(modules, 'gl', 'index.js'), '');
+      if (gl === 'built') writeFileSync(join(modules, 'gl', 'build', 'Release', 'webgl.node'), '');
+    }
+    return join(modules, 'gpu.js', 'src', 'index.js');
+  }
+
+  it('finds gl beside gpu.js without loading it: missing, installed but not built, built', () => {
+    expect(glInstall(tree('none', 'none'))).toEqual({
+      why: "gl (gpu.js's native GL package) is not installed (its build may have failed)",
+      todo: `npm install gl, ${BUILD}`,
+    });
+    expect(glInstall(tree('unbuilt', 'unbuilt'))).toEqual({ why: "gl (gpu.js's native GL package) is installed but not built", todo: `npm rebuild gl, ${BUILD}` });
+    expect(glInstall(tree('built', 'built'))).toEqual({ main: join(dir, 'built', 'node_modules', 'gl', 'index.js') });
+  });
+
+  it('a load error becomes why and what to do, never "npm rebuild gl" for gl loaded in another thread', () => {
+    const otherThread = explainGlLoadError("Module did not self-register: '/app/node_modules/gl/build/Release/webgl.node'.");
+    expect(otherThread).toEqual({
+      why: 'gl is already loaded in another thread of this process, and it loads in one thread only (it is not context-aware)',
+      todo: 'build GL kernels in one thread, or use a pool (createMetricPool), which runs them in a child process',
+    });
+    expect(blockerText(otherThread)).not.toMatch(/rebuild/);
+    const abi =
+      "The module '/app/node_modules/gl/build/Release/webgl.node'\nwas compiled against a different Node.js version using\nNODE_MODULE_VERSION 108. This version of Node.js requires\nNODE_MODULE_VERSION 115.";
+    expect(explainGlLoadError(abi)).toEqual({
+      why: 'gl was built for another Node.js version (module version 108; this Node needs 115)',
+      todo: 'npm rebuild gl',
+    });
+    expect(explainGlLoadError('libXi.so.6: cannot open shared object file: No such file or directory')).toEqual({
+      why: 'gl needs the system library libXi.so.6, which is missing',
+      todo: 'install it (Debian: apt-get install libgl1 libxi6 libxext6 libx11-6)',
+    });
+    expect(explainGlLoadError('something else\nand more')).toEqual({ why: 'gl cannot be loaded (something else)', todo: `npm rebuild gl, ${BUILD}` });
+  });
+
+  it('says when there is no X display, and what to run', () => {
+    expect(noDisplay({})).toEqual({
+      why: 'there is no X display for headlessgl (DISPLAY is not set)',
+      todo: 'run under xvfb-run -a (Debian: apt-get install xvfb xauth libgl1-mesa-dri), or in a desktop session',
+    });
+    expect(noDisplay({ DISPLAY: '' })).toEqual(noDisplay({}));
+    expect(noDisplay({ DISPLAY: ':99' })).toBeUndefined();
   });
 });
 

@@ -1,13 +1,16 @@
 /**
- * The one place that loads gpu.js, with the few types this package uses. gpu.js is CommonJS and
- * its typings declare `input` as a type only, so the module is loaded with `require` (lazily: a
- * worker that never builds a gpu.js kernel never loads it, nor the native `gl` addon it pulls in)
- * and typed by the minimal interfaces below.
+ * The one place that loads gpu.js, with the few types this package uses, and the checks that say
+ * why it cannot run. gpu.js is CommonJS and its typings declare `input` as a type only, so the
+ * module is loaded with `require` (lazily: a thread that never builds a gpu.js kernel never loads
+ * it, nor the native `gl` addon that gpu.js loads with it) and typed by the minimal interfaces
+ * below. gpu.js is an optional peer dependency, and `gl` an optional dependency of gpu.js: both
+ * are found without being loaded, so that a check never ties `gl` to the thread that checks.
  *
  * @module
  */
-import { readFileSync } from 'node:fs';
+import fs from 'node:fs';
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 
 const require = createRequire(import.meta.url);
 
@@ -69,23 +72,132 @@ export interface GpuJsModule {
   readonly WebGPUKernel: KernelClass;
 }
 
+/** Why gpu.js cannot run (short, for a reason in parentheses) and what to do about it. */
+export interface Blocker {
+  readonly why: string;
+  readonly todo: string;
+}
+
+/** A blocker as one line: `why: todo`. */
+export function blockerText(b: Blocker): string {
+  return `${b.why}: ${b.todo}`;
+}
+
+/** gpu.js is not installed. */
+export const NO_GPUJS: Blocker = {
+  why: 'gpu.js is not installed',
+  todo: 'npm install gpu.js (an optional peer dependency of sae-metrics)',
+};
+/** The Debian packages the `gl` package builds against. */
+const GL_BUILD_DEPS = 'Debian: apt-get install g++ make python3 pkg-config libxi-dev libx11-dev libxext-dev mesa-common-dev';
+
+/** Where gpu.js's entry file is, or undefined when it is not installed (found without loading it). */
+export function gpujsPath(): string | undefined {
+  try {
+    return require.resolve('gpu.js');
+  } catch {
+    return undefined;
+  }
+}
+
 let loaded: { module: GpuJsModule } | { error: Error } | undefined;
 
 /**
- * The gpu.js module, loaded on first use.
+ * The gpu.js module, loaded on first use (which also loads `gl` in this thread, where it is built).
  *
- * @throws {Error} when gpu.js is not installed.
+ * @throws {Error} when gpu.js is not installed, saying what to run.
  */
 export function gpujs(): GpuJsModule {
   loaded ??= (() => {
+    if (gpujsPath() === undefined) return { error: new Error(blockerText(NO_GPUJS)) };
     try {
       return { module: require('gpu.js') as GpuJsModule };
     } catch (error) {
-      return { error: error as Error };
+      return { error: new Error(`gpu.js cannot be loaded: ${firstLine(error)}`) };
     }
   })();
-  if ('error' in loaded) throw new Error(`gpu.js cannot be loaded: ${loaded.error.message}`);
+  if ('error' in loaded) throw loaded.error;
   return loaded.module;
+}
+
+function firstLine(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).split('\n')[0] as string;
+}
+
+/**
+ * The `gl` package that gpu.js (whose entry file is `gpujsEntry`) loads, found without loading it:
+ * its entry file when its native addon is built, else why not and what to do.
+ */
+export function glInstall(gpujsEntry: string | undefined = gpujsPath()): { readonly main: string } | Blocker {
+  if (gpujsEntry === undefined) return NO_GPUJS;
+  let main: string;
+  try {
+    main = createRequire(gpujsEntry).resolve('gl');
+  } catch {
+    return {
+      why: "gl (gpu.js's native GL package) is not installed (its build may have failed)",
+      todo: `npm install gl, with its build tools (${GL_BUILD_DEPS})`,
+    };
+  }
+  const root = dirname(main);
+  if (!['Release', 'Debug'].some((d) => fs.existsSync(join(root, 'build', d, 'webgl.node')))) {
+    return {
+      why: "gl (gpu.js's native GL package) is installed but not built",
+      todo: `npm rebuild gl, with its build tools (${GL_BUILD_DEPS})`,
+    };
+  }
+  return { main };
+}
+
+/** Why `gl` failed to load, and what to do, from its load error's message. */
+export function explainGlLoadError(message: string): Blocker {
+  const first = message.split('\n')[0] as string;
+  if (/did not self-register/.test(message)) {
+    return {
+      why: 'gl is already loaded in another thread of this process, and it loads in one thread only (it is not context-aware)',
+      todo: 'build GL kernels in one thread, or use a pool (createMetricPool), which runs them in a child process',
+    };
+  }
+  const abi = /NODE_MODULE_VERSION (\d+)[\s\S]*NODE_MODULE_VERSION (\d+)/.exec(message);
+  if (abi) {
+    return { why: `gl was built for another Node.js version (module version ${abi[1] as string}; this Node needs ${abi[2] as string})`, todo: 'npm rebuild gl' };
+  }
+  const lib = /([\w.+-]+\.so[\w.]*): cannot open shared object file/.exec(message);
+  if (lib) {
+    return {
+      why: `gl needs the system library ${lib[1] as string}, which is missing`,
+      todo: 'install it (Debian: apt-get install libgl1 libxi6 libxext6 libx11-6)',
+    };
+  }
+  return { why: `gl cannot be loaded (${first})`, todo: `npm rebuild gl, with its build tools (${GL_BUILD_DEPS})` };
+}
+
+/**
+ * Why the native `gl` package cannot be loaded in this thread, or undefined when it can. This
+ * loads `gl` in the calling thread when it is installed and built.
+ */
+export function glLoadError(): Blocker | undefined {
+  const install = glInstall();
+  if (!('main' in install)) return install;
+  try {
+    const getContext = require(install.main) as unknown;
+    return typeof getContext === 'function' ? undefined : { why: 'the gl package does not export a function', todo: 'npm rebuild gl' };
+  } catch (error) {
+    return explainGlLoadError(error instanceof Error ? error.message : String(error));
+  }
+}
+
+/**
+ * Why no GL context can be had for want of a display, or undefined: on Linux and the BSDs,
+ * headless-gl draws through an X server (GLX); macOS and Windows need none.
+ */
+export function noDisplay(env: Readonly<Record<string, string | undefined>> = process.env): Blocker | undefined {
+  if (process.platform === 'darwin' || process.platform === 'win32') return undefined;
+  if (env.DISPLAY !== undefined && env.DISPLAY !== '') return undefined;
+  return {
+    why: 'there is no X display for headlessgl (DISPLAY is not set)',
+    todo: 'run under xvfb-run -a (Debian: apt-get install xvfb xauth libgl1-mesa-dri), or in a desktop session',
+  };
 }
 
 /** The gpu.js modes a kernel can actually run in. */
@@ -105,16 +217,6 @@ export function modeOfKernel(kernel: GpuKernelObject): ActualMode | 'unknown' {
   if (c === g.WebGPUKernel) return 'webgpu';
   if (c === g.CPUKernel) return 'cpu';
   return 'unknown';
-}
-
-/** Why the optional native `gl` package cannot be loaded, or undefined when it can. */
-export function glLoadError(): string | undefined {
-  try {
-    const getContext = require('gl') as unknown;
-    return typeof getContext === 'function' ? undefined : 'the gl package does not export a function';
-  } catch (error) {
-    return (error as Error).message.split('\n')[0];
-  }
 }
 
 interface GlLike {
@@ -138,7 +240,8 @@ function isGlLike(value: unknown): value is GlLike {
 function loadedGlDrivers(): string[] {
   let maps: string;
   try {
-    maps = readFileSync('/proc/self/maps', 'utf8');
+    // Through the module object, so that a test's preload can stand in for the drivers.
+    maps = fs.readFileSync('/proc/self/maps', 'utf8');
   } catch {
     return [];
   }

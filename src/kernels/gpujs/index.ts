@@ -37,16 +37,22 @@ import { jsFusedKernel } from '../js-fused.js';
 import type { FusedKernel, ShardStats } from '../types.js';
 import {
   type ActualMode,
+  type Blocker,
+  blockerText,
+  glInstall,
   glLoadError,
+  gpujsPath,
   glRenderer,
   type GpuInstance,
   gpujs,
   type KernelOutput,
   type KernelRunShortcut,
   modeOfKernel,
+  NO_GPUJS,
+  noDisplay,
 } from './gpu.js';
 
-export type { ActualMode as GpujsActualMode } from './gpu.js';
+export type { ActualMode as GpujsActualMode, Blocker as GpujsBlocker } from './gpu.js';
 
 /** The gpu.js modes that can be requested (`gpu`: the best GL backend gpu.js finds). */
 export type GpujsMode = 'gpu' | 'headlessgl' | 'webgl' | 'webgl2' | 'webgpu' | 'cpu' | 'webasm';
@@ -90,29 +96,63 @@ export interface GpujsKernel {
 /** Whether a gpu.js mode can run here, and if not, why. */
 export type GpujsAvailability = { readonly ok: true } | { readonly ok: false; readonly reason: string };
 
-const GL_INSTALL =
-  'install its build dependencies (Debian: libxi-dev libx11-dev libxext-dev mesa-common-dev pkg-config) and reinstall it (npm rebuild gl)';
-
-function headlessglAvailable(): GpujsAvailability {
+/** Whether a GL context can be had in this thread (loads gl here), after {@link gpujsBlocker}'s checks. */
+function glContextAvailable(): GpujsAvailability {
   const loadError = glLoadError();
-  if (loadError !== undefined) {
-    return { ok: false, reason: `the optional native package gl cannot be loaded (${loadError}); ${GL_INSTALL}` };
-  }
+  if (loadError !== undefined) return { ok: false, reason: blockerText(loadError) };
   if (gpujs().HeadlessGLKernel.isSupported) return { ok: true };
-  const display = process.env.DISPLAY;
   return {
     ok: false,
-    reason:
-      display === undefined || display === ''
-        ? 'gl cannot create a WebGL context: there is no X display (DISPLAY is not set); run under xvfb-run (Debian package xvfb)'
-        : `gl cannot create a WebGL context on display ${display} (is the X server running, with GLX?)`,
+    reason: `gl cannot create a WebGL context on display ${process.env.DISPLAY ?? ''}: check that its X server is running, with GLX (glxinfo -B)`,
   };
 }
 
 /**
- * Whether a gpu.js mode can run here; never throws. The reasons name what is missing: the `gl`
- * package or a display for `headlessgl`, a browser for `webgl`/`webgl2`, `navigator.gpu` for
- * `webgpu`.
+ * Why a gpu.js mode cannot run here, from what can be told without loading gpu.js or `gl` (so
+ * without tying `gl` to the calling thread), or undefined when nothing rules it out: gpu.js not
+ * installed; for the GL modes, `gl` not installed or not built, or no display; `webgl`/`webgl2`
+ * outside a browser; `webgpu` always (see {@link gpujsAvailable}). `why` is short; `todo` says
+ * what to do.
+ *
+ * @example
+ * ```ts
+ * gpujsBlocker('cpu'); // undefined
+ * gpujsBlocker('webgl')?.why; // 'webgl needs a browser canvas, and there is none in Node'
+ * ```
+ */
+export function gpujsBlocker(mode: GpujsMode): Blocker | undefined {
+  if (!MODES.includes(mode)) {
+    return { why: `unknown gpu.js mode ${describeValue(mode)}`, todo: `use one of ${MODES.join(', ')}` };
+  }
+  if (gpujsPath() === undefined) return NO_GPUJS;
+  const gl = { todo: "use 'gpu' or 'headlessgl'" };
+  switch (mode) {
+    case 'cpu':
+      return undefined;
+    case 'webasm':
+      return typeof WebAssembly === 'object' ? undefined : { why: 'this runtime has no WebAssembly', todo: "use 'cpu'" };
+    case 'webgl':
+    case 'webgl2':
+      return typeof (globalThis as { document?: unknown }).document === 'object'
+        ? undefined
+        : { why: `${mode} needs a browser canvas, and there is none in Node`, ...gl };
+    case 'webgpu':
+      return (globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu === undefined
+        ? { why: 'there is no navigator.gpu in this runtime (Node has no WebGPU)', ...gl }
+        : { why: "gpu.js's webgpu kernels return Promises (readback is asynchronous) and a FusedKernel is synchronous", ...gl };
+    case 'gpu':
+    case 'headlessgl': {
+      const install = glInstall();
+      return 'main' in install ? noDisplay() : install;
+    }
+  }
+}
+
+/**
+ * Whether a gpu.js mode can run here; never throws. The reasons name what is missing and what to
+ * do: gpu.js, the `gl` package or a display for `headlessgl` and `gpu`, a browser for
+ * `webgl`/`webgl2`, `navigator.gpu` for `webgpu`. For the GL modes this loads `gl` in the calling
+ * thread (the one that would run the kernels): `gl` loads in one thread of a process only.
  *
  * @example
  * ```ts
@@ -122,34 +162,27 @@ function headlessglAvailable(): GpujsAvailability {
  */
 export function gpujsAvailable(mode: GpujsMode): GpujsAvailability {
   try {
-    if (!MODES.includes(mode)) {
-      return { ok: false, reason: `unknown gpu.js mode ${describeValue(mode)} (one of ${MODES.join(', ')})` };
-    }
+    const blocked = gpujsBlocker(mode);
+    if (blocked !== undefined) return { ok: false, reason: `${mode === 'gpu' ? 'no GL backend: ' : ''}${blockerText(blocked)}` };
     const g = gpujs();
     switch (mode) {
       case 'cpu':
         return { ok: true };
       case 'webasm':
         return g.WebAssemblyKernel.isSupported ? { ok: true } : { ok: false, reason: 'this runtime has no WebAssembly' };
-      case 'headlessgl':
-        return headlessglAvailable();
       case 'webgl':
       case 'webgl2':
         return (mode === 'webgl' ? g.WebGLKernel : g.WebGL2Kernel).isSupported
           ? { ok: true }
-          : { ok: false, reason: `${mode} needs a browser canvas (there is none in Node: use headlessgl)` };
+          : { ok: false, reason: `${mode} needs a browser canvas, and gpu.js found none` };
+      case 'webgpu':
+        return { ok: false, reason: 'gpu.js webgpu kernels are asynchronous' }; // gpujsBlocker answers first
+      case 'headlessgl':
+        return glContextAvailable();
       case 'gpu': {
         if (g.HeadlessGLKernel.isSupported || g.WebGL2Kernel.isSupported || g.WebGLKernel.isSupported) return { ok: true };
-        const gl = headlessglAvailable();
-        return { ok: false, reason: `no GL backend (gpu.js would run webasm, not a GPU): ${gl.ok ? 'unknown' : gl.reason}` };
-      }
-      case 'webgpu': {
-        const nav = (globalThis as { navigator?: { gpu?: unknown } }).navigator;
-        if (nav?.gpu === undefined) return { ok: false, reason: 'no navigator.gpu in this runtime (Node has no WebGPU)' };
-        return {
-          ok: false,
-          reason: "gpu.js's webgpu kernels return Promises (readback is asynchronous) and a FusedKernel is synchronous",
-        };
+        const gl = glContextAvailable();
+        return gl.ok ? { ok: false, reason: 'no GL backend found by gpu.js' } : { ok: false, reason: `no GL backend: ${gl.reason}` };
       }
     }
   } catch (error) {
@@ -291,10 +324,10 @@ export function createGpujsKernel(options: GpujsKernelOptions): GpujsKernel {
   const featureBlock = positiveInteger(FN, 'featureBlock', options.featureBlock, 256);
   const rowBlock = positiveInteger(FN, 'rowBlock', options.rowBlock, 256);
   const maxShapes = positiveInteger(FN, 'maxShapes', options.maxShapes, 8);
-  // For 'gpu', gpu.js picks a backend itself (webasm when there is no GL): the probe below reports
-  // what it picked. Every other mode is checked first, so the error says what is missing.
+  // Checked first, so that the error says what is missing and what to do. For 'gpu', gpu.js then
+  // picks a GL backend itself: the probe below checks what it picked.
   const available = gpujsAvailable(requested);
-  if (!available.ok && requested !== 'gpu') {
+  if (!available.ok) {
     throw new Error(`${FN}: gpu.js mode '${requested}' cannot run here: ${available.reason}`);
   }
 
@@ -323,7 +356,7 @@ export function createGpujsKernel(options: GpujsKernelOptions): GpujsKernel {
     }
     const actual = modeOfKernel(probe.kernel);
     if (!accepts(actual)) {
-      const reason = probe.kernel.fallbackReason ?? (available.ok ? undefined : available.reason);
+      const reason = probe.kernel.fallbackReason;
       void gpu.destroy().catch(() => undefined);
       throw new Error(
         `${FN}: requested gpu.js mode '${requested}' but gpu.js runs '${actual}'${reason ? ` (${reason})` : ''}`,
