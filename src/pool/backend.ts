@@ -3,13 +3,18 @@
  * else plain JavaScript. The choice and its reason are visible (`pool.backend`,
  * `pool.backendReason`), and the environment variable `SAE_METRICS_BACKEND` forces one.
  *
+ * Nothing here loads gpu.js or `gl` in the calling process: what can be told from the files is
+ * checked here, and the hardware probe builds its GL context in a child process, where a pool's
+ * GL kernels run too (see `gl-host.ts`).
+ *
  * @module
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { describeValue } from '../errors.js';
 import { wasmFile } from '../kernels/wasm/index.js';
 import { blockerText, type Blocker } from '../kernels/gpujs/gpu.js';
-import { createGpujsKernel, gpujsAvailable, gpujsBlocker } from '../kernels/gpujs/index.js';
+import { gpujsBlocker } from '../kernels/gpujs/index.js';
+import { probeGlProcess, type GlProbe } from './gl-host.js';
 
 /** A kernel family. */
 export type BackendName = 'js' | 'wasm' | 'gpujs';
@@ -148,26 +153,30 @@ export function chooseBackend(
   return { backend: 'js', reason: `auto: no hardware GPU (${gpu.reason}) and no WebAssembly pass (${missing})` };
 }
 
+/** Whether a gpu.js mode draws through GL (in a pool, its kernels run in the pool's GL process). */
+export function isGlMode(mode: GpujsMode | undefined): boolean {
+  return mode === 'gpu' || mode === 'headlessgl' || mode === 'webgl' || mode === 'webgl2';
+}
+
+/** The hardware decision from what a GL probe found. */
+export function hardwareFromProbe(probe: GlProbe): { ok: boolean; reason: string } {
+  if ('error' in probe) return { ok: false, reason: probe.error };
+  return isSoftwareRenderer(probe.renderer)
+    ? { ok: false, reason: `the GL renderer is software: ${probe.renderer}` }
+    : { ok: true, reason: `GL renderer ${probe.renderer}` };
+}
+
 let hardwareGpu: { ok: boolean; reason: string } | undefined;
 
-/** Whether gpu.js runs on a hardware GPU here (probed once per process). */
+/**
+ * Whether gpu.js runs on a hardware GPU here (probed once per process). Where gpu.js, a built
+ * `gl` and a display are present, a child process builds the kernels and reports the renderer;
+ * `gl` is never loaded in this process, so the threads of a pool are free to use it.
+ */
 export function probeHardwareGpu(): { ok: boolean; reason: string } {
   hardwareGpu ??= (() => {
     const blocked = gpujsBlocker('headlessgl');
-    if (blocked) return { ok: false, reason: blocked.why };
-    const available = gpujsAvailable('headlessgl');
-    if (!available.ok) return { ok: false, reason: available.reason };
-    try {
-      const kernel = createGpujsKernel({ mode: 'headlessgl' });
-      const renderer = kernel.renderer;
-      kernel.destroy();
-      return isSoftwareRenderer(renderer)
-        ? { ok: false, reason: `the GL renderer is software (${renderer ?? 'unknown'})` }
-        : { ok: true, reason: `GL renderer ${renderer ?? ''}` };
-    } catch (error) {
-      return { ok: false, reason: (error as Error).message };
-    }
+    return blocked ? { ok: false, reason: blocked.why } : hardwareFromProbe(probeGlProcess('headlessgl'));
   })();
   return hardwareGpu;
 }
-

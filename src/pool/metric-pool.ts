@@ -34,10 +34,12 @@ import { DEFAULT_SHARD_ROWS, planShards } from './plan.js';
 import { checkAllocationShape } from './shared-memory.js';
 import type { ShardField, ShardResult, ShardTask } from './task.js';
 import { WasmArena } from './wasm-arena.js';
+import { startGlHost, workerEntry, type GlHost } from './gl-host.js';
 import {
   checkBackendOption,
   checkGpujsMode,
   chooseBackend,
+  isGlMode,
   type BackendName,
   type BackendOption,
   type GpujsMode,
@@ -196,6 +198,8 @@ export class MetricPool implements ShardExecutor {
 
   readonly #filename: string;
   readonly #workerData: Record<string, unknown>;
+  /** gpu.js's GL modes: the process that runs every shard's kernels (see gl-host.ts). */
+  readonly #glHost: GlHost | undefined;
   /** The shared WebAssembly memory of the wasm backend, and its blocks. */
   readonly #arena: WasmArena | undefined;
   readonly #allocations = new WeakMap<Float32Array, Allocation>();
@@ -261,11 +265,13 @@ export class MetricPool implements ShardExecutor {
     if (options.filename !== undefined && typeof options.filename !== 'string') {
       throw new TypeError(`${NAME}: options.filename must be a path, got ${describeValue(options.filename)}`);
     }
-    this.#filename = options.filename ?? defaultWorker();
+    this.#glHost = choice.backend === 'gpujs' && isGlMode(choice.gpujsMode) ? startGlHost(choice.gpujsMode ?? 'gpu') : undefined;
+    this.#filename = options.filename ?? (this.#glHost ? workerEntry('gl-worker').file : defaultWorker());
     this.#workerData = {
       backend: choice.backend,
       ...(choice.gpujsMode === undefined ? {} : { gpujsMode: choice.gpujsMode }),
       ...(this.#arena === undefined ? {} : { memory: this.#arena.memory }),
+      ...(this.#glHost === undefined ? {} : { glHost: this.#glHost.address }),
     };
     this.#generation = this.#startGeneration();
   }
@@ -814,6 +820,7 @@ export class MetricPool implements ShardExecutor {
       [...this.#generations].every((g) => g.piscina.threads.every((w) => this.#loaded.has(w)));
     await until(loaded, Date.now() + this.closeTimeout);
     await Promise.all([...this.#generations].map((g) => g.piscina.destroy()));
+    await this.#glHost?.close();
     this.#spare.clear();
     for (const offsets of this.#spareScratch.values()) for (const offset of offsets) this.#arena?.free(offset);
     this.#spareScratch.clear();
