@@ -46,7 +46,9 @@ function inputOf(name: string, value: unknown): Input {
   if (!(data instanceof Float32Array) || !Array.isArray(t?.shape)) {
     throw new TypeError(`${NAME}: ${name} must be a tensor whose data is a Float32Array`);
   }
-  return { data, ...axesOf(name, t.shape, data.length) };
+  // A literal, not a spread: a spread's hidden class dies with its objects at each collection.
+  const { rows, components, features } = axesOf(name, t.shape, data.length);
+  return { data, rows, components, features };
 }
 
 /** Rows per chunk for rows of `rowBytes` bytes: whole groups of four rows (the pass's unit) when they fit. */
@@ -106,9 +108,11 @@ export function createChunkedWasmKernel(options: ChunkedWasmKernelOptions = {}):
         throw new RangeError(`${NAME}: sourceActivations and decodedActivations must have the same shape`);
       }
     }
-    for (const f of [learned, decoded]) if (f !== undefined) checkRows(rows, f.rows);
+    if (learned !== undefined) checkRows(rows, learned.rows);
+    if (decoded !== undefined) checkRows(rows, decoded.rows);
 
-    // Layout: input chunk | abs f64[vectors] | mse f64[vectors] | nonZero u32[C] | fired u32[C * F].
+    // Layout: input chunk | abs f64[vectors] | mse f64[vectors] | nonZero u32[C] | fired u32[C * F]
+    // | fired f64[C * F].
     const count = rows.end - rows.start;
     const learnedRow = learned ? learned.components * learned.features : 0;
     const pairRow = decoded ? decoded.components * decoded.features : 0;
@@ -122,7 +126,9 @@ export function createChunkedWasmKernel(options: ChunkedWasmKernelOptions = {}):
     const mseAt = absAt + align64(8 * lv);
     const nonZeroAt = mseAt + align64(8 * mv);
     const firedAt = nonZeroAt + align64(learned ? 4 * learned.components : 0);
-    reserve(firedAt + align64(learned ? 4 * learned.components * learned.features : 0));
+    const firedCount = learned && needs.fired ? learned.components * learned.features : 0;
+    const fired64At = firedAt + align64(learned ? 4 * learned.components * learned.features : 0);
+    reserve(fired64At + 8 * firedCount);
 
     const out: { abs?: Float64Array; nonZero?: Float64Array; fired?: Float64Array; mse?: Float64Array } = {};
     if (learned !== undefined) {
@@ -139,7 +145,10 @@ export function createChunkedWasmKernel(options: ChunkedWasmKernelOptions = {}):
       const buffer = memory.buffer;
       if (needs.abs) out.abs = new Float64Array(buffer, absAt, lv).slice();
       if (needs.nonZero) out.nonZero = toFloat64(new Uint32Array(buffer, nonZeroAt, c));
-      if (needs.fired) out.fired = toFloat64(new Uint32Array(buffer, firedAt, c * f));
+      if (needs.fired) {
+        exports.countsToF64(firedAt, fired64At, firedCount);
+        out.fired = new Float64Array(buffer, fired64At, firedCount).slice();
+      }
     }
     if (decoded !== undefined && source !== undefined) {
       const { components: c, features: f } = decoded;

@@ -34,6 +34,7 @@ export interface FusedExports {
   ): void;
   msePass(decoded: number, source: number, rowStart: number, rowEnd: number, components: number, features: number, out: number): void;
   readSum(x: number, n: number): number;
+  countsToF64(src: number, dst: number, n: number): void;
 }
 
 /** A fused pass over tensors in one shared WebAssembly memory. */

@@ -322,6 +322,22 @@ export function learnedPass(
   }
 }
 
+/**
+ * The `n` u32 counts at `src` as float64 (exact) at `dst`: the fired counts leave the kernel as
+ * float64, converted here 4 at a time rather than one by one in JavaScript.
+ */
+export function countsToF64(src: usize, dst: usize, n: i32): void {
+  const count = <usize>n;
+  const n4 = count & ~(<usize>3);
+  let i: usize = 0;
+  for (; i < n4; i += 4) {
+    const v = v128.load(src + (i << 2));
+    v128.store(dst + (i << 3), f64x2.convert_low_i32x4_u(v));
+    v128.store(dst + (i << 3), f64x2.convert_low_i32x4_u(v128.shuffle<i32>(v, v, 2, 3, 2, 3)), 16);
+  }
+  for (; i < count; i++) store<f64>(dst + (i << 3), <f64>load<u32>(src + (i << 2)));
+}
+
 /** 2^-100: a vector's float32 squared-error sum below it is recomputed in float64. */
 const TINY: f64 = 7.888609052210118e-31;
 
