@@ -5,7 +5,8 @@
  */
 import { Metric, type BatchPlan, type StagedChange } from './metrics/metric.js';
 import { batchError, describeValue, mergeError, StateDecodeError, StateMergeError } from './errors.js';
-import { isPlainObject, readsOf, snapshotBatch, type Batch, type MetricState, type StatePart } from './functional/core.js';
+import { isPlainObject, readsOf, snapshotBatch, type Batch, type MetricDefinition, type MetricState, type StatePart } from './functional/core.js';
+import { BatchMerges } from './functional/batch-merges.js';
 import { Tensor } from './tensor.js';
 import { defaultExecutor } from './pool/executor.js';
 
@@ -58,6 +59,9 @@ const NAME = 'MetricCollection';
 export class MetricCollection<M extends Record<string, AnyMetric> = Record<string, AnyMetric>> {
   /** The metrics, by key. */
   readonly metrics: Readonly<M>;
+  /** The metrics in key order, and what a batch needs of them (rebuilt when a definition changes). */
+  readonly #list: readonly AnyMetric[];
+  #layout: Layout | undefined;
 
   constructor(metrics: M) {
     if (typeof metrics !== 'object' || metrics === null || Array.isArray(metrics)) {
@@ -74,6 +78,20 @@ export class MetricCollection<M extends Record<string, AnyMetric> = Record<strin
       throw new TypeError(`${NAME}: each metric may appear once; clone() a metric to use it under two keys`);
     }
     this.metrics = Object.freeze({ ...metrics });
+    this.#list = Object.freeze(Object.values(this.metrics));
+  }
+
+  /** The fields the metrics read and their parts, for the metrics' current definitions. */
+  #currentLayout(): Layout {
+    const list = this.#list;
+    const layout = this.#layout;
+    if (layout !== undefined && list.every((m, i) => m.definition === layout.definitions[i])) return layout;
+    const definitions = list.map((m) => m.definition);
+    return (this.#layout = {
+      definitions,
+      reads: [...new Set(definitions.flatMap((d) => readsOf(d.parts)))],
+      parts: definitions.flatMap((d) => Object.values(d.parts as Readonly<Record<string, StatePart<unknown>>>)),
+    });
   }
 
   /** The metric keys. */
@@ -117,14 +135,16 @@ export class MetricCollection<M extends Record<string, AnyMetric> = Record<strin
     if (typeof batch !== 'object' || batch === null) {
       throw batchError(NAME, 'batch', `a batch must be a plain object of tensors, got ${describeValue(batch)}`);
     }
-    const metrics = Object.values(this.metrics);
-    const b = snapshotBatch(batch, metrics.flatMap((m) => readsOf(m.definition.parts)));
+    const layout = this.#currentLayout();
+    const b = snapshotBatch(batch, layout.reads);
+    const rows = this.#list.map((metric) => metric.validateBatch(b));
+    if (rows.every((n) => n === rows[0])) return [{ rows: rows[0] as number, parts: layout.parts, batch: b }];
     const byRows = new Map<number, StatePart<unknown>[]>();
-    for (const metric of metrics) {
-      const rows = metric.validateBatch(b);
-      byRows.set(rows, [...(byRows.get(rows) ?? []), ...partsOf(metric)]);
-    }
-    return [...byRows].map(([rows, parts]) => ({ rows, parts, batch: b }));
+    this.#list.forEach((metric, i) => {
+      const n = rows[i] as number;
+      byRows.set(n, [...(byRows.get(n) ?? []), ...partsOf(metric)]);
+    });
+    return [...byRows].map(([n, parts]) => ({ rows: n, parts, batch: b }));
   }
 
   /**
@@ -136,11 +156,25 @@ export class MetricCollection<M extends Record<string, AnyMetric> = Record<strin
    * @internal
    */
   applyPartialsById(byId: ReadonlyMap<string, unknown>, withValues: boolean): CollectionResult<M> | undefined {
-    const staged = this.#stageAll((metric) => metric.stagePartialsById(byId, withValues));
-    if (!withValues) return undefined;
-    const values: Record<string, Tensor | Readonly<Record<string, Tensor>>> = {};
-    for (const [key, change] of staged) put(values, key, change.value as Tensor | Readonly<Record<string, Tensor>>);
-    return flatten(values) as CollectionResult<M>;
+    return this.#applyMerged(byId, withValues, false);
+  }
+
+  /**
+   * {@link applyPartialsById}, each distinct merge of a part done once and its result shared by
+   * the metrics whose part held the same value (a compute group). With `owned`, the partials are
+   * the executor's fresh ones, which a merge may take the memory of.
+   */
+  #applyMerged(byId: ReadonlyMap<string, unknown>, withValues: boolean, owned: boolean): CollectionResult<M> | undefined {
+    // The values first, while the partials are as the executor made them.
+    let values: Record<string, Tensor | Readonly<Record<string, Tensor>>> | undefined;
+    if (withValues) {
+      values = {};
+      for (const [key, metric] of Object.entries(this.metrics)) put(values, key, metric.valueOfPartialsById(byId));
+    }
+    const merges = new BatchMerges(byId, owned);
+    for (const metric of this.#list) metric.expectMerges(merges);
+    this.#stageAll((metric) => metric.stageMerges(merges));
+    return values === undefined ? undefined : (flatten(values) as CollectionResult<M>);
   }
 
   /** Stages a change of every metric, then applies them all: every metric changes, or none. */
@@ -156,7 +190,7 @@ export class MetricCollection<M extends Record<string, AnyMetric> = Record<strin
     for (const { rows, parts, batch: b } of this.prepareBatch(batch)) {
       for (const [id, partial] of defaultExecutor().evaluate(parts, b, rows)) byId.set(id, partial);
     }
-    return this.applyPartialsById(byId, withValues);
+    return this.#applyMerged(byId, withValues, true);
   }
 
   /**
@@ -245,6 +279,13 @@ export class MetricCollection<M extends Record<string, AnyMetric> = Record<strin
   }
 }
 
+/** What a batch needs of a collection's metrics: the fields they read and their parts. */
+interface Layout {
+  readonly definitions: readonly MetricDefinition<MetricState<object>, unknown>[];
+  readonly reads: readonly string[];
+  readonly parts: readonly StatePart<unknown>[];
+}
+
 /** A metric's refusal of its incoming state, with the collection key in the message and the field. */
 function underKey(key: string, error: unknown): unknown {
   const field = (e: { field: string | undefined }): string => (e.field === undefined ? key : `${key}.${e.field}`);
@@ -263,6 +304,10 @@ function underKey(key: string, error: unknown): unknown {
  * that takes the later value, as a Python dict does.
  */
 function flatten(values: Record<string, Tensor | Readonly<Record<string, Tensor>>>): Record<string, Tensor> {
+  // Only record values can bring duplicate keys: without any, the values are already flat.
+  let records = false;
+  for (const key of Object.keys(values)) if (!((values[key] as unknown) instanceof Tensor)) records = true;
+  if (!records) return values as Record<string, Tensor>;
   const seen = new Set<string>();
   let duplicates = false;
   for (const [key, value] of Object.entries(values)) {
@@ -281,5 +326,6 @@ function flatten(values: Record<string, Tensor | Readonly<Record<string, Tensor>
 
 /** `out[key] = value` as an own key, even for a key such as `__proto__` (which assignment takes as the prototype). */
 function put<V>(out: Record<string, V>, key: string, value: V): void {
-  Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
+  if (!(key in Object.prototype)) out[key] = value;
+  else Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
 }

@@ -237,6 +237,42 @@ describe('computeGroups', () => {
     ]);
   });
 
+  it('a group whose metrics hold different states (one updated, merged or reset alone) folds each its own, bit for bit as alone', () => {
+    const make = () => ({
+      fired: new NeuronFiredCountMetric({ numLearnedFeatures: F, numComponents: C }),
+      density: new FeatureDensityMetric({ numLearnedFeatures: F, numComponents: C }),
+      dead: new NeuronActivityMetric({ numLearnedFeatures: F, numComponents: C, thresholdIsDeadPortionFires: 0.5 }),
+      l1: new L1AbsoluteLoss({ numComponents: C }),
+      sae: new SparseAutoencoderLoss({ numComponents: C }),
+    });
+    const members = make();
+    const alone = make();
+    const collection = new MetricCollection(members);
+    const both = (f: (m: Record<string, AnyMetric>) => void) => [members, alone].forEach(f);
+    const donor = new FeatureDensityMetric({ numLearnedFeatures: F, numComponents: C });
+    donor.update(batch(13));
+    // Each step leaves the group's states shared, equal, or different; the oracle updates each metric alone.
+    const steps: ((i: number) => void)[] = [
+      () => both((m) => m.fired?.update(batch(11))),
+      () => both((m) => m.density?.mergeState(donor)),
+      () => both((m) => m.dead?.reset()),
+      () => both((m) => m.l1?.update(batch(12))),
+      () => {
+        collection.reset();
+        for (const m of Object.values(alone)) m.reset();
+      },
+    ];
+    for (let i = 0; i < 12; i++) {
+      if (i % 2 === 1) (steps[(i >> 1) % steps.length] as (i: number) => void)(i);
+      const b = batch(20 + i);
+      const got = i % 3 === 0 ? collection.forward(b) : (collection.update(b), undefined);
+      const want: Record<string, unknown> = {};
+      for (const [k, m] of Object.entries(alone)) want[k] = i % 3 === 0 ? m.forward(b) : m.update(b);
+      if (got !== undefined) expectRecordSame(got, want as Record<string, Tensor>);
+      for (const [k, m] of Object.entries(members)) expect(m.encodeState(), `${k} after step ${i}`).toBe((alone as Record<string, AnyMetric>)[k]?.encodeState());
+    }
+  });
+
   it('keeps metrics of other state declarations apart', () => {
     const collection = new MetricCollection(allMetrics());
     expect(collection.computeGroups).toEqual([

@@ -13,6 +13,7 @@ import { batchError, describeValue, formatShape, mergeError, optionRangeError, o
 import type { TensorLike } from '../tensor.js';
 import { jsFusedKernel } from '../kernels/js-fused.js';
 import type { FusedKernel, RowRange, ShardNeeds, ShardStats } from '../kernels/types.js';
+import type { BatchMerges } from './batch-merges.js';
 
 export type { RowRange } from '../kernels/types.js';
 
@@ -66,6 +67,11 @@ export interface StatePart<S> {
   /** Associative merge; `a` comes before `b` for ordered parts. Never mutates its arguments. */
   merge(a: S, b: S): S;
   /**
+   * `merge(a, b)` for a partial `b` that nothing reads afterwards (a kernel's fresh output): the
+   * result may take `b`'s memory, saving an allocation a batch. The same bits as `merge`.
+   */
+  mergeOwned?(a: S, b: S): S;
+  /**
    * A reason why `value` is not a possible state of this part, or `undefined` when it is. A reason
    * that starts with a field path (`.vectors must be ...`, `.chunks[2] must ...`) names a field
    * inside the part. `value` comes from elsewhere (decoded text, another thread): every field must
@@ -104,6 +110,19 @@ export interface MetricDefinition<S extends MetricState<object> = MetricState, R
   partials(batch: Batch, rows: RowRange): Record<string, unknown>;
   /** Merges partial part states (from {@link partials}) into `state`. */
   fold(state: S, partials: Readonly<Record<string, unknown>>): S;
+  /**
+   * Declares `state`'s part values to `merges` (see `BatchMerges.expect`).
+   *
+   * @internal
+   */
+  expectMerges(state: S, merges: BatchMerges): void;
+  /**
+   * {@link fold} of a batch's partials, each part merged by `merges` (shared between the metrics
+   * of a collection).
+   *
+   * @internal
+   */
+  foldMerges(state: S, merges: BatchMerges): S;
   /** `fold(state, partials(batch, rows))` after `validate(batch, state)`; `rows` defaults to all. */
   update(state: S, batch: Batch, rows?: RowRange): S;
   /** Associative merge of two states of this metric and configuration. */
@@ -335,18 +354,20 @@ export function defineMetric<P extends object, R>(spec: MetricSpec<P, R>): Metri
     return out;
   };
 
-  const fold = (state: S, incoming: Readonly<Record<string, unknown>>): S => {
+  const foldWith = (state: S, merge: (part: StatePart<unknown>, own: unknown, k: string) => unknown): S => {
     const values: Record<string, unknown> = {};
     const own = state.parts as Record<string, unknown>;
     for (const k of keys) {
       try {
-        values[k] = (parts[k] as StatePart<unknown>).merge(own[k], incoming[k]);
+        values[k] = merge(parts[k] as StatePart<unknown>, own[k], k);
       } catch (error) {
         throw mergeError(spec.metric, `cannot merge ${k}: ${(error as Error).message}`, `parts.${k}`);
       }
     }
     return make(values);
   };
+  const fold = (state: S, incoming: Readonly<Record<string, unknown>>): S =>
+    foldWith(state, (part, own, k) => part.merge(own, incoming[k]));
 
   return Object.freeze({
     metric: spec.metric,
@@ -362,6 +383,11 @@ export function defineMetric<P extends object, R>(spec: MetricSpec<P, R>): Metri
     },
     partials,
     fold,
+    expectMerges(state: S, merges: BatchMerges): void {
+      const own = state.parts as Record<string, unknown>;
+      for (const k of keys) merges.expect(parts[k] as StatePart<unknown>, own[k]);
+    },
+    foldMerges: (state: S, merges: BatchMerges): S => foldWith(state, (part, own) => merges.merge(part, own)),
     update(state: S, input: Batch, rows?: RowRange): S {
       assertState(state);
       const batch = snapshotBatch(input, readsOf(parts));
@@ -412,7 +438,8 @@ export function fromFusedPass<S>(part: StatePart<S>, batch: Batch, rows: RowRang
 export function shardNeeds(parts: Iterable<StatePart<unknown>>): ShardNeeds {
   const needs: { -readonly [K in keyof ShardNeeds]: boolean } = {};
   for (const part of parts) {
-    for (const [k, v] of Object.entries(part.needs ?? {})) if (v) needs[k as keyof ShardNeeds] = true;
+    const n = part.needs;
+    if (n !== undefined) for (const k of Object.keys(n)) if (n[k as keyof ShardNeeds]) needs[k as keyof ShardNeeds] = true;
   }
   return needs;
 }
@@ -465,9 +492,15 @@ const BATCH_FIELDS = [
   'componentIdx',
 ] as const;
 
-/** The batch fields `parts` declare they read (see `StatePart.reads`). */
-export function readsOf(parts: Readonly<Record<string, StatePart<unknown>>>): string[] {
-  return Object.values(parts).flatMap((p) => p.reads);
+const READS = new WeakMap<object, readonly string[]>();
+
+/** The batch fields `parts` declare they read (see `StatePart.reads`); read once per frozen record (a definition's). */
+export function readsOf(parts: Readonly<Record<string, StatePart<unknown>>>): readonly string[] {
+  const known = READS.get(parts);
+  if (known !== undefined) return known;
+  const reads = Object.freeze(Object.values(parts).flatMap((p) => [...p.reads]));
+  if (Object.isFrozen(parts)) READS.set(parts, reads);
+  return reads;
 }
 
 /** A `Float32Array` view of the same memory as a subclass instance, read through the internal slots. */
@@ -510,6 +543,23 @@ function snapshotField(value: unknown): unknown {
   return Object.freeze({ data, shape: Object.freeze(copy) });
 }
 
+const kept: unknown[] = [];
+
+/**
+ * Keeps `value` alive for good, so that its hidden class survives garbage collection. V8 discards
+ * optimized code whose hidden classes die ("weak objects"); the classes of objects that live only
+ * during a call (a batch's snapshot, its merges) die at every collection between batches, and the
+ * code reading them was deoptimized and compiled again after each.
+ *
+ * @internal
+ */
+export function keepAlive<T>(value: T): T {
+  kept.push(value);
+  return value;
+}
+
+keepAlive(snapshotField({ data: new Float32Array(1), shape: [1] }));
+
 /**
  * The batch as it is at hand-over: each field read exactly once (a getter runs once) into a new
  * plain object, tensor fields as `{ data, shape }` with the same `data` (not copied) and a copy of
@@ -526,9 +576,8 @@ export function snapshotBatch(batch: unknown, fields: Iterable<string> = []): Ba
   const out: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   const source = batch as Record<string, unknown>;
   for (const k of Object.keys(source)) out[k] = snapshotField(source[k]);
-  for (const k of [...BATCH_FIELDS, ...fields]) {
-    if (!Object.hasOwn(out, k) && k in source) out[k] = snapshotField(source[k]);
-  }
+  for (const k of BATCH_FIELDS) if (!Object.hasOwn(out, k) && k in source) out[k] = snapshotField(source[k]);
+  for (const k of fields) if (!Object.hasOwn(out, k) && k in source) out[k] = snapshotField(source[k]);
   return Object.freeze(out) as Batch;
 }
 
@@ -613,12 +662,11 @@ export function checkActivations(
 ): Activations {
   const t = checkTensorField(metric, batch, field, 'a Tensor of shape [batch, feature] or [batch, component, feature]');
   const shape = t.shape;
-  const got = formatShape(shape);
   if (shape.length !== 2 && shape.length !== 3) {
     throw batchError(
       metric,
       field,
-      `${field} must have rank 2 [batch, feature] or rank 3 [batch, component, feature], got shape ${got}`,
+      `${field} must have rank 2 [batch, feature] or rank 3 [batch, component, feature], got shape ${formatShape(shape)}`,
     );
   }
   const componentAxis = shape.length === 3;
@@ -627,34 +675,34 @@ export function checkActivations(
       throw batchError(
         metric,
         field,
-        `${field} has a component axis but numComponents is not set; pass numComponents: ${shape[1]} or a [batch, feature] tensor, got shape ${got}`,
+        `${field} has a component axis but numComponents is not set; pass numComponents: ${shape[1]} or a [batch, feature] tensor, got shape ${formatShape(shape)}`,
       );
     }
     if (componentAxis && shape[1] !== numComponents) {
       throw batchError(
         metric,
         field,
-        `${field} must have ${numComponents} component${numComponents === 1 ? '' : 's'} on axis 1 (numComponents), got shape ${got}`,
+        `${field} must have ${numComponents} component${numComponents === 1 ? '' : 's'} on axis 1 (numComponents), got shape ${formatShape(shape)}`,
       );
     }
     if (!componentAxis && numComponents !== undefined && numComponents !== 1) {
       throw batchError(
         metric,
         field,
-        `${field} has no component axis but numComponents is ${numComponents}; expected shape [batch, ${numComponents}, feature], got shape ${got}`,
+        `${field} has no component axis but numComponents is ${numComponents}; expected shape [batch, ${numComponents}, feature], got shape ${formatShape(shape)}`,
       );
     }
   }
   const rows = shape[0] as number;
   const nFeatures = shape[shape.length - 1] as number;
-  if (rows === 0) throw batchError(metric, field, `${field} is an empty batch (no activation vectors), got shape ${got}`);
-  if (componentAxis && shape[1] === 0) throw batchError(metric, field, `${field} has no components, got shape ${got}`);
-  if (nFeatures === 0) throw batchError(metric, field, `${field} has no features on its last axis, got shape ${got}`);
+  if (rows === 0) throw batchError(metric, field, `${field} is an empty batch (no activation vectors), got shape ${formatShape(shape)}`);
+  if (componentAxis && shape[1] === 0) throw batchError(metric, field, `${field} has no components, got shape ${formatShape(shape)}`);
+  if (nFeatures === 0) throw batchError(metric, field, `${field} has no features on its last axis, got shape ${formatShape(shape)}`);
   if (features !== undefined && nFeatures !== features.count) {
     throw batchError(
       metric,
       field,
-      `${field} must have ${features.count} features on its last axis (${features.option}), got shape ${got}`,
+      `${field} must have ${features.count} features on its last axis (${features.option}), got shape ${formatShape(shape)}`,
     );
   }
   return { tensor: t, rows, components: componentAxis ? (shape[1] as number) : 1, features: nFeatures, componentAxis };

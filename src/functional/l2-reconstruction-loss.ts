@@ -35,7 +35,8 @@ const METRIC = 'L2ReconstructionLoss';
 export function checkReconstruction(metric: string, batch: Batch, numComponents: number | 'any'): Activations {
   const decoded = checkActivations(metric, batch, 'decodedActivations', numComponents);
   const source = checkActivations(metric, batch, 'sourceActivations', numComponents);
-  if (formatShape(decoded.tensor.shape) !== formatShape(source.tensor.shape)) {
+  const [d, s] = [decoded.tensor.shape, source.tensor.shape];
+  if (d.length !== s.length || d.some((n, i) => n !== s[i])) {
     throw batchError(
       metric,
       'decodedActivations',

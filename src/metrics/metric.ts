@@ -9,6 +9,7 @@ import { decodeState, encodeState } from '../encoding.js';
 import { copyStateData, readsOf, snapshotBatch } from '../functional/core.js';
 import { defaultExecutor } from '../pool/executor.js';
 import type { Batch, MetricDefinition, MetricState, StatePart } from '../functional/core.js';
+import { BatchMerges } from '../functional/batch-merges.js';
 
 /**
  * Which state parts to evaluate over how many rows of a batch: one entry per row count. `batch` is
@@ -116,7 +117,13 @@ export abstract class Metric<S extends MetricState<object> = MetricState, R = un
    */
   #stageBatch(b: Batch, withValue: boolean): StagedChange<R | undefined> {
     const rows = this.validateBatch(b);
-    return this.stagePartialsById(defaultExecutor().evaluate(Object.values(this.#definition.parts), b, rows), withValue);
+    const byId = defaultExecutor().evaluate(Object.values(this.#definition.parts), b, rows);
+    // The value first: the merge may then take the executor's fresh partials' memory.
+    const value = withValue ? this.valueOfPartialsById(byId) : undefined;
+    const merges = new BatchMerges(byId, true);
+    this.expectMerges(merges);
+    const staged = this.stageMerges(merges);
+    return { value, apply: staged.apply };
   }
 
   /**
@@ -159,9 +166,44 @@ export abstract class Metric<S extends MetricState<object> = MetricState, R = un
    * @internal
    */
   stagePartialsById(byId: ReadonlyMap<string, unknown>, withValue: boolean): StagedChange<R | undefined> {
+    return this.stagePartials(this.#byKey(byId), withValue);
+  }
+
+  #byKey(byId: ReadonlyMap<string, unknown>): Record<string, unknown> {
     const partials: Record<string, unknown> = {};
     for (const [name, part] of Object.entries(this.#definition.parts)) partials[name] = byId.get(part.id);
-    return this.stagePartials(partials, withValue);
+    return partials;
+  }
+
+  /**
+   * The value of a batch's partial states (by part id) alone: `forward`'s value.
+   *
+   * @internal
+   */
+  valueOfPartialsById(byId: ReadonlyMap<string, unknown>): R {
+    // The partials are this package's own (a kernel's): no check, no fold into the identity.
+    return this.#definition.computeParts(this.#byKey(byId));
+  }
+
+  /**
+   * Declares this metric's part values to a batch's merges (before {@link stageMerges}).
+   *
+   * @internal
+   */
+  expectMerges(merges: BatchMerges): void {
+    this.#definition.expectMerges(this.#state, merges);
+  }
+
+  /**
+   * The state with a batch's partials merged in by `merges` (shared with the other metrics of a
+   * collection), computed but not applied.
+   *
+   * @throws {StateMergeError} when a count would pass 2^53 - 1; nothing is then staged.
+   * @internal
+   */
+  stageMerges(merges: BatchMerges): StagedChange<void> {
+    const state = this.#definition.foldMerges(this.#state, merges);
+    return { value: undefined, apply: () => this.#set(state, 1) };
   }
 
   /**

@@ -24,9 +24,11 @@ export function addCount(a: number, b: number): number {
   return sum;
 }
 
-/** `a + b` elementwise for exact integer counts, in a new array (see {@link addCount}). */
-export function addCounts(a: Float64Array, b: Float64Array): Float64Array {
-  const out = new Float64Array(a.length);
+/**
+ * `a + b` elementwise for exact integer counts, in a new array or in `out` (which may be `a` or
+ * `b`); see {@link addCount}.
+ */
+export function addCounts(a: Float64Array, b: Float64Array, out: Float64Array = new Float64Array(a.length)): Float64Array {
   // Counts are safe integers: their sum is one exactly when it is at most 2^53 - 1 (this loop runs
   // per batch over every feature, so the test is a compare, not a call).
   for (let i = 0; i < a.length; i++) {

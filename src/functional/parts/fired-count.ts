@@ -26,6 +26,8 @@ export function firedCountPart(numFeatures: number, numComponents: number | unde
     fromStats: (stats, rows) => ({ fired: stats.fired as Float64Array, vectors: rows.end - rows.start }),
     fromBatch: (batch, rows) => fromFusedPass(part, batch, rows),
     merge: (a, b) => ({ fired: addCounts(a.fired, b.fired), vectors: addCount(a.vectors, b.vectors) }),
+    // The counts are the part's largest array (components x features): added into the partial's.
+    mergeOwned: (a, b) => ({ fired: addCounts(a.fired, b.fired, b.fired), vectors: addCount(a.vectors, b.vectors) }),
     invalid(v) {
       const reason =
         notRecord(v, ['fired', 'vectors']) ??
