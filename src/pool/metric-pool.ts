@@ -120,6 +120,12 @@ async function until(done: () => boolean, deadline: number): Promise<boolean> {
   return true;
 }
 
+/**
+ * The buffers of every pool's allocated tensors: another pool's tensor is not shared as it is (its
+ * owner may hand its memory out again after `release()`), it is copied like ordinary memory.
+ */
+const allocatedBuffers = new WeakSet<ArrayBufferLike>();
+
 /** A tensor handed out by `allocate`. */
 interface Allocation {
   readonly bytes: number;
@@ -357,6 +363,7 @@ export class MetricPool implements ShardExecutor {
     }
     this.#allocations.set(data, allocation);
     if (arena === undefined) this.#allocationBuffers.set(data.buffer, allocation);
+    allocatedBuffers.add(data.buffer);
     // Its memory comes back when its data is collected (or on release()).
     this.#collected.register(data, allocation, allocation);
     return new Tensor(data, shape, 'float32');
@@ -445,7 +452,7 @@ export class MetricPool implements ShardExecutor {
       arena.view(offset, data.length).set(data);
       return { wasm: true, byteOffset: offset, length: data.length, shape };
     }
-    if (data.buffer instanceof SharedArrayBuffer) {
+    if (data.buffer instanceof SharedArrayBuffer && !allocatedBuffers.has(data.buffer)) {
       return { buffer: data.buffer, byteOffset: data.byteOffset, length: data.length, shape };
     }
     const buffer = this.#spare.get(data.byteLength)?.pop() ?? new SharedArrayBuffer(data.byteLength);

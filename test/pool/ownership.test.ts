@@ -170,3 +170,38 @@ describe('a SharedArrayBuffer the caller made', () => {
     }
   }, TIMEOUT);
 });
+
+describe('a tensor allocated by another pool', () => {
+  // On the js backend a SharedArrayBuffer was shared as it is, even one that another pool owns and
+  // hands out again after release(): the batch read that pool's next tensor (25600 instead of 896).
+  it.each([
+    ['js', 'js'],
+    ['wasm', 'js'],
+    ['js', 'wasm'],
+    ['wasm', 'wasm'],
+  ] as const)('from a %s pool to a %s pool: released and its memory reused at once, the batch keeps its values', async (ownerBackend, backend) => {
+    const owner = createMetricPool({ workers: 1, backend: ownerBackend });
+    const pool = createMetricPool({ workers: 1, shardRows: 512, maxInFlight: 1, backend });
+    try {
+      const expected = inThreadL1();
+      const subject = new Subject<Batch>();
+      const result = lastValueFrom(subject.pipe(reduceMetric(new L1AbsoluteLoss(), { pool })));
+      const later: Tensor<'float32'>[] = [];
+      for (const v of VALUES) {
+        const t = owner.allocate([ROWS, FEATURES]);
+        t.data.fill(v);
+        subject.next({ learnedActivations: t });
+        owner.release(t); // its owner may hand the memory out again at once
+        const next = owner.allocate([ROWS, FEATURES]);
+        next.data.fill(100);
+        later.push(next);
+      }
+      subject.complete();
+      expect(bits(await result)).toEqual(expected);
+      for (const t of later) owner.release(t);
+      expect(owner.memoryUsage().used).toBe(0);
+    } finally {
+      await Promise.all([owner.close(), pool.close()]);
+    }
+  }, TIMEOUT);
+});
