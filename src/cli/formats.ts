@@ -13,7 +13,8 @@
  *
  * @module
  */
-import { open, type FileHandle } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { open, stat, type FileHandle } from 'node:fs/promises';
 import { CliError } from './errors.js';
 
 /** The element types `sae-metrics` reads. */
@@ -389,23 +390,48 @@ export interface ActivationFile {
   readonly header: SafetensorsHeader | NpyHeader;
 }
 
+/** What a file that is not a regular file is, for messages. */
+function kindOf(stat: Stats): string {
+  if (stat.isDirectory()) return 'is a directory, not a file';
+  if (stat.isFIFO()) return 'is a FIFO (named pipe), not a regular file: the command reads files by offset';
+  if (stat.isCharacterDevice()) return 'is a character device, not a regular file';
+  if (stat.isBlockDevice()) return 'is a block device, not a regular file';
+  if (stat.isSocket()) return 'is a socket, not a regular file';
+  return 'is not a regular file';
+}
+
 /**
- * Opens a file and reads its header.
+ * Opening a FIFO for reading blocks until a writer opens it; O_NONBLOCK makes it return at once
+ * (and changes nothing for a regular file), so the check below sees what the path is.
+ */
+const OPEN_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
+
+/**
+ * Opens a file and reads its header. Never blocks on a FIFO or a device: anything but a regular
+ * file is refused before a byte is read.
  *
  * @throws {CliError} when the file is missing, unreadable, not a regular file, or its header is bad.
  */
 export async function openActivationFile(path: string): Promise<ActivationFile> {
+  try {
+    const before = await stat(path);
+    if (!before.isFile()) throw new CliError(path, kindOf(before));
+  } catch (error) {
+    if (error instanceof CliError) throw error;
+    throw new CliError(path, describeOpenError(error));
+  }
   let handle: FileHandle;
   try {
-    handle = await open(path, 'r');
+    handle = await open(path, OPEN_FLAGS);
   } catch (error) {
     throw new CliError(path, describeOpenError(error));
   }
   try {
-    const stat = await handle.stat();
-    if (!stat.isFile()) throw new CliError(path, stat.isDirectory() ? 'is a directory, not a file' : 'is not a regular file');
-    const header = await readHeader(handle, path, stat.size);
-    return { path, handle, size: stat.size, header };
+    // The path may have changed since it was checked: check what was opened.
+    const opened = await handle.stat();
+    if (!opened.isFile()) throw new CliError(path, kindOf(opened));
+    const header = await readHeader(handle, path, opened.size);
+    return { path, handle, size: opened.size, header };
   } catch (error) {
     await handle.close();
     throw error;
@@ -417,6 +443,7 @@ function describeOpenError(error: unknown): string {
   if (code === 'ENOENT') return 'no such file';
   if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
   if (code === 'EISDIR') return 'is a directory, not a file';
+  if (code === 'ENXIO') return 'is not a regular file (a socket or a device with nothing behind it)';
   return `cannot open (${code ?? (error as Error).message})`;
 }
 

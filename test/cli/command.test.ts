@@ -5,7 +5,8 @@
  * stderr naming the file and the problem, exit code 1, or 2 for a bad command line, and nothing on
  * stdout).
  */
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   FeatureDensityMetric,
@@ -329,6 +330,35 @@ describe('sae-metrics on bad input', () => {
       expect(lines, label).toHaveLength(1);
       expect(lines[0], label).toMatch(line);
       expect(run.code, label).toBe(code);
+    });
+  }, 60_000);
+});
+
+describe('sae-metrics never blocks on a path that is not a regular file', () => {
+  it('refuses a FIFO, a directory and a device at once, as FILE and as --source / --decoded, in one line', async () => {
+    const data = sparseActivations(20, 8, 42);
+    const good = write(f('regular.npy'), npyBytes(data, [20, 8]));
+    const fifo = f('pipe.npy');
+    execFileSync('mkfifo', [fifo]);
+    const dir = f('dir.npy');
+    mkdirSync(dir);
+    const cases: [string[], RegExp][] = [
+      [[fifo], /^sae-metrics: \S+pipe\.npy: is a FIFO \(named pipe\), not a regular file: the command reads files by offset$/],
+      [[good, '--source', fifo, '--decoded', good], /^sae-metrics: \S+pipe\.npy: is a FIFO \(named pipe\), not a regular file/],
+      [[good, '--source', good, '--decoded', fifo], /^sae-metrics: \S+pipe\.npy: is a FIFO \(named pipe\), not a regular file/],
+      [[dir], /^sae-metrics: \S+dir\.npy: is a directory, not a file$/],
+      [['/dev/zero'], /^sae-metrics: \/dev\/zero: is a character device, not a regular file$/],
+      [['/dev/null', '--json'], /^sae-metrics: \/dev\/null: is a character device, not a regular file$/],
+    ];
+    // Nobody ever writes to the FIFO: a command that opens it for reading waits forever, and
+    // is killed after 20 s, which fails the test.
+    const runs = await limited(cases.map(([args]) => () => cli(args, {}, 20_000)));
+    runs.forEach((run, i) => {
+      const [args, line] = cases[i] as [string[], RegExp];
+      expect(run.code, args.join(' ')).toBe(1);
+      expect(run.stdout).toBe('');
+      expect(run.stderr.trimEnd().split('\n'), args.join(' ')).toHaveLength(1);
+      expect(run.stderr.trimEnd(), args.join(' ')).toMatch(line);
     });
   }, 60_000);
 });

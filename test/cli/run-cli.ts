@@ -23,13 +23,13 @@ export interface CliRun {
   readonly stderr: string;
 }
 
-/** Runs `sae-metrics ...args` and waits for it to exit. */
-export function cli(args: readonly string[], env: Record<string, string> = {}): Promise<CliRun> {
+/** Runs `sae-metrics ...args` and waits for it to exit (killed after `timeoutMs`, which rejects). */
+export function cli(args: readonly string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const child = execFile(
       process.execPath,
       [main, ...args],
-      { cwd: root, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000, maxBuffer: 64 * 1024 * 1024 },
+      { cwd: root, env: { ...process.env, ...env }, encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 },
       (error, stdout, stderr) => {
         const code = error === null ? 0 : (error as { code?: unknown }).code;
         if (typeof code !== 'number') {
