@@ -158,7 +158,57 @@ async function readSafetensorsHeader(
     if (name === '__metadata__') continue;
     entries.set(name, checkEntry(path, name, value));
   }
+  checkLayout(path, entries, 8 + n, size);
   return { format: 'safetensors', dataStart: 8 + n, entries };
+}
+
+/** Bytes per element of the safetensors dtypes, for checking sizes (read or not). */
+const SAFETENSORS_DTYPE_BYTES: Readonly<Record<string, number>> = {
+  BOOL: 1, U8: 1, I8: 1, F8_E5M2: 1, F8_E4M3: 1, I16: 2, U16: 2, F16: 2, BF16: 2, I32: 4, U32: 4, F32: 4, I64: 8, U64: 8, F64: 8,
+};
+
+/**
+ * Checks how the tensors lie in the data section, as the `safetensors` library does: each holds
+ * exactly shape × dtype size bytes, none runs past the end of the file, and together they cover
+ * the data section exactly, with no overlap and no gap (a tensor whose bytes are also another's,
+ * or bytes that belong to no tensor, mean the header is wrong).
+ */
+function checkLayout(path: string, entries: ReadonlyMap<string, SafetensorsEntry>, dataStart: number, size: number): void {
+  const dataBytes = size - dataStart;
+  for (const [name, e] of entries) {
+    const what = `tensor ${JSON.stringify(name)}`;
+    const unit = SAFETENSORS_DTYPE_BYTES[e.dtype];
+    const need = unit === undefined ? undefined : elements(e.shape) * unit;
+    if (need !== undefined && e.end - e.begin !== need) {
+      throw new CliError(
+        path,
+        `${what}: data_offsets [${e.begin}, ${e.end}] hold ${e.end - e.begin} bytes, but shape ${formatShape(e.shape)} of ${e.dtype} needs ${need} bytes`,
+      );
+    }
+    if (e.end > dataBytes) {
+      throw new CliError(path, `${what}: its data ends at byte ${dataStart + e.end}, past the end of the file (${size} bytes): truncated`);
+    }
+  }
+  const sorted = [...entries].sort(([, a], [, b]) => a.begin - b.begin || a.end - b.end);
+  let end = 0;
+  let last: string | undefined;
+  const after = (): string => (last === undefined ? 'before the first tensor' : `after tensor ${JSON.stringify(last)}`);
+  for (const [name, e] of sorted) {
+    if (e.begin < end) {
+      throw new CliError(
+        path,
+        `tensors ${JSON.stringify(last)} and ${JSON.stringify(name)} overlap: data_offsets [${e.begin}, ${e.end}] start before byte ${end}, where the other ends; each tensor's data must be its own`,
+      );
+    }
+    if (e.begin > end) {
+      throw new CliError(path, `bytes ${end} to ${e.begin} of the data belong to no tensor (${after()}, before tensor ${JSON.stringify(name)}): the header's data_offsets leave a gap`);
+    }
+    end = e.end;
+    last = name;
+  }
+  if (end < dataBytes) {
+    throw new CliError(path, `bytes ${end} to ${dataBytes} of the data belong to no tensor (${after()}): the header's data_offsets leave a gap at the end of the file`);
+  }
 }
 
 function isCount(x: unknown): x is number {
@@ -183,8 +233,8 @@ function checkEntry(path: string, name: string, value: unknown): SafetensorsEntr
 }
 
 /**
- * Chooses a tensor of a safetensors file and checks it: a dtype this command reads, data_offsets
- * that hold exactly shape × dtype size bytes, and data inside the file.
+ * Chooses a tensor of a safetensors file and checks that this command reads its dtype (its
+ * size and place in the file were checked with the header).
  *
  * @param name the tensor name, or undefined for the only tensor not in `exclude`.
  * @param exclude names that are taken by other roles (source, decoded), for the default choice.
@@ -194,7 +244,6 @@ function checkEntry(path: string, name: string, value: unknown): SafetensorsEntr
 export function safetensorsTensor(
   handle: FileHandle,
   path: string,
-  size: number,
   header: SafetensorsHeader,
   name: string | undefined,
   exclude: readonly string[],
@@ -223,19 +272,6 @@ export function safetensorsTensor(
     throw new CliError(path, `${what} has dtype ${entry.dtype}; only F32, F16 and BF16 are supported`);
   }
   const dtype = entry.dtype as FileDType;
-  const need = elements(entry.shape) * DTYPE_BYTES[dtype];
-  if (entry.end - entry.begin !== need) {
-    throw new CliError(
-      path,
-      `${what}: data_offsets [${entry.begin}, ${entry.end}] hold ${entry.end - entry.begin} bytes, but shape ${formatShape(entry.shape)} of ${dtype} needs ${need}`,
-    );
-  }
-  if (header.dataStart + entry.end > size) {
-    throw new CliError(
-      path,
-      `${what}: its data ends at byte ${header.dataStart + entry.end}, past the end of the file (${size} bytes): truncated`,
-    );
-  }
   return { path, handle, name: chosen, dtype, shape: entry.shape, offset: header.dataStart + entry.begin };
 }
 
@@ -455,7 +491,7 @@ function describeOpenError(error: unknown): string {
  */
 export function fileTensor(file: ActivationFile, name: string | undefined, exclude: readonly string[], option: string): TensorRef {
   const h = file.header;
-  if (h.format === 'safetensors') return safetensorsTensor(file.handle, file.path, file.size, h, name, exclude, option);
+  if (h.format === 'safetensors') return safetensorsTensor(file.handle, file.path, h, name, exclude, option);
   if (name !== undefined) throw new CliError(file.path, `${option} names a tensor, but a .npy file holds one unnamed array`);
   return { path: file.path, handle: file.handle, name: undefined, dtype: h.dtype, shape: h.shape, offset: h.dataStart };
 }

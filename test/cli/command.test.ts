@@ -295,7 +295,7 @@ describe('sae-metrics on bad input', () => {
       [[missing], 1, /^sae-metrics: \S+missing\.safetensors: no such file$/],
       [[truncated], 1, /^sae-metrics: \S+truncated\.npy: the data is truncated: shape \[20, 8\] of '<f4' needs 640 bytes after the header \(from byte 128\), but the file has 72$/],
       [[int64], 1, /^sae-metrics: \S+int64\.safetensors: tensor "acts" has dtype I64; only F32, F16 and BF16 are supported$/],
-      [[lying], 1, /^sae-metrics: \S+lying\.safetensors: tensor "acts": data_offsets \[0, 640\] hold 640 bytes, but shape \[20, 9\] of F32 needs 720$/],
+      [[lying], 1, /^sae-metrics: \S+lying\.safetensors: tensor "acts": data_offsets \[0, 640\] hold 640 bytes, but shape \[20, 9\] of F32 needs 720 bytes$/],
       [[lyingNpy], 1, /^sae-metrics: \S+lying\.npy: the data is truncated: shape \[21, 8\] of '<f4' needs 672 bytes/],
       [[several, '--tensor', 'c'], 1, /^sae-metrics: \S+several\.safetensors: no tensor named "c" \(--tensor\); the file holds "a", "b"$/],
       [[several], 1, /^sae-metrics: \S+several\.safetensors: the file holds 2 tensors \("a", "b"\); choose one with --tensor NAME$/],

@@ -136,7 +136,26 @@ describe('.safetensors files', () => {
     }
   });
 
-  it('rejects each malformed header, naming the file and the problem', async () => {
+  it('accepts tensors whose data_offsets cover the data exactly, in any header order, empty tensors included', async () => {
+    // The header lists "late" first; its data comes after "acts" in the file.
+    const json = JSON.stringify({
+      late: { dtype: 'F32', shape: [2, 4], data_offsets: [96, 128] },
+      empty: { dtype: 'F32', shape: [0, 4], data_offsets: [96, 96] },
+      acts: { dtype: 'F32', shape: [6, 4], data_offsets: [0, 96] },
+    });
+    const length = Buffer.alloc(8);
+    length.writeBigUInt64LE(BigInt(json.length));
+    const path = write(tmp.path('reordered.safetensors'), Buffer.concat([length, Buffer.from(json), bytesOf(learned), bytesOf(learned.subarray(0, 8))]));
+    const file = await openActivationFile(path);
+    try {
+      expect(Array.from(await readAll(file, 'acts'))).toEqual(Array.from(learned));
+      expect(Array.from(await readAll(file, 'late'))).toEqual(Array.from(learned.subarray(0, 8)));
+    } finally {
+      await file.handle.close();
+    }
+  });
+
+  it('rejects each malformed header, naming the file and the problem: sizes, truncation, overlapping or gapped data_offsets', async () => {
     const good = safetensorsBytes({ acts: { dtype: 'F32', shape: [6, 4], data: learned } });
     const headerOf = (json: string): Buffer => {
       const length = Buffer.alloc(8);
@@ -152,6 +171,62 @@ describe('.safetensors files', () => {
       ['no-dtype.safetensors', headerOf('{"acts": {"shape": [6, 4], "data_offsets": [0, 96]}}'), /tensor "acts" in the header has no dtype string/],
       ['bad-shape.safetensors', headerOf('{"acts": {"dtype": "F32", "shape": [6, -4], "data_offsets": [0, 96]}}'), /shape must be an array of non-negative integers, got \[6,-4\]/],
       ['bad-offsets.safetensors', headerOf('{"acts": {"dtype": "F32", "shape": [6, 4], "data_offsets": [96, 0]}}'), /data_offsets must be \[begin, end\] with 0 <= begin <= end, got \[96,0\]/],
+      [
+        'lying.safetensors',
+        safetensorsBytes({ acts: { dtype: 'F32', shape: [6, 5], data: learned } }),
+        /^tensor "acts": data_offsets \[0, 96\] hold 96 bytes, but shape \[6, 5\] of F32 needs 120 bytes$/,
+      ],
+      [
+        'lying-unread-dtype.safetensors',
+        safetensorsBytes({ acts: { dtype: 'F32', shape: [6, 4], data: learned }, ids: { dtype: 'I64', shape: [6], data: learned.subarray(0, 6) } }),
+        /^tensor "ids": data_offsets \[96, 120\] hold 24 bytes, but shape \[6\] of I64 needs 48 bytes$/,
+      ],
+      [
+        'truncated.safetensors',
+        safetensorsBytes({ acts: { dtype: 'F32', shape: [6, 4], data: learned } }).subarray(0, -10),
+        /^tensor "acts": its data ends at byte \d+, past the end of the file \(\d+ bytes\): truncated$/,
+      ],
+      [
+        'offsets-past-end.safetensors',
+        safetensorsBytes({ acts: { dtype: 'F32', shape: [6, 4], data: learned, offsets: [1000, 1096] } }),
+        /^tensor "acts": its data ends at byte \d+, past the end of the file/,
+      ],
+      [
+        'overlap.safetensors',
+        safetensorsBytes({
+          a: { dtype: 'F32', shape: [6, 4], data: learned, offsets: [0, 96] },
+          b: { dtype: 'F32', shape: [6, 4], data: learned, offsets: [64, 160] },
+          c: { dtype: 'F32', shape: [8], data: learned.subarray(0, 8) },
+        }),
+        /^tensors "a" and "b" overlap: data_offsets \[64, 160\] start before byte 96, where the other ends; each tensor's data must be its own$/,
+      ],
+      [
+        'same-bytes.safetensors',
+        safetensorsBytes({
+          a: { dtype: 'F32', shape: [6, 4], data: learned, offsets: [0, 96] },
+          b: { dtype: 'F32', shape: [6, 4], data: learned, offsets: [0, 96] },
+        }),
+        /^tensors "a" and "b" overlap: data_offsets \[0, 96\] start before byte 96/,
+      ],
+      [
+        'gap.safetensors',
+        safetensorsBytes({
+          // 72 bytes written for a tensor of 64: 8 bytes belong to no tensor.
+          a: { dtype: 'F32', shape: [4, 4], data: learned.subarray(0, 18), offsets: [0, 64] },
+          b: { dtype: 'F32', shape: [2, 4], data: learned.subarray(0, 8), offsets: [72, 104] },
+        }),
+        /^bytes 64 to 72 of the data belong to no tensor \(after tensor "a", before tensor "b"\): the header's data_offsets leave a gap$/,
+      ],
+      [
+        'gap-first.safetensors',
+        safetensorsBytes({ a: { dtype: 'F32', shape: [5, 4], data: learned, offsets: [16, 96] } }),
+        /^bytes 0 to 16 of the data belong to no tensor \(before the first tensor, before tensor "a"\)/,
+      ],
+      [
+        'gap-last.safetensors',
+        safetensorsBytes({ a: { dtype: 'F32', shape: [5, 4], data: learned, offsets: [0, 80] } }),
+        /^bytes 80 to 96 of the data belong to no tensor \(after tensor "a"\): the header's data_offsets leave a gap at the end of the file$/,
+      ],
     ];
     for (const [name, bytes, problem] of cases) {
       const path = write(tmp.path(name), bytes);
@@ -162,30 +237,12 @@ describe('.safetensors files', () => {
     expect(good.length).toBeGreaterThan(96);
   });
 
-  it('rejects a tensor that is missing, ambiguous, of an unknown dtype, or whose header lies about its size', async () => {
+  it('rejects a tensor that is missing, ambiguous, or of a dtype it does not read', async () => {
     const cases: [string, Buffer, string | undefined, RegExp][] = [
       ['missing.safetensors', file3(), 'nope', /no tensor named "nope" \(--tensor\); the file holds "acts", "src", "dec"/],
       ['several.safetensors', file3(), undefined, /the file holds 3 tensors \("acts", "src", "dec"\); choose one with --tensor NAME/],
       ['empty.safetensors', safetensorsBytes({}, { metadata: { a: 'b' } }), undefined, /the file holds no tensors/],
       ['i64.safetensors', safetensorsBytes({ acts: { dtype: 'I64', shape: [6, 2], data: learned } }), undefined, /tensor "acts" has dtype I64; only F32, F16 and BF16 are supported/],
-      [
-        'lying.safetensors',
-        safetensorsBytes({ acts: { dtype: 'F32', shape: [6, 5], data: learned } }),
-        undefined,
-        /tensor "acts": data_offsets \[0, 96\] hold 96 bytes, but shape \[6, 5\] of F32 needs 120/,
-      ],
-      [
-        'truncated.safetensors',
-        safetensorsBytes({ acts: { dtype: 'F32', shape: [6, 4], data: learned } }).subarray(0, -10),
-        undefined,
-        /tensor "acts": its data ends at byte \d+, past the end of the file \(\d+ bytes\): truncated/,
-      ],
-      [
-        'offsets-past-end.safetensors',
-        safetensorsBytes({ acts: { dtype: 'F32', shape: [6, 4], data: learned, offsets: [1000, 1096] } }),
-        undefined,
-        /its data ends at byte \d+, past the end of the file/,
-      ],
     ];
     for (const [name, bytes, tensorName, problem] of cases) {
       const path = write(tmp.path(name), bytes);
