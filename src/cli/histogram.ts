@@ -44,13 +44,14 @@ export function lowestEdge(densities: Iterable<number>, binWidth = 0.25): number
  */
 export function densityHistogram(densities: ArrayLike<number>, binWidth = 0.25, lo?: number): DensityHistogram {
   if (!(binWidth > 0) || !Number.isFinite(binWidth)) throw new RangeError(`densityHistogram: binWidth must be a positive number, got ${binWidth}`);
-  const values = Array.from(densities);
-  const low = lo ?? lowestEdge(values, binWidth);
+  const values = densities;
+  const low = lo ?? lowestEdge(Array.prototype.values.call(values) as Iterable<number>, binWidth);
   if (!(low < 0) || !Number.isFinite(low)) throw new RangeError(`densityHistogram: lo must be a negative number, got ${low}`);
   const n = Math.max(1, Math.round(-low / binWidth));
   const counts = new Array<number>(n).fill(0);
   let dead = 0;
-  for (const d of values) {
+  for (let i = 0; i < values.length; i++) {
+    const d = values[i] as number;
     if (!(d >= 0 && d <= 1)) throw new RangeError(`densityHistogram: densities must be in [0, 1], got ${d}`);
     if (d === 0) {
       dead++;

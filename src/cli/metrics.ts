@@ -1,38 +1,45 @@
 /**
- * The metric classes behind the command's metric names.
+ * The metric definitions behind the command's metric names: the pure definitions of the
+ * package's metric classes (`sae-metrics/functional`), so the command's numbers are theirs.
  *
  * @module
  */
-import { MetricCollection, type AnyMetric } from '../collection.js';
-import { FeatureDensityMetric } from '../metrics/feature-density-metric.js';
-import { L0NormMetric } from '../metrics/l0-norm-metric.js';
-import { L1AbsoluteLoss } from '../metrics/l1-absolute-loss.js';
-import { L2ReconstructionLoss } from '../metrics/l2-reconstruction-loss.js';
-import { NeuronActivityMetric } from '../metrics/neuron-activity-metric.js';
-import { NeuronFiredCountMetric } from '../metrics/neuron-fired-count-metric.js';
-import { SparseAutoencoderLoss } from '../metrics/sparse-autoencoder-loss.js';
+import type { MetricDefinition } from '../functional/core.js';
+import { featureDensity } from '../functional/feature-density.js';
+import { l0Norm } from '../functional/l0-norm.js';
+import { l1AbsoluteLoss } from '../functional/l1-absolute-loss.js';
+import { l2ReconstructionLoss } from '../functional/l2-reconstruction-loss.js';
+import { neuronActivity } from '../functional/neuron-activity.js';
+import { neuronFiredCount } from '../functional/neuron-fired-count.js';
+import { sparseAutoencoderLoss } from '../functional/sparse-autoencoder-loss.js';
+import type { Tensor } from '../tensor.js';
 import type { CommandLine, MetricName } from './args.js';
 import type { Inputs } from './inputs.js';
 
-/** A collection of the metric classes for the chosen names (keyed by them), over inputs of this shape. */
-export function buildMetrics(
+/** A metric definition whose value is one tensor. */
+export type TensorDefinition = MetricDefinition<Parameters<MetricDefinition['compute']>[0], Tensor>;
+
+/** The metrics whose value has one number per feature. */
+export const PER_FEATURE: readonly MetricName[] = ['density', 'fired'];
+
+/** The definitions for the chosen names (keyed by them), over inputs of this shape. */
+export function buildDefinitions(
   names: readonly MetricName[],
   inputs: Pick<Inputs, 'componentAxis' | 'components' | 'features'>,
   cl: Pick<CommandLine, 'l1Coefficient' | 'deadThreshold'>,
-): MetricCollection {
+): Map<MetricName, TensorDefinition> {
   const numComponents = inputs.componentAxis ? inputs.components : undefined;
   const family = { numLearnedFeatures: inputs.features, ...(numComponents === undefined ? {} : { numComponents }) };
-  const make: Record<MetricName, () => AnyMetric> = {
-    l1: () => new L1AbsoluteLoss({ numComponents: inputs.components }),
-    l2: () => new L2ReconstructionLoss({ numComponents: inputs.components }),
-    loss: () => new SparseAutoencoderLoss({ numComponents: inputs.components, l1Coefficient: cl.l1Coefficient }),
-    l0: () => new L0NormMetric(numComponents === undefined ? {} : { numComponents }),
-    dead: () => new NeuronActivityMetric({ ...family, thresholdIsDeadPortionFires: cl.deadThreshold }),
-    density: () => new FeatureDensityMetric(family),
-    fired: () => new NeuronFiredCountMetric(family),
+  const make: Record<MetricName, () => unknown> = {
+    l1: () => l1AbsoluteLoss({ numComponents: inputs.components }),
+    l2: () => l2ReconstructionLoss({ numComponents: inputs.components }),
+    loss: () => sparseAutoencoderLoss({ numComponents: inputs.components, l1Coefficient: cl.l1Coefficient }),
+    l0: () => l0Norm(numComponents === undefined ? {} : { numComponents }),
+    dead: () => neuronActivity({ ...family, thresholdIsDeadPortionFires: cl.deadThreshold }),
+    density: () => featureDensity(family),
+    fired: () => neuronFiredCount(family),
   };
-  const out: Partial<Record<MetricName, AnyMetric>> = {};
-  for (const name of names) out[name] = make[name]();
-  return new MetricCollection(out as Record<string, AnyMetric>);
+  const out = new Map<MetricName, TensorDefinition>();
+  for (const name of names) out.set(name, make[name]() as TensorDefinition);
+  return out;
 }
-

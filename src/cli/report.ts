@@ -30,47 +30,62 @@ export interface RunInfo {
   readonly histogram: string | undefined;
 }
 
-/** Per-metric values split by component: for each component, a number or (per feature) an array. */
-export type ComponentValues = number[] | number[][];
+/**
+ * A metric's value split by component: C numbers for a per-component value (`[]` or `[C]`), or C
+ * views of F numbers each for a per-feature value (`[F]` or `[C, F]`; views of the tensor's data,
+ * not copies: a value may have millions of features).
+ */
+export type ComponentValues = number[] | Float64Array[];
 
 /**
- * A metric value split by component: C numbers for a per-component value (`[]` or `[C]`), or C
- * arrays of F numbers for a per-feature value (`[F]` or `[C, F]`).
+ * A metric value split by component (see {@link ComponentValues}).
  *
  * @throws {RangeError} when the value does not hold C (or C × F) numbers.
  */
 export function byComponent(t: Tensor, components: number, perFeature: boolean): ComponentValues {
-  const data = Array.from(t.data);
+  const data = t.data instanceof Float64Array ? t.data : Float64Array.from(t.data);
   if (!perFeature) {
     if (data.length !== components) throw new RangeError(`byComponent: expected ${components} values, got shape [${t.shape.join(', ')}]`);
-    return data;
+    return Array.from(data);
   }
   if (data.length % components !== 0) throw new RangeError(`byComponent: ${data.length} values do not split into ${components} components`);
   const per = data.length / components;
-  return Array.from({ length: components }, (_, c) => data.slice(c * per, (c + 1) * per));
+  return Array.from({ length: components }, (_, c) => data.subarray(c * per, (c + 1) * per));
 }
 
-function jsonNumber(x: number): number | string {
-  return Number.isFinite(x) ? x : String(x);
+function jsonNumber(x: number): string {
+  return Number.isFinite(x) ? JSON.stringify(x) : `"${String(x)}"`;
 }
 
-function jsonValue(v: number | number[]): number | string | (number | string)[] {
-  return Array.isArray(v) ? v.map(jsonNumber) : jsonNumber(v);
+/** Numbers per piece of a long array written by {@link writeJsonReport}. */
+const JSON_CHUNK = 1 << 16;
+
+/** Writes an array of numbers as JSON, in pieces of {@link JSON_CHUNK} numbers. */
+async function writeJsonArray(values: Float64Array, write: (text: string) => unknown): Promise<void> {
+  await write('[');
+  for (let i = 0; i < values.length; i += JSON_CHUNK) {
+    const end = Math.min(values.length, i + JSON_CHUNK);
+    const parts = new Array<string>(end - i);
+    for (let j = i; j < end; j++) parts[j - i] = jsonNumber(values[j] as number);
+    await write(`${i === 0 ? '' : ','}${parts.join(',')}`);
+  }
+  await write(']');
 }
 
 /**
- * The JSON report: the run's description and every metric's full value. Values are per component
- * arrays when the input has a component axis (`[N, C, F]`); per-feature values (density, fired)
- * are arrays of F numbers (or C such arrays). Non-finite numbers are written as strings
- * (`"NaN"`, `"Infinity"`), which JSON cannot hold.
+ * Writes the JSON report: the run's description and every metric's full value, computed one
+ * metric at a time by `valueOf` and written in pieces, so that a value of millions of numbers is
+ * never one string. Values are per component arrays when the input has a component axis
+ * (`[N, C, F]`); per-feature values (density, fired) are arrays of F numbers (or C such arrays).
+ * Non-finite numbers are written as strings (`"NaN"`, `"Infinity"`), which JSON cannot hold.
  */
-export function jsonReport(info: RunInfo, values: ReadonlyMap<MetricName, ComponentValues>): string {
-  const metrics: Record<string, unknown> = {};
-  for (const [name, v] of values) {
-    const parts = (v as (number | number[])[]).map(jsonValue);
-    metrics[name] = info.componentAxis ? parts : parts[0];
-  }
-  return `${JSON.stringify({
+export async function writeJsonReport(
+  info: RunInfo,
+  names: readonly MetricName[],
+  valueOf: (name: MetricName) => ComponentValues,
+  write: (text: string) => unknown,
+): Promise<void> {
+  const head = JSON.stringify({
     files: info.files,
     tensor: info.tensor ?? null,
     source: info.source ?? null,
@@ -88,8 +103,21 @@ export function jsonReport(info: RunInfo, values: ReadonlyMap<MetricName, Compon
     elapsedSeconds: info.elapsedSeconds,
     l1Coefficient: info.l1Coefficient,
     deadThreshold: info.deadThreshold,
-    metrics,
-  })}\n`;
+  });
+  await write(`${head.slice(0, -1)},"metrics":{`);
+  for (const [k, name] of names.entries()) {
+    await write(`${k === 0 ? '' : ','}${JSON.stringify(name)}:`);
+    const parts = valueOf(name);
+    if (info.componentAxis) await write('[');
+    for (const [c, v] of parts.entries()) {
+      if (c > 0) await write(',');
+      if (v instanceof Float64Array) await writeJsonArray(v, write);
+      else await write(jsonNumber(v));
+      if (!info.componentAxis) break;
+    }
+    if (info.componentAxis) await write(']');
+  }
+  await write('}}\n');
 }
 
 /** A number for the table: 6 significant digits, integers as they are. */
@@ -100,14 +128,28 @@ export function formatNumber(x: number): string {
   return x.toPrecision(6);
 }
 
-function median(values: readonly number[]): number {
-  const s = [...values].sort((a, b) => a - b);
+/** The median, sorting `values` in place (the command's values are fresh arrays, used once). */
+function medianInPlace(values: Float64Array): number {
+  const s = values.sort();
   const m = s.length >> 1;
   return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
 }
 
-function mean(values: readonly number[]): number {
-  return values.reduce((a, b) => a + b, 0) / values.length;
+function mean(values: Float64Array): number {
+  let sum = 0;
+  for (const v of values) sum += v;
+  return sum / values.length;
+}
+
+/** The least and the greatest value, in one pass (no spread: a value may have millions of features). */
+function range(values: Float64Array): [number, number] {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const v of values) {
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  return [lo, hi];
 }
 
 function describeMetric(name: MetricName, info: RunInfo): string {
@@ -131,10 +173,15 @@ function describeMetric(name: MetricName, info: RunInfo): string {
   }
 }
 
-function cell(name: MetricName, v: number | number[], info: RunInfo): string {
-  if (!Array.isArray(v)) return name === 'dead' ? `${formatNumber(v)} / ${info.features}` : formatNumber(v);
-  if (name === 'density') return `${formatNumber(mean(v))}, ${formatNumber(median(v))}`;
-  return `${formatNumber(Math.min(...v))}, ${formatNumber(median(v))}, ${formatNumber(Math.max(...v))}`;
+/** A table cell; a per-feature value is summarised, then sorted in place for its median. */
+function cell(name: MetricName, v: number | Float64Array, info: RunInfo): string {
+  if (!(v instanceof Float64Array)) return name === 'dead' ? `${formatNumber(v)} / ${info.features}` : formatNumber(v);
+  if (name === 'density') {
+    const m = mean(v);
+    return `${formatNumber(m)}, ${formatNumber(medianInPlace(v))}`;
+  }
+  const [lo, hi] = range(v);
+  return `${formatNumber(lo)}, ${formatNumber(medianInPlace(v))}, ${formatNumber(hi)}`;
 }
 
 /** The first line of the table report: what was read, how fast. */
@@ -145,14 +192,18 @@ export function summaryLine(info: RunInfo): string {
   return `${files}: ${groupDigits(info.vectors)} vectors, ${shape} (${info.dtypes.join(', ')}); backend ${info.backend}, ${info.workers} workers; ${info.elapsedSeconds.toFixed(2)} s, ${rate.toFixed(2)} GB/s`;
 }
 
-/** The table report: a summary line, then one row per metric (a column per component when C > 1). */
-export function tableReport(info: RunInfo, values: ReadonlyMap<MetricName, ComponentValues>): string {
+/**
+ * The table report: a summary line, then one row per metric (a column per component when C > 1).
+ * Values are computed one metric at a time by `valueOf` and summarised (a per-feature value is
+ * shown by its mean and median, or min, median and max), so only one is alive at a time.
+ */
+export function tableReport(info: RunInfo, names: readonly MetricName[], valueOf: (name: MetricName) => ComponentValues): string {
   const header = ['metric', ...(info.components > 1 ? Array.from({ length: info.components }, (_, c) => `component ${c}`) : ['value']), ''];
   const rows: string[][] = [header];
-  for (const [name, v] of values) {
-    rows.push([name, ...(v as (number | number[])[]).map((x) => cell(name, x, info)), describeMetric(name, info)]);
+  for (const name of names) {
+    rows.push([name, ...(valueOf(name) as (number | Float64Array)[]).map((x) => cell(name, x, info)), describeMetric(name, info)]);
   }
-  const widths = header.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  const widths = header.map((_, i) => rows.reduce((w, r) => Math.max(w, (r[i] ?? '').length), 0));
   const lines = rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] as number))).join('  ').trimEnd());
   const extra = info.histogram === undefined ? [] : [`histogram written to ${info.histogram}`];
   return `${[summaryLine(info), '', ...lines, ...extra].join('\n')}\n`;

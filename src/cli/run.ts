@@ -9,17 +9,17 @@ import { writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import type { MetricPool, MetricPoolOptions } from '../pool/metric-pool.js';
 import { DEFAULT_SHARD_ROWS } from '../pool/plan.js';
-import type { Tensor } from '../tensor.js';
 import { parseCommandLine, USAGE, type MetricName } from './args.js';
 import { CliError, errorLine } from './errors.js';
 import { densityHistogram, histogramSvg, lowestEdge } from './histogram.js';
 import { openInputs, type Inputs } from './inputs.js';
 import { ProgressBar, type ProgressStream } from './progress.js';
-import { byComponent, jsonReport, tableReport, type ComponentValues, type RunInfo } from './report.js';
+import type { TensorDefinition } from './metrics.js';
+import { byComponent, tableReport, writeJsonReport, type ComponentValues, type RunInfo } from './report.js';
 
 /** Where the command writes, and (for tests) how it makes its pool. */
 export interface RunIO {
-  readonly stdout: { write(text: string): unknown };
+  readonly stdout: { write(text: string): unknown; once?(event: 'drain', listener: () => void): unknown };
   /** stderr: errors, and the progress bar when `isTTY` is true. */
   readonly stderr: ProgressStream & { readonly isTTY?: boolean };
   /** Makes the worker pool (default {@link createMetricPool}). */
@@ -54,7 +54,19 @@ export function packageVersion(): string {
   return 'unknown';
 }
 
-const PER_FEATURE: readonly MetricName[] = ['density', 'fired'];
+/**
+ * Bytes of the per-feature state: the exact fired count of every feature of every component, a
+ * float64 each (what dead, density, fired and the histogram are computed from).
+ */
+export function stateBytes(inputs: Pick<Inputs, 'components' | 'features'>): number {
+  return 8 * inputs.components * inputs.features;
+}
+
+/** Writes to the output, waiting for it to drain when it asks to (a slow pipe). */
+async function writeOut(out: RunIO['stdout'], text: string): Promise<void> {
+  if (out.write(text) !== false || typeof out.once !== 'function') return;
+  await new Promise<void>((resolve) => out.once?.('drain', resolve));
+}
 
 /**
  * Runs `sae-metrics` with `argv` (the arguments after the program name). Writes the report to
@@ -79,7 +91,7 @@ export async function run(argv: readonly string[], io: RunIO): Promise<number> {
     }
     inputs = await openInputs(cl);
     // The pool, the metrics and RxJS load only now: a bad command line or file fails fast.
-    const [{ createMetricPool }, { buildMetrics }, { streamMetrics }] = await Promise.all([
+    const [{ createMetricPool }, { buildDefinitions, PER_FEATURE }, { liveBatchLimit, stateOf, streamParts }] = await Promise.all([
       import('../pool/metric-pool.js'),
       import('./metrics.js'),
       import('./stream.js'),
@@ -99,27 +111,36 @@ export async function run(argv: readonly string[], io: RunIO): Promise<number> {
     const names = cl.metrics;
     // The histogram needs the densities, computed (they share the fired counts) even when not shown.
     const computed: MetricName[] = cl.histogram !== undefined && !names.includes('density') ? [...names, 'density'] : [...names];
-    const collection = buildMetrics(computed, inputs, cl);
+    const definitions = buildDefinitions(computed, inputs, cl);
     if (io.stderr.isTTY === true && !cl.json) {
       progress = new ProgressBar(io.stderr, { total: inputs.vectors, ...(io.now === undefined ? {} : { now: io.now }) });
     }
     const bar = progress;
-    const result = await streamMetrics(inputs, collection, {
+    const perFeatureBytes = computed.some((m) => PER_FEATURE.includes(m) || m === 'dead') ? stateBytes(inputs) : 0;
+    const result = await streamParts(inputs, [...definitions.values()], {
       pool,
       batchRows,
-      ...(bar === undefined ? {} : { onProgress: (vectors: number, bytes: number) => bar.update(vectors, bytes) }),
+      maxLiveBatches: liveBatchLimit(4 * batchRows * floatsPerRow, perFeatureBytes, pool.maxInFlight),
+      ...(bar === undefined ? {} : { onProgress: (p: { vectors: number; bytes: number }) => bar.update(p.vectors, p.bytes) }),
     });
     progress?.clear();
     const elapsedSeconds = (performance.now() - started) / 1000;
-    const value = result.value as Readonly<Record<string, Tensor>>;
-    const values = new Map<MetricName, ComponentValues>();
-    for (const name of names) values.set(name, byComponent(value[name] as Tensor, inputs.components, PER_FEATURE.includes(name)));
+    const components = inputs.components;
+    // Values are computed when reported, one at a time (density is kept for the histogram).
+    let density: ComponentValues | undefined;
+    const valueOf = (name: MetricName): ComponentValues => {
+      if (name === 'density' && density !== undefined) return density;
+      const d = definitions.get(name) as TensorDefinition;
+      const value = byComponent(d.compute(stateOf(d, result.parts)), components, PER_FEATURE.includes(name));
+      if (name === 'density' && cl.histogram !== undefined) density = value;
+      return value;
+    };
 
     if (cl.histogram !== undefined) {
-      const density = byComponent(value.density as Tensor, inputs.components, true) as number[][];
-      const lo = lowestEdge(density.flat());
+      const densities = valueOf('density') as Float64Array[];
+      const lo = densities.reduce((edge, d) => Math.min(edge, lowestEdge(d)), -0.25);
       const componentAxis = inputs.componentAxis;
-      const panels = density.map((d, c) => ({ label: componentAxis ? `component ${c}` : '', histogram: densityHistogram(d, 0.25, lo) }));
+      const panels = densities.map((d, c) => ({ label: componentAxis ? `component ${c}` : '', histogram: densityHistogram(d, 0.25, lo) }));
       const title = cl.files.length === 1 ? (cl.files[0] as string) : `${cl.files.length} files`;
       try {
         await writeFile(cl.histogram, histogramSvg(panels, { title, vectors: inputs.vectors }));
@@ -148,7 +169,8 @@ export async function run(argv: readonly string[], io: RunIO): Promise<number> {
       deadThreshold: cl.deadThreshold,
       histogram: cl.histogram,
     };
-    io.stdout.write(cl.json ? jsonReport(info, values) : tableReport(info, values));
+    if (cl.json) await writeJsonReport(info, names, valueOf, (text) => writeOut(io.stdout, text));
+    else await writeOut(io.stdout, tableReport(info, names, valueOf));
     return 0;
   } catch (error) {
     progress?.clear();

@@ -1,0 +1,94 @@
+/**
+ * The command's memory bound, measured: a child process reads a file one row of which is 64 MiB
+ * (2^24 features), computes every per-feature metric, and its peak resident memory (every thread)
+ * must stay within the bound the README states:
+ *
+ *   peak RSS <= 250 MB + B + (4 + W / 2) * S
+ *
+ * with S = 8 * components * features bytes (the fired counts), B the bytes of one batch, W the
+ * workers. The file is sparse on disk (a few rows written, the rest holes).
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, openSync, readFileSync, writeSync, ftruncateSync } from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { liveBatchLimit, LIVE_BYTES } from '../../src/cli/stream.js';
+import { npyBytes, scratchDir } from './files.js';
+import { main, requireBuilt, root } from './run-cli.js';
+
+const tmp = scratchDir('sae-metrics-memory-');
+afterAll(() => tmp.remove());
+
+const F = 2 ** 24;
+const S = 8 * F;
+const B = 4 * F; // one row per batch: a row is past the 16 MiB batch size
+
+/** A [2, F] float32 .npy file: row 0 fires features [0, 1024), row 1 features [0, 512); holes elsewhere. */
+function wideFile(): string {
+  const path = tmp.path('wide.npy');
+  const header = npyBytes(new Float32Array(0), [2, F]);
+  const fd = openSync(path, 'w');
+  try {
+    writeSync(fd, header);
+    ftruncateSync(fd, header.length + 2 * B);
+    writeSync(fd, new Uint8Array(new Float32Array(1024).fill(1).buffer), 0, 4096, header.length);
+    writeSync(fd, new Uint8Array(new Float32Array(512).fill(2).buffer), 0, 2048, header.length + B);
+  } finally {
+    closeSync(fd);
+  }
+  return path;
+}
+
+/** Runs the command with its stdout to a file; resolves with the exit code, stdout and peak RSS in bytes. */
+function measured(args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string; peak: number }> {
+  const rssFile = tmp.path(`rss-${Math.random().toString(36).slice(2)}`);
+  const outFile = `${rssFile}.out`;
+  const out = openSync(outFile, 'w');
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', `${root}test/cli/max-rss.mjs`, main, ...args], {
+      cwd: root,
+      env: { ...process.env, SAE_METRICS_MAX_RSS_FILE: rssFile },
+      stdio: ['ignore', out, 'pipe'],
+    });
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      closeSync(out);
+      resolve({ code, stdout: readFileSync(outFile, 'utf8'), stderr, peak: 1024 * Number(readFileSync(rssFile, 'utf8')) });
+    });
+  });
+}
+
+describe('the command line stays within its stated memory bound, whatever the width', () => {
+  it('at 2^24 features: every per-feature metric, as a table and as JSON, with 1 and 2 workers', async () => {
+    requireBuilt();
+    const file = wideFile();
+    for (const workers of [1, 2]) {
+      const bound = 250e6 + B + (4 + workers / 2) * S;
+      const args = [file, '--workers', String(workers), '--metrics', 'l1,l0,dead,density,fired'];
+      const table = await measured(args);
+      expect(table.stderr).toBe('');
+      expect(table.code).toBe(0);
+      expect(table.stdout).toMatch(new RegExp(`^dead +${F - 1024} / `, 'm'));
+      expect(table.peak, `table, ${workers} workers: ${(table.peak / 1e6).toFixed(0)} MB`).toBeLessThanOrEqual(bound);
+      const json = await measured([...args, '--json']);
+      expect(json.code).toBe(0);
+      expect(json.stdout.length).toBeGreaterThan(2 * 2 * F);
+      expect(json.stdout.slice(0, 200)).toContain(`"features":${F}`);
+      expect(json.peak, `json, ${workers} workers: ${(json.peak / 1e6).toFixed(0)} MB`).toBeLessThanOrEqual(bound);
+    }
+  }, 240_000);
+
+  it('keeps one wide batch alive at a time, and up to maxInFlight + 1 narrow ones', () => {
+    expect(liveBatchLimit(B, S, 4)).toBe(1);
+    expect(liveBatchLimit(B, 0, 4)).toBe(1);
+    expect(liveBatchLimit(16 * 2 ** 20, 8 * 16384, 4)).toBe(5);
+    expect(liveBatchLimit(16 * 2 ** 20, 8 * 2 ** 20, 4)).toBe(4);
+    expect(liveBatchLimit(2 ** 20, 0, 1)).toBe(2);
+    // Whatever fits: at most LIVE_BYTES of batches and partial states, unless one batch is more.
+    for (const [b, s] of [[3e6, 1e6], [40e6, 10e6], [1e9, 2e9]] as const) {
+      const n = liveBatchLimit(b, s, 8);
+      expect(n === 1 || n * (b + s) <= LIVE_BYTES).toBe(true);
+    }
+  });
+});
