@@ -362,3 +362,25 @@ describe('sae-metrics never blocks on a path that is not a regular file', () => 
     });
   }, 60_000);
 });
+
+describe('sae-metrics on wide SAEs', () => {
+  it('prints the table for 2^17 and 2^20 features with every metric (no spread of a per-feature array)', async () => {
+    const cases = [2 ** 17, 2 ** 20].map((F) => {
+      // 3 vectors: feature f fires in vector 0 when f is even, in vectors 1 and 2 when f < 10.
+      const data = new Float32Array(3 * F);
+      for (let f = 0; f < F; f += 2) data[f] = 1;
+      for (let f = 0; f < 10; f++) data[F + f] = data[2 * F + f] = 0.5;
+      return { F, path: write(f(`wide-${F}.npy`), npyBytes(data, [3, F])) };
+    });
+    const runs = await limited(cases.map((c) => () => cli([c.path, '--metrics', 'l1,l0,dead,density,fired', '--workers', '1'])));
+    runs.forEach((run, i) => {
+      const { F } = cases[i] as { F: number };
+      expect(run.stderr).toBe('');
+      expect(run.code).toBe(0);
+      const row = (name: string): string[] => (run.stdout.split('\n').find((l) => l.startsWith(`${name} `)) as string).split(/\s{2,}/);
+      // fired: 0 for the F/2 - 5 odd features from 10 on, 1 for the even ones, 2 or 3 below 10.
+      expect(row('fired')[1]).toBe('0, 1, 3');
+      expect(Number((row('dead')[1] as string).split(' / ')[0])).toBe(F / 2 - 5);
+    });
+  }, 60_000);
+});
