@@ -5,6 +5,7 @@
  * @module
  */
 import { parseArgs } from 'node:util';
+import { BACKEND_ENV, checkGpujsMode, GPUJS_MODE_ENV } from '../pool/backend.js';
 import { UsageError } from './errors.js';
 
 /** The metrics the command computes, by their command-line names. */
@@ -35,6 +36,11 @@ export interface CommandLine {
   /** Worker threads; undefined for the pool's default (the machine's parallelism). */
   readonly workers: number | undefined;
   readonly backend: (typeof BACKEND_NAMES)[number];
+  /**
+   * Where the backend came from: `--backend` (which wins), the environment variable
+   * `SAE_METRICS_BACKEND`, or neither (`auto`). Errors about the backend name it.
+   */
+  readonly backendFrom: '--backend' | typeof BACKEND_ENV | undefined;
   /** Rows per batch; undefined to choose from the row size. */
   readonly batchRows: number | undefined;
   /** Components the input must have; undefined to take them from the shape. */
@@ -61,16 +67,19 @@ Options:
   --decoded NAME|FILE    decoded (reconstructed) activations, as --source
   --metrics LIST         comma-separated, from: ${METRIC_NAMES.join(', ')}
                          (default: l1,l0,dead,density, and l2,loss with --source/--decoded)
-  --l1-coefficient X     the L1 coefficient of loss = l2 + X * l1 (default 0.001)
+  --l1-coefficient X     the L1 coefficient of loss = l2 + X * l1, at least 0 (default 0.001;
+                         with 0, loss is l2)
   --dead-threshold X     a feature is dead when it fired for at most this portion of vectors,
                          in [0, 1] (default 0: it never fired)
   --components N         the number of components the input must have (default: from the shape)
   --workers N            worker threads (default: the machine's parallelism; the results
                          are the same bits with any number)
-  --backend NAME         ${BACKEND_NAMES.join(' | ')} (default auto; SAE_METRICS_BACKEND overrides)
+  --backend NAME         ${BACKEND_NAMES.join(' | ')} (default: SAE_METRICS_BACKEND if set, else auto;
+                         SAE_METRICS_GPUJS_MODE picks gpu.js's mode)
   --batch-rows N         activation vectors read per batch (default: up to 4096, about 16 MiB)
   --json                 print one JSON object instead of a table
-  --histogram OUT.svg    write the log10 feature-density histogram as an SVG image
+  --histogram OUT.svg    write the log10 feature-density histogram as an SVG image (checked
+                         before any input is read)
   -h, --help             print this help
   -V, --version          print the version
 
@@ -115,7 +124,7 @@ function parseError(error: unknown): UsageError {
  * @throws {UsageError} on an unknown option, a missing or bad value, no FILE, or options that
  *   contradict each other.
  */
-export function parseCommandLine(argv: readonly string[]): CommandLine {
+export function parseCommandLine(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): CommandLine {
   let parsed;
   try {
     parsed = parseArgs({
@@ -148,9 +157,21 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
   const files = parsed.positionals;
   if (!help && !version && files.length === 0) throw new UsageError('FILE', 'no activation file given (see sae-metrics --help)');
 
-  const backend = v.backend ?? 'auto';
+  // An explicit flag beats the environment; a value from the environment is named as such.
+  const fromEnv = env[BACKEND_ENV] === '' ? undefined : env[BACKEND_ENV];
+  const backendFrom = v.backend !== undefined ? '--backend' : fromEnv !== undefined ? BACKEND_ENV : undefined;
+  const backend = v.backend ?? fromEnv ?? 'auto';
   if (!(BACKEND_NAMES as readonly string[]).includes(backend)) {
-    throw new UsageError('--backend', `must be one of ${BACKEND_NAMES.join(', ')}, got ${JSON.stringify(backend)}`);
+    throw new UsageError(backendFrom === '--backend' ? '--backend' : `${BACKEND_ENV} (environment)`, `must be one of ${BACKEND_NAMES.join(', ')}, got ${JSON.stringify(backend)}`);
+  }
+  const mode = env[GPUJS_MODE_ENV];
+  if (mode !== undefined && mode !== '') {
+    try {
+      checkGpujsMode('sae-metrics', mode);
+    } catch (error) {
+      const message = (error as Error).message;
+      throw new UsageError(`${GPUJS_MODE_ENV} (environment)`, message.slice(message.indexOf('must')).replace(/'/g, ''));
+    }
   }
   if ((v.source === undefined) !== (v.decoded === undefined)) {
     throw new UsageError(v.source === undefined ? '--decoded' : '--source', 'needs --source and --decoded together');
@@ -184,10 +205,11 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
     source: v.source,
     decoded: v.decoded,
     metrics,
-    l1Coefficient: finiteNumber('l1-coefficient', v['l1-coefficient'], 0.001, (x) => x > 0, 'a positive number'),
+    l1Coefficient: finiteNumber('l1-coefficient', v['l1-coefficient'], 0.001, (x) => x >= 0, 'a number >= 0'),
     deadThreshold: finiteNumber('dead-threshold', v['dead-threshold'], 0, (x) => x >= 0 && x <= 1, 'a number in [0, 1]'),
     workers: positiveInteger('workers', v.workers),
     backend: backend as CommandLine['backend'],
+    backendFrom,
     batchRows: positiveInteger('batch-rows', v['batch-rows']),
     components: positiveInteger('components', v.components),
     json: v.json === true,

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * The `sae-metrics` executable: runs {@link run} with the process's arguments and streams, and
- * exits with its code. Any error that escapes becomes one line on stderr, never a stack trace.
+ * exits with its code. Any error that escapes becomes one line on stderr, never a stack trace;
+ * Ctrl-C stops the run with what was computed so far (exit code 130).
  *
  * @module
  */
@@ -22,4 +23,11 @@ process.on('unhandledRejection', (error) => {
   process.exit(1);
 });
 
-process.exitCode = await run(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr });
+// Ctrl-C: the first stops reading and prints what was computed so far; a second exits at once.
+const interrupt = new AbortController();
+process.on('SIGINT', () => {
+  if (interrupt.signal.aborted) process.exit(130);
+  interrupt.abort();
+});
+
+process.exitCode = await run(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, signal: interrupt.signal });

@@ -33,7 +33,12 @@ export function buildDefinitions(
   const make: Record<MetricName, () => unknown> = {
     l1: () => l1AbsoluteLoss({ numComponents: inputs.components }),
     l2: () => l2ReconstructionLoss({ numComponents: inputs.components }),
-    loss: () => sparseAutoencoderLoss({ numComponents: inputs.components, l1Coefficient: cl.l1Coefficient }),
+    // SparseAutoencoderLoss takes a positive coefficient (as the Python class); with 0 its value,
+    // l2 + 0 * l1, is l2's: the command computes that with L2ReconstructionLoss.
+    loss: () =>
+      cl.l1Coefficient === 0
+        ? l2ReconstructionLoss({ numComponents: inputs.components })
+        : sparseAutoencoderLoss({ numComponents: inputs.components, l1Coefficient: cl.l1Coefficient }),
     l0: () => l0Norm(numComponents === undefined ? {} : { numComponents }),
     dead: () => neuronActivity({ ...family, thresholdIsDeadPortionFires: cl.deadThreshold }),
     density: () => featureDensity(family),

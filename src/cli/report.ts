@@ -13,7 +13,12 @@ export interface RunInfo {
   readonly tensor: string | undefined;
   readonly source: string | undefined;
   readonly decoded: string | undefined;
+  /** Vectors the values are over: all of them, unless the run was interrupted. */
   readonly vectors: number;
+  /** Vectors in the files. */
+  readonly totalVectors: number;
+  /** Whether the run was stopped before the end (Ctrl-C). */
+  readonly interrupted: boolean;
   readonly componentAxis: boolean;
   readonly components: number;
   readonly features: number;
@@ -91,6 +96,8 @@ export async function writeJsonReport(
     source: info.source ?? null,
     decoded: info.decoded ?? null,
     vectors: info.vectors,
+    totalVectors: info.totalVectors,
+    interrupted: info.interrupted,
     components: info.componentAxis ? info.components : null,
     features: info.features,
     inputFeatures: info.inputFeatures ?? null,
@@ -189,7 +196,10 @@ export function summaryLine(info: RunInfo): string {
   const shape = info.componentAxis ? `${info.components} components x ${groupDigits(info.features)} features` : `${groupDigits(info.features)} features`;
   const files = `${info.files.length === 1 ? (info.files[0] as string) : `${info.files.length} files`}${info.tensor === undefined ? '' : ` [${info.tensor}]`}`;
   const rate = info.elapsedSeconds > 0 ? info.bytes / info.elapsedSeconds / 1e9 : 0;
-  return `${files}: ${groupDigits(info.vectors)} vectors, ${shape} (${info.dtypes.join(', ')}); backend ${info.backend}, ${info.workers} workers; ${info.elapsedSeconds.toFixed(2)} s, ${rate.toFixed(2)} GB/s`;
+  const vectors = info.interrupted
+    ? `${groupDigits(info.vectors)} of ${groupDigits(info.totalVectors)} vectors (interrupted)`
+    : `${groupDigits(info.vectors)} vectors`;
+  return `${files}: ${vectors}, ${shape} (${info.dtypes.join(', ')}); backend ${info.backend}, ${info.workers} workers; ${info.elapsedSeconds.toFixed(2)} s, ${rate.toFixed(2)} GB/s`;
 }
 
 /**

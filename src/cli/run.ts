@@ -5,16 +5,18 @@
  * @module
  */
 import { readFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
+import { BACKEND_ENV } from '../pool/backend.js';
 import type { MetricPool, MetricPoolOptions } from '../pool/metric-pool.js';
 import { DEFAULT_SHARD_ROWS } from '../pool/plan.js';
-import { parseCommandLine, USAGE, type MetricName } from './args.js';
+import { parseCommandLine, USAGE, type CommandLine, type MetricName } from './args.js';
 import { CliError, errorLine } from './errors.js';
 import { densityHistogram, histogramSvg, lowestEdge } from './histogram.js';
 import { openInputs, type Inputs } from './inputs.js';
-import { ProgressBar, type ProgressStream } from './progress.js';
+import { prepareOutput, type PreparedOutput } from './output.js';
+import { groupDigits, ProgressBar, type ProgressStream } from './progress.js';
 import type { TensorDefinition } from './metrics.js';
+import type { StreamProgress } from './stream.js';
 import { byComponent, tableReport, writeJsonReport, type ComponentValues, type RunInfo } from './report.js';
 
 /** Where the command writes, and (for tests) how it makes its pool. */
@@ -26,6 +28,10 @@ export interface RunIO {
   readonly createPool?: (options: MetricPoolOptions) => MetricPool;
   /** The clock of the progress bar, in milliseconds (default `performance.now`). */
   readonly now?: () => number;
+  /** Stops the run (Ctrl-C in `main.ts`): the results so far are printed, and the code is 130. */
+  readonly signal?: AbortSignal;
+  /** The environment the backend variables are read from (default `process.env`). */
+  readonly env?: Readonly<Record<string, string | undefined>>;
 }
 
 /** Bytes of float32 data a default batch holds at most (all fields together). */
@@ -69,18 +75,42 @@ async function writeOut(out: RunIO['stdout'], text: string): Promise<void> {
 }
 
 /**
+ * Makes the pool. An explicit `--backend` beats `SAE_METRICS_BACKEND`, which the pool obeys over
+ * its options (as the library documents): with the flag, the pool is made with the variable
+ * hidden. A failure names where the backend came from.
+ */
+function startPool(cl: CommandLine, create: (options: MetricPoolOptions) => MetricPool, options: MetricPoolOptions): MetricPool {
+  const saved = process.env[BACKEND_ENV];
+  const hide = cl.backendFrom === '--backend' && saved !== undefined;
+  try {
+    if (hide) delete process.env[BACKEND_ENV];
+    return create(options);
+  } catch (error) {
+    const subject = cl.backendFrom === BACKEND_ENV ? `${BACKEND_ENV} (environment)` : (cl.backendFrom ?? 'the worker pool');
+    throw new CliError(subject, `cannot start the worker pool with backend ${cl.backend}: ${(error as Error).message}`);
+  } finally {
+    if (hide) process.env[BACKEND_ENV] = saved;
+  }
+}
+
+/**
  * Runs `sae-metrics` with `argv` (the arguments after the program name). Writes the report to
  * `io.stdout` and nothing else there; writes one line to `io.stderr` on an error (and the
- * progress bar when it is a terminal and the output is not JSON).
+ * progress bar when it is a terminal and the output is not JSON). Output paths are checked before
+ * any input is read; computed results are always printed, even when the histogram cannot be
+ * written. When `io.signal` aborts (Ctrl-C), no more batches are read, the ones read are folded
+ * in, and the results so far are printed (or it says that nothing was computed).
  *
- * @returns the exit code: 0 done, 1 bad input or run-time error, 2 bad command line.
+ * @returns the exit code: 0 done, 1 bad input or run-time error, 2 bad command line, 130
+ *   interrupted.
  */
 export async function run(argv: readonly string[], io: RunIO): Promise<number> {
   let inputs: Inputs | undefined;
   let pool: MetricPool | undefined;
   let progress: ProgressBar | undefined;
+  let histogramFile: PreparedOutput | undefined;
   try {
-    const cl = parseCommandLine(argv);
+    const cl = parseCommandLine(argv, io.env ?? process.env);
     if (cl.help) {
       io.stdout.write(USAGE);
       return 0;
@@ -89,8 +119,10 @@ export async function run(argv: readonly string[], io: RunIO): Promise<number> {
       io.stdout.write(`sae-metrics ${packageVersion()}\n`);
       return 0;
     }
+    // An output that cannot be written fails now, not after the whole computation.
+    if (cl.histogram !== undefined) histogramFile = await prepareOutput(cl.histogram, 'the histogram');
     inputs = await openInputs(cl);
-    // The pool, the metrics and RxJS load only now: a bad command line or file fails fast.
+    // The pool, the metrics and the workers load only now: a bad command line or file fails fast.
     const [{ createMetricPool }, { buildDefinitions, PER_FEATURE }, { liveBatchLimit, stateOf, streamParts }] = await Promise.all([
       import('../pool/metric-pool.js'),
       import('./metrics.js'),
@@ -102,18 +134,14 @@ export async function run(argv: readonly string[], io: RunIO): Promise<number> {
     const workers = cl.workers ?? availableParallelism();
     // Shards of a fixed size, whatever the number of workers: the results are the same bits with
     // any --workers (a batch of default size has up to 4 shards; batches run in parallel too).
-    const poolOptions: MetricPoolOptions = { workers, backend: cl.backend, shardRows: DEFAULT_SHARD_ROWS };
-    try {
-      pool = (io.createPool ?? createMetricPool)(poolOptions);
-    } catch (error) {
-      throw new CliError('--backend', `cannot start the worker pool: ${(error as Error).message}`);
-    }
+    pool = startPool(cl, io.createPool ?? createMetricPool, { workers, backend: cl.backend, shardRows: DEFAULT_SHARD_ROWS });
     const names = cl.metrics;
-    // The histogram needs the densities, computed (they share the fired counts) even when not shown.
-    const computed: MetricName[] = cl.histogram !== undefined && !names.includes('density') ? [...names, 'density'] : [...names];
+    // The histogram needs the densities and the dead count (they share the fired counts).
+    const computed: MetricName[] = [...names];
+    if (cl.histogram !== undefined) for (const m of ['density', 'dead'] as const) if (!computed.includes(m)) computed.push(m);
     const definitions = buildDefinitions(computed, inputs, cl);
     if (io.stderr.isTTY === true && !cl.json) {
-      progress = new ProgressBar(io.stderr, { total: inputs.vectors, ...(io.now === undefined ? {} : { now: io.now }) });
+      progress = new ProgressBar(io.stderr, { total: inputs.vectors, files: cl.files, ...(io.now === undefined ? {} : { now: io.now }) });
     }
     const bar = progress;
     const perFeatureBytes = computed.some((m) => PER_FEATURE.includes(m) || m === 'dead') ? stateBytes(inputs) : 0;
@@ -121,9 +149,14 @@ export async function run(argv: readonly string[], io: RunIO): Promise<number> {
       pool,
       batchRows,
       maxLiveBatches: liveBatchLimit(4 * batchRows * floatsPerRow, perFeatureBytes, pool.maxInFlight),
-      ...(bar === undefined ? {} : { onProgress: (p: { vectors: number; bytes: number }) => bar.update(p.vectors, p.bytes) }),
+      ...(io.signal === undefined ? {} : { signal: io.signal }),
+      ...(bar === undefined ? {} : { onProgress: (p: StreamProgress) => bar.update(p.vectors, p.bytes, p.file) }),
     });
     progress?.clear();
+    if (result.vectors === 0) {
+      io.stderr.write('sae-metrics: interrupted: nothing was computed\n');
+      return 130;
+    }
     const elapsedSeconds = (performance.now() - started) / 1000;
     const components = inputs.components;
     // Values are computed when reported, one at a time (density is kept for the histogram).
@@ -136,16 +169,19 @@ export async function run(argv: readonly string[], io: RunIO): Promise<number> {
       return value;
     };
 
-    if (cl.histogram !== undefined) {
-      const densities = valueOf('density') as Float64Array[];
-      const lo = densities.reduce((edge, d) => Math.min(edge, lowestEdge(d)), -0.25);
-      const componentAxis = inputs.componentAxis;
-      const panels = densities.map((d, c) => ({ label: componentAxis ? `component ${c}` : '', histogram: densityHistogram(d, 0.25, lo) }));
-      const title = cl.files.length === 1 ? (cl.files[0] as string) : `${cl.files.length} files`;
+    // The histogram goes first (the report's last line says where it went); if it cannot be
+    // written, the report is printed all the same, then the error.
+    let histogramError: unknown;
+    if (histogramFile !== undefined) {
       try {
-        await writeFile(cl.histogram, histogramSvg(panels, { title, vectors: inputs.vectors }));
+        const densities = valueOf('density') as Float64Array[];
+        const lo = densities.reduce((edge, d) => Math.min(edge, lowestEdge(d)), -0.25);
+        const componentAxis = inputs.componentAxis;
+        const panels = densities.map((d, c) => ({ label: componentAxis ? `component ${c}` : '', histogram: densityHistogram(d, 0.25, lo) }));
+        const title = cl.files.length === 1 ? (cl.files[0] as string) : `${cl.files.length} files`;
+        await histogramFile.commit(histogramSvg(panels, { title, vectors: result.vectors }));
       } catch (error) {
-        throw new CliError(cl.histogram, `cannot write the histogram (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+        histogramError = error;
       }
     }
     const info: RunInfo = {
@@ -153,7 +189,9 @@ export async function run(argv: readonly string[], io: RunIO): Promise<number> {
       tensor: inputs.segments[0]?.learned.name,
       source: cl.source,
       decoded: cl.decoded,
-      vectors: inputs.vectors,
+      vectors: result.vectors,
+      totalVectors: inputs.vectors,
+      interrupted: result.interrupted,
       componentAxis: inputs.componentAxis,
       components: inputs.components,
       features: inputs.features,
@@ -163,20 +201,26 @@ export async function run(argv: readonly string[], io: RunIO): Promise<number> {
       workers: pool.workers,
       batchRows,
       batches: result.batches,
-      bytes: inputs.bytes,
+      bytes: result.bytes,
       elapsedSeconds,
       l1Coefficient: cl.l1Coefficient,
       deadThreshold: cl.deadThreshold,
-      histogram: cl.histogram,
+      histogram: histogramFile !== undefined && histogramError === undefined ? cl.histogram : undefined,
     };
     if (cl.json) await writeJsonReport(info, names, valueOf, (text) => writeOut(io.stdout, text));
     else await writeOut(io.stdout, tableReport(info, names, valueOf));
-    return 0;
+    if (histogramError !== undefined) io.stderr.write(`${errorLine(histogramError)}\n`);
+    if (result.interrupted) {
+      io.stderr.write(`sae-metrics: interrupted: the results are over the first ${groupDigits(result.vectors)} of ${groupDigits(inputs.vectors)} vectors\n`);
+      return 130;
+    }
+    return histogramError === undefined ? 0 : histogramError instanceof CliError ? histogramError.exitCode : 1;
   } catch (error) {
     progress?.clear();
     io.stderr.write(`${errorLine(error)}\n`);
     return error instanceof CliError ? error.exitCode : 1;
   } finally {
+    await histogramFile?.discard();
     await pool?.close().catch(() => undefined);
     await inputs?.close();
   }

@@ -5,8 +5,8 @@
  * stderr naming the file and the problem, exit code 1, or 2 for a bad command line, and nothing on
  * stdout).
  */
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   FeatureDensityMetric,
@@ -20,7 +20,7 @@ import {
   type NestedArray,
 } from '../../src/index.js';
 import { denseActivations, npyBytes, safetensorsBytes, scratchDir, sparseActivations, toFloat16, write } from './files.js';
-import { cli, limited, requireBuilt, root, type CliRun } from './run-cli.js';
+import { cli, limited, main, requireBuilt, root, type CliRun } from './run-cli.js';
 import { mulberry32 } from '../support/random.js';
 
 const tmp = scratchDir();
@@ -304,7 +304,11 @@ describe('sae-metrics on bad input', () => {
       [[rank1], 1, /^sae-metrics: \S+rank1\.npy: shape \[160\]: expected rank 2 \[vectors, features\] or rank 3 \[vectors, components, features\]$/],
       [[rank2, other], 1, /^sae-metrics: \S+other-features\.npy: shape \[16, 10\], but \S+rank2\.npy has \[20, 8\]: the files must agree on every axis but the first$/],
       [[rank2, '--source', shortSource, '--decoded', rank2], 1, /^sae-metrics: \S+short-source\.npy: --source shape \[19, 8\]: 19 vectors, but the learned activations have 20 \[20, 8\]$/],
-      [[rank2, '--histogram', f('no-such-dir/h.svg')], 1, /^sae-metrics: \S+no-such-dir\/h\.svg: cannot write the histogram \(ENOENT\)$/],
+      [[rank2, '--histogram', f('no-such-dir/h.svg')], 1, /^sae-metrics: \S+no-such-dir\/h\.svg: cannot write the histogram \(no such directory\)$/],
+      // Outputs are checked before any input is read: the missing input is not reached.
+      [[missing, '--histogram', f('no-such-dir/h.svg')], 1, /^sae-metrics: \S+no-such-dir\/h\.svg: cannot write the histogram \(no such directory\)$/],
+      [[rank2, '--histogram', tmp.dir], 1, /^sae-metrics: \S+: cannot write the histogram: it is a directory$/],
+      [[rank2, '--histogram', `${rank2}/h.svg`], 1, /^sae-metrics: \S+rank2\.npy\/h\.svg: cannot write the histogram \(a part of the path is not a directory\)$/],
       [[rank2, '--frobnicate'], 2, /^sae-metrics: --frobnicate: unknown option \(see sae-metrics --help\)$/],
       [[rank2, '--workers', '0'], 2, /^sae-metrics: --workers: must be a positive integer, got "0"$/],
       [[rank2, '--workers'], 2, /^sae-metrics: --workers: needs a value$/],
@@ -314,7 +318,8 @@ describe('sae-metrics on bad input', () => {
       [[rank2, '--metrics', 'l1,l2'], 2, /^sae-metrics: --metrics: l2 needs --source and --decoded activations$/],
       [[rank2, '--source', rank2], 2, /^sae-metrics: --source: needs --source and --decoded together$/],
       [[rank2, '--dead-threshold', '2'], 2, /^sae-metrics: --dead-threshold: must be a number in \[0, 1\], got "2"$/],
-      [[rank2, '--l1-coefficient=-1'], 2, /^sae-metrics: --l1-coefficient: must be a positive number, got "-1"$/],
+      [[rank2, '--l1-coefficient=-1'], 2, /^sae-metrics: --l1-coefficient: must be a number >= 0, got "-1"$/],
+      [[rank2, '--l1-coefficient', 'x'], 2, /^sae-metrics: --l1-coefficient: must be a number >= 0, got "x"$/],
       [[rank2, '--l1-coefficient', '-1'], 2, /^sae-metrics: --l1-coefficient: needs a value \(for a value that starts with '-', write --l1-coefficient=VALUE\)$/],
       [[rank2, '--json=yes'], 2, /^sae-metrics: --json: takes no value$/],
       [[rank2, '--tensor', 'x'], 2, /^sae-metrics: --tensor: names a tensor of a \.safetensors file, but \S+rank2\.npy is a \.npy file$/],
@@ -382,5 +387,91 @@ describe('sae-metrics on wide SAEs', () => {
       expect(row('fired')[1]).toBe('0, 1, 3');
       expect(Number((row('dead')[1] as string).split(' / ')[0])).toBe(F / 2 - 5);
     });
+  }, 60_000);
+});
+
+describe('sae-metrics backend choice', () => {
+  it('an explicit --backend beats SAE_METRICS_BACKEND; the variable is used without the flag', async () => {
+    const file = f('a32.npy');
+    const [flag, env, both] = await limited([
+      () => cli([file, '--json', '--backend', 'wasm']),
+      () => cli([file, '--json'], { SAE_METRICS_BACKEND: 'js' }),
+      () => cli([file, '--json', '--backend', 'wasm'], { SAE_METRICS_BACKEND: 'js' }),
+    ]);
+    expect(json(flag as CliRun).backend).toBe('wasm');
+    expect(json(env as CliRun).backend).toBe('js');
+    expect(json(both as CliRun).backend).toBe('wasm');
+  });
+
+  it('names an environment value as such in errors, and --backend only when it was given', async () => {
+    const file = f('a32.npy');
+    const cases: [string[], Record<string, string>, RegExp][] = [
+      [[file], { SAE_METRICS_BACKEND: 'bogus' }, /^sae-metrics: SAE_METRICS_BACKEND \(environment\): must be one of auto, wasm, gpujs, js, got "bogus"$/],
+      [[file, '--backend', 'bogus'], { SAE_METRICS_BACKEND: 'js' }, /^sae-metrics: --backend: must be one of auto, wasm, gpujs, js, got "bogus"$/],
+      [[file], { SAE_METRICS_GPUJS_MODE: 'bogus' }, /^sae-metrics: SAE_METRICS_GPUJS_MODE \(environment\): must be one of gpu, headlessgl, .*, got "bogus"$/],
+    ];
+    const runs = await limited(cases.map(([args, env]) => () => cli(args, env)));
+    runs.forEach((run, i) => {
+      const [, , line] = cases[i] as [string[], Record<string, string>, RegExp];
+      expect(run.code).toBe(2);
+      expect(run.stdout).toBe('');
+      expect(run.stderr.trimEnd()).toMatch(line);
+      expect(run.stderr.trimEnd().split('\n')).toHaveLength(1);
+    });
+  });
+});
+
+describe('sae-metrics --l1-coefficient 0', () => {
+  it('is accepted: loss is then l2 exactly (the class itself takes only a positive coefficient)', async () => {
+    const run = await cli([f('d.npy'), '--source', f('d-source.npy'), '--decoded', f('d-decoded.npy'), '--json', '--metrics', 'l2,loss', '--l1-coefficient', '0']);
+    const out = json(run);
+    expect(out.l1Coefficient).toBe(0);
+    expect(out.metrics.loss).toBe(out.metrics.l2);
+    expectMetrics(out.metrics, { l2: library(D).l2 as number, loss: library(D).l2 as number }, ['l2', 'loss']);
+    const table = await cli([f('d.npy'), '--source', f('d-source.npy'), '--decoded', f('d-decoded.npy'), '--metrics', 'loss', '--l1-coefficient', '0']);
+    expect(table.stdout).toMatch(/^loss +\S+ +l2 \+ 0 \* l1$/m);
+  });
+});
+
+describe('sae-metrics on Ctrl-C', () => {
+  it('exits 130 with the results so far, or saying nothing was computed', async () => {
+    // 4 GiB of zeros, sparse on disk: long enough to be interrupted.
+    const big = f('big.npy');
+    const header = npyBytes(new Float32Array(0), [1 << 20, 1024]);
+    writeFileSync(big, header);
+    truncateSync(big, header.length + 4 * 1024 * (1 << 20));
+    const child = spawn(process.execPath, [main, big, '--workers', '1'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const closed = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    // Once the command has the file open, its SIGINT handler is long installed.
+    const opened = (): boolean => {
+      try {
+        return readdirSync(`/proc/${child.pid}/fd`).some((fd) => {
+          try {
+            return readlinkSync(`/proc/${child.pid}/fd/${fd}`) === big;
+          } catch {
+            return false;
+          }
+        });
+      } catch {
+        return false;
+      }
+    };
+    const waitedSince = performance.now();
+    while (!opened() && performance.now() - waitedSince < 20_000) await new Promise((r) => setTimeout(r, 10));
+    child.kill('SIGINT');
+    const code = await closed;
+    expect(code).toBe(130);
+    const lines = stderr.trimEnd().split('\n');
+    expect(lines).toHaveLength(1);
+    if (stdout === '') expect(lines[0]).toBe('sae-metrics: interrupted: nothing was computed');
+    else {
+      expect(lines[0]).toMatch(/^sae-metrics: interrupted: the results are over the first [\d,]+ of 1,048,576 vectors$/);
+      expect(stdout).toMatch(/^\S+big\.npy: [\d,]+ of 1,048,576 vectors \(interrupted\)/);
+      expect(stdout).toMatch(/^dead +1024 \/ 1,?024/m);
+    }
   }, 60_000);
 });

@@ -3,6 +3,7 @@
  * batches (counted at the pool: allocations outstanding, whatever the file size), the progress bar
  * on a terminal, and none in --json mode.
  */
+import { readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
@@ -190,7 +191,8 @@ describe('the progress bar', () => {
     expect(draws.length).toBeLessThanOrEqual(Math.ceil((N / 50) / 4) + 1);
     let before = 0;
     for (const line of draws) {
-      const m = /^\r\[[#-]+\] +(\d+)% ([\d,]+)\/3,000 vectors {2}(\d+\.\d\d) GB\/s {2}(\d+:\d\d) left\x1b\[K$/.exec(line);
+      // 30 ms a batch: never 2 s, so no time left is shown; the file is.
+      const m = /^\r\[[#-]+\] +(\d+)% ([\d,]+)\/3,000 vectors {2}(\d+\.\d\d) GB\/s {2}(\d+:\d\d) elapsed {2}\S*many\.npy\x1b\[K$/.exec(line);
       expect(m, JSON.stringify(line)).not.toBeNull();
       const vectors = Number((m as RegExpExecArray)[2]?.replace(/,/g, ''));
       expect(vectors).toBeGreaterThan(before);
@@ -215,5 +217,138 @@ describe('the progress bar', () => {
     expect(code).toBe(0);
     expect(err.writes).toEqual([]);
     expect(JSON.parse(out.writes.join(''))).toMatchObject({ vectors: N });
+  }, 30_000);
+});
+
+describe('an interrupted run (Ctrl-C)', () => {
+  /** A pool that aborts `controller` when its `at`-th batch is handed to it. */
+  function interruptingPool(controller: AbortController, at: number): (o: MetricPoolOptions) => MetricPool {
+    return (options) => {
+      const pool = createMetricPool(options);
+      const evaluate = pool.evaluate.bind(pool);
+      let calls = 0;
+      pool.evaluate = (...args) => {
+        if (++calls === at) controller.abort();
+        return evaluate(...args);
+      };
+      return pool;
+    };
+  }
+
+  it('clears the bar, prints the results over the batches read so far, says so, and exits 130', async () => {
+    const controller = new AbortController();
+    const out = sink();
+    const err = sink(true);
+    const histogram = tmp.path('interrupted.svg');
+    const code = await run([npy, '--batch-rows', '50', '--workers', '1', '--metrics', 'l1,l0,density', '--histogram', histogram], {
+      stdout: out.stream,
+      stderr: err.stream,
+      signal: controller.signal,
+      createPool: interruptingPool(controller, 3),
+    });
+    expect(code).toBe(130);
+    // The three batches handed to the pool were folded in; none after.
+    const last = err.writes[err.writes.length - 1] as string;
+    expect(last).toBe('sae-metrics: interrupted: the results are over the first 150 of 3,000 vectors\n');
+    expect(err.writes[err.writes.length - 2]).toBe('\r\x1b[K');
+    const report = out.writes.join('');
+    expect(report).toMatch(/^\S+many\.npy: 150 of 3,000 vectors \(interrupted\), 16 features/);
+    expect(report).toContain(`histogram written to ${histogram}`);
+    const l1 = new L1AbsoluteLoss();
+    l1.update({ learnedActivations: tensor(learned.subarray(0, 150 * F), [150, F]) });
+    const cells = (report.split('\n').find((l) => l.startsWith('l1 ')) as string).split(/\s{2,}/);
+    expect(Number(cells[1])).toBeCloseTo(l1.compute().item(), 4);
+  }, 30_000);
+
+  it('in --json mode: the values over the vectors read, with interrupted: true', async () => {
+    const controller = new AbortController();
+    const out = sink();
+    const err = sink();
+    const code = await run([npy, '--json', '--batch-rows', '100', '--workers', '2', '--metrics', 'l0,density'], {
+      stdout: out.stream,
+      stderr: err.stream,
+      signal: controller.signal,
+      createPool: interruptingPool(controller, 2),
+    });
+    expect(code).toBe(130);
+    const result = JSON.parse(out.writes.join('')) as { vectors: number; totalVectors: number; interrupted: boolean; metrics: { density: number[] } };
+    expect(result).toMatchObject({ vectors: 200, totalVectors: N, interrupted: true });
+    const density = new FeatureDensityMetric({ numLearnedFeatures: F });
+    density.update({ learnedActivations: tensor(learned.subarray(0, 200 * F), [200, F]) });
+    expect(result.metrics.density).toEqual(Array.from(density.compute().data));
+    expect(err.writes).toEqual(['sae-metrics: interrupted: the results are over the first 200 of 3,000 vectors\n']);
+  }, 30_000);
+
+  it('before any batch: says nothing was computed, prints nothing on stdout, leaves no output file', async () => {
+    const controller = new AbortController();
+    controller.abort();
+    const out = sink();
+    const err = sink();
+    const dir = scratchDir('sae-metrics-interrupt-');
+    try {
+      const code = await run([npy, '--histogram', dir.path('h.svg')], { stdout: out.stream, stderr: err.stream, signal: controller.signal });
+      expect(code).toBe(130);
+      expect(out.writes).toEqual([]);
+      expect(err.writes).toEqual(['sae-metrics: interrupted: nothing was computed\n']);
+      expect(readdirSync(dir.dir)).toEqual([]);
+    } finally {
+      dir.remove();
+    }
+  }, 30_000);
+});
+
+describe('output files', () => {
+  it('are checked before any input is read: a bad --histogram path fails before the pool starts', async () => {
+    let pools = 0;
+    const err = sink();
+    const code = await run([npy, '--histogram', tmp.path('missing-dir/h.svg')], {
+      stdout: sink().stream,
+      stderr: err.stream,
+      createPool: (o) => {
+        pools++;
+        return createMetricPool(o);
+      },
+    });
+    expect(code).toBe(1);
+    expect(pools).toBe(0);
+    expect(err.writes).toEqual([`sae-metrics: ${tmp.path('missing-dir/h.svg')}: cannot write the histogram (no such directory)\n`]);
+  });
+
+  it('never cost the results: when the histogram cannot be written at the end, the report is printed, then the error', async () => {
+    const dir = scratchDir('sae-metrics-vanishing-');
+    const out = sink();
+    const err = sink();
+    // The directory is there when the command starts, and gone when the histogram is written.
+    const code = await run([npy, '--json', '--workers', '1', '--histogram', dir.path('h.svg')], {
+      stdout: out.stream,
+      stderr: err.stream,
+      createPool: (o) => {
+        dir.remove();
+        return createMetricPool(o);
+      },
+    });
+    expect(code).toBe(1);
+    expect(JSON.parse(out.writes.join(''))).toMatchObject({ vectors: N, interrupted: false });
+    expect(err.writes).toEqual([`sae-metrics: ${dir.path('h.svg')}: cannot write the histogram (no such directory)\n`]);
+  }, 30_000);
+
+  it('leave an existing file as it was when the run fails, and replace it when it succeeds', async () => {
+    const path = tmp.path('kept.svg');
+    writeFileSync(path, 'old');
+    const bad = write(tmp.path('bad-late.npy'), npyBytes(learned, [N, F]));
+    // The file shrinks after its header is read: reading fails mid-way.
+    const code = await run([bad, '--histogram', path, '--batch-rows', '100'], {
+      stdout: sink().stream,
+      stderr: sink().stream,
+      createPool: (o) => {
+        truncateSync(bad, 500);
+        return createMetricPool(o);
+      },
+    });
+    expect(code).toBe(1);
+    expect(readFileSync(path, 'utf8')).toBe('old');
+    expect(readdirSync(tmp.dir).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+    expect(await run([npy, '--histogram', path], { stdout: sink().stream, stderr: sink().stream })).toBe(0);
+    expect(readFileSync(path, 'utf8')).toMatch(/^<\?xml/);
   }, 30_000);
 });
