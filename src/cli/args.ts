@@ -53,8 +53,9 @@ export interface CommandLine {
 /** The usage text of `--help`. */
 export const USAGE = `Usage: sae-metrics FILE... [options]
 
-Computes sparse-autoencoder metrics over activation files (.safetensors or .npy, float32 or
-float16), streamed in chunks through a worker pool with bounded memory.
+Computes sparse-autoencoder metrics over activation files (.safetensors or .npy; float32,
+float16, bfloat16, or float64 converted to float32 as it is read), streamed in chunks through a
+worker pool with bounded memory.
 
 FILE...  learned activations [vectors, features] or [vectors, components, features], read in order
          as one stream (the files must agree on every axis but the first)

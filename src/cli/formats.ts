@@ -5,11 +5,12 @@
  *
  * - safetensors: an 8-byte little-endian header length `n`, a JSON header of `n` bytes
  *   `{ name: { dtype, shape, data_offsets: [begin, end] }, "__metadata__"?: {...} }`, then the data;
- *   offsets count from the first byte after the header. Dtypes F32, F16 and BF16 are read.
+ *   offsets count from the first byte after the header. Dtypes F32, F16, BF16 and F64 are read.
  * - npy (format versions 1.0, 2.0, 3.0): the magic `\x93NUMPY`, a version, a header length (2 bytes
  *   in 1.0, 4 bytes after), a Python dict literal `{'descr': '<f4', 'fortran_order': False,
- *   'shape': (N, F)}`, then the data. Little-endian float32 (`<f4`) and float16 (`<f2`) in C order
- *   are read.
+ *   'shape': (N, F)}`, then the data. Little-endian float32 (`<f4`), float16 (`<f2`) and float64
+ *   (`<f8`, numpy's default; converted to float32 as it is read) in C order are read.
+ * - npz (a zip of .npy files) is refused with a hint to extract it.
  *
  * @module
  */
@@ -18,10 +19,10 @@ import { open, stat, type FileHandle } from 'node:fs/promises';
 import { CliError } from './errors.js';
 
 /** The element types `sae-metrics` reads. */
-export type FileDType = 'F32' | 'F16' | 'BF16';
+export type FileDType = 'F32' | 'F16' | 'BF16' | 'F64';
 
 /** Bytes per element of each {@link FileDType}. */
-export const DTYPE_BYTES: Readonly<Record<FileDType, number>> = { F32: 4, F16: 2, BF16: 2 };
+export const DTYPE_BYTES: Readonly<Record<FileDType, number>> = { F32: 4, F16: 2, BF16: 2, F64: 8 };
 
 /** The safetensors header size limit (the `safetensors` library refuses larger headers too). */
 export const MAX_SAFETENSORS_HEADER = 100_000_000;
@@ -109,6 +110,8 @@ export async function readExactly(
 }
 
 const NPY_MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]);
+/** A zip file's first local header, as `np.savez` writes. */
+const ZIP_MAGIC = Buffer.from([0x50, 0x4b, 0x03, 0x04]);
 
 /**
  * Reads and checks the header of a `.safetensors` or `.npy` file (told apart by the npy magic,
@@ -120,6 +123,12 @@ export async function readHeader(handle: FileHandle, path: string, size: number)
   const head = new Uint8Array(Math.min(size, 12));
   await readExactly(handle, path, head, 0, head.length, 0, 'the header');
   if (head.length >= 6 && NPY_MAGIC.equals(head.subarray(0, 6))) return readNpyHeader(handle, path, size, head);
+  if (/\.npz$/i.test(path) || (head.length >= 4 && ZIP_MAGIC.equals(head.subarray(0, 4)))) {
+    throw new CliError(
+      path,
+      'a .npz archive (a zip of .npy files) is not read: extract its arrays and give the .npy files (unzip FILE.npz, or np.save each array of np.load(FILE.npz))',
+    );
+  }
   if (/\.npy$/i.test(path)) throw new CliError(path, 'not a .npy file: it does not start with the magic \\x93NUMPY');
   if (/\.safetensors$/i.test(path)) return readSafetensorsHeader(handle, path, size, head);
   throw new CliError(path, 'unknown file type: expected a .safetensors file or a .npy file');
@@ -269,7 +278,7 @@ export function safetensorsTensor(
   const entry = header.entries.get(chosen) as SafetensorsEntry;
   const what = `tensor ${JSON.stringify(chosen)}`;
   if (!(entry.dtype in DTYPE_BYTES)) {
-    throw new CliError(path, `${what} has dtype ${entry.dtype}; only F32, F16 and BF16 are supported`);
+    throw new CliError(path, `${what} has dtype ${entry.dtype}; only F32, F16, BF16 and F64 are supported`);
   }
   const dtype = entry.dtype as FileDType;
   return { path, handle, name: chosen, dtype, shape: entry.shape, offset: header.dataStart + entry.begin };
@@ -305,14 +314,15 @@ async function readNpyHeader(handle: FileHandle, path: string, size: number, hea
   }
   const descr = d.descr;
   if (typeof descr !== 'string') {
-    throw new CliError(path, `unsupported dtype: a structured dtype ${JSON.stringify(descr)}; only float32 '<f4' and float16 '<f2' are read`);
+    throw new CliError(path, `unsupported dtype: a structured dtype ${JSON.stringify(descr)}; only float32 '<f4', float16 '<f2' and float64 '<f8' are read`);
   }
   let dtype: FileDType;
   if (descr === '<f4') dtype = 'F32';
   else if (descr === '<f2') dtype = 'F16';
-  else if (descr === '>f4' || descr === '>f2') {
+  else if (descr === '<f8') dtype = 'F64';
+  else if (descr === '>f4' || descr === '>f2' || descr === '>f8') {
     throw new CliError(path, `unsupported dtype '${descr}': big-endian; save it little-endian (arr.astype('<${descr.slice(1)}'))`);
-  } else throw new CliError(path, `unsupported dtype '${descr}'; only float32 '<f4' and float16 '<f2' are read`);
+  } else throw new CliError(path, `unsupported dtype '${descr}'; only float32 '<f4', float16 '<f2' and float64 '<f8' are read`);
   if (d.fortran_order !== false) {
     throw new CliError(path, `fortran_order is ${String(d.fortran_order === true ? 'True' : d.fortran_order)}; only C-ordered arrays are read (save np.ascontiguousarray(arr))`);
   }

@@ -1,7 +1,8 @@
 /**
  * Reads rows of a tensor stored in a file straight into float32 memory: float32 data with no copy
  * (the file's bytes land in the destination's own bytes), float16 and bfloat16 through one reused
- * scratch buffer and an exact conversion.
+ * scratch buffer and an exact conversion, float64 through the scratch buffer rounded to the
+ * nearest float32 (the metrics take float32; values past float32's range become infinite).
  *
  * @module
  */
@@ -52,6 +53,11 @@ export class RowReader {
     if (this.#scratch === undefined || this.#scratch.length < bytes) this.#scratch = new Uint8Array(new ArrayBuffer(bytes));
     const scratch = this.#scratch;
     await readExactly(this.ref.handle, this.ref.path, scratch, 0, bytes, position, what);
+    if (this.ref.dtype === 'F64') {
+      if (BIG_ENDIAN_HOST) Buffer.from(scratch.buffer, 0, bytes).swap64();
+      into.set(new Float64Array(scratch.buffer, 0, n));
+      return bytes;
+    }
     if (BIG_ENDIAN_HOST) Buffer.from(scratch.buffer, 0, bytes).swap16();
     const halves = new Uint16Array(scratch.buffer, 0, n);
     if (this.ref.dtype === 'F16') decodeFloat16(halves, into);

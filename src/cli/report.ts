@@ -199,7 +199,7 @@ export function summaryLine(info: RunInfo): string {
   const vectors = info.interrupted
     ? `${groupDigits(info.vectors)} of ${groupDigits(info.totalVectors)} vectors (interrupted)`
     : `${groupDigits(info.vectors)} vectors`;
-  return `${files}: ${vectors}, ${shape} (${info.dtypes.join(', ')}); backend ${info.backend}, ${info.workers} workers; ${info.elapsedSeconds.toFixed(2)} s, ${rate.toFixed(2)} GB/s`;
+  return `${files}: ${vectors}, ${shape} (${info.dtypes.map((d) => (d === 'F64' ? 'F64, converted to float32 as read' : d)).join(', ')}); backend ${info.backend}, ${info.workers} workers; ${info.elapsedSeconds.toFixed(2)} s, ${rate.toFixed(2)} GB/s`;
 }
 
 /**

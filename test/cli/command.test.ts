@@ -216,6 +216,22 @@ describe('sae-metrics --json gives the library numbers', () => {
     expect(out.metrics.dead).toBe((out.metrics.density as number[]).filter((x) => x <= 0.3).length);
   });
 
+  it("on a float64 .npy file (numpy's default dtype), converted to float32 as it is read, and says so", async () => {
+    // Values float32 cannot hold: the command must give the numbers of their float32 roundings.
+    const r = mulberry32(5);
+    const f64 = Float64Array.from({ length: 300 * 24 }, () => (r() < 0.6 ? 0 : (r() - 0.2) * 3.000000001));
+    const path = write(f('f64.npy'), npyBytes(f64, [300, 24]));
+    const [run, table] = await limited([
+      // js: float64 sums, as the library's classes (wasm adds float32 blocks, within 1e-6).
+      () => cli([path, '--json', '--metrics', ALL.join(','), '--batch-rows', '64', '--backend', 'js']),
+      () => cli([path, '--metrics', 'l0']),
+    ]);
+    const out = json(run as CliRun);
+    expectMetrics(out.metrics, library({ learned: Float32Array.from(f64), shape: [300, 24] }), ALL);
+    expect(out).toMatchObject({ dtypes: ['F64'], bytes: 300 * 24 * 8 });
+    expect(table?.stdout).toMatch(/^\S+f64\.npy: 300 vectors, 24 features \(F64, converted to float32 as read\);/);
+  });
+
   it('gives the same bits whatever --workers (the shard plan does not depend on it)', async () => {
     // Values that are not multiples of 2^-8: sums in another order would show in the last bits.
     const r = mulberry32(77);
@@ -294,7 +310,7 @@ describe('sae-metrics on bad input', () => {
     const cases: [string[], number, RegExp][] = [
       [[missing], 1, /^sae-metrics: \S+missing\.safetensors: no such file$/],
       [[truncated], 1, /^sae-metrics: \S+truncated\.npy: the data is truncated: shape \[20, 8\] of '<f4' needs 640 bytes after the header \(from byte 128\), but the file has 72$/],
-      [[int64], 1, /^sae-metrics: \S+int64\.safetensors: tensor "acts" has dtype I64; only F32, F16 and BF16 are supported$/],
+      [[int64], 1, /^sae-metrics: \S+int64\.safetensors: tensor "acts" has dtype I64; only F32, F16, BF16 and F64 are supported$/],
       [[lying], 1, /^sae-metrics: \S+lying\.safetensors: tensor "acts": data_offsets \[0, 640\] hold 640 bytes, but shape \[20, 9\] of F32 needs 720 bytes$/],
       [[lyingNpy], 1, /^sae-metrics: \S+lying\.npy: the data is truncated: shape \[21, 8\] of '<f4' needs 672 bytes/],
       [[several, '--tensor', 'c'], 1, /^sae-metrics: \S+several\.safetensors: no tensor named "c" \(--tensor\); the file holds "a", "b"$/],

@@ -28,8 +28,8 @@ export interface NpyOptions {
 }
 
 /** A .npy file: magic, version, header length, the header dict padded to 64 bytes with '\n', data. */
-export function npyBytes(data: Float32Array | Uint16Array, shape: readonly number[], o: NpyOptions = {}): Buffer {
-  const descr = o.descr ?? (data instanceof Float32Array ? '<f4' : '<f2');
+export function npyBytes(data: Float32Array | Uint16Array | Float64Array, shape: readonly number[], o: NpyOptions = {}): Buffer {
+  const descr = o.descr ?? (data instanceof Float32Array ? '<f4' : data instanceof Float64Array ? '<f8' : '<f2');
   const tuple = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
   const dict = o.header ?? `{'descr': '${descr}', 'fortran_order': ${o.fortranOrder === true ? 'True' : 'False'}, 'shape': ${tuple}, }`;
   const version = o.version ?? 1;

@@ -63,11 +63,32 @@ describe('.npy files', () => {
     });
   }
 
+  it("reads float64 ('<f8', numpy's default) rounded to float32, in .npy and in safetensors (F64)", async () => {
+    // Values that float32 cannot hold exactly, one past its range, and negative zero.
+    const f64 = Float64Array.from({ length: 7 * 10 }, (_, i) => (i === 3 ? 1e39 : i === 4 ? -0 : Math.PI * (i - 35) * 1.000000001));
+    const expected = Float32Array.from(f64, (x) => Math.fround(x));
+    const npy = write(tmp.path('f64.npy'), npyBytes(f64, [7, 10]));
+    const st = write(tmp.path('f64.safetensors'), safetensorsBytes({ x: { dtype: 'F64', shape: [7, 10], data: f64 } }));
+    for (const path of [npy, st]) {
+      const file = await openActivationFile(path);
+      try {
+        expect(fileTensor(file, undefined, [], 'FILE').dtype).toBe('F64');
+        const got = await readAll(file);
+        expect(Array.from(got)).toEqual(Array.from(expected));
+        expect(got[3]).toBe(Infinity);
+        expect(Object.is(got[4], -0)).toBe(true);
+        expect(Array.from(await readAll(file, undefined, 5, 2))).toEqual(Array.from(expected.subarray(50, 70)));
+      } finally {
+        await file.handle.close();
+      }
+    }
+  });
+
   it('rejects each malformed file, naming it and the problem', async () => {
     const cases: [string, Buffer, RegExp][] = [
       ['big-endian.npy', npyBytes(values, [7, 10], { descr: '>f4' }), /unsupported dtype '>f4': big-endian/],
-      ['float64.npy', npyBytes(values, [7, 10], { descr: '<f8' }), /unsupported dtype '<f8'; only float32 '<f4' and float16 '<f2'/],
-      ['int.npy', npyBytes(values, [7, 10], { descr: '<i4' }), /unsupported dtype '<i4'/],
+      ['big-endian-f8.npy', npyBytes(new Float64Array(70), [7, 10], { descr: '>f8' }), /unsupported dtype '>f8': big-endian; save it little-endian \(arr\.astype\('<f8'\)\)/],
+      ['int.npy', npyBytes(values, [7, 10], { descr: '<i4' }), /^unsupported dtype '<i4'; only float32 '<f4', float16 '<f2' and float64 '<f8' are read$/],
       [
         'structured.npy',
         npyBytes(values, [7, 10], { header: "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (7, 10), }" }),
@@ -84,7 +105,10 @@ describe('.npy files', () => {
       ['version.npy', Buffer.concat([Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 4, 0]), Buffer.alloc(60)]), /unsupported .npy format version 4\.0/],
       ['header-past-end.npy', npyBytes(values, [7, 10]).subarray(0, 40), /header length 118 bytes runs past the end of the file \(40 bytes\)/],
       ['short.npy', Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1]), /too short for a .npy header/],
-      ['magic.npy', Buffer.from('PK\u0003\u0004 not numpy at all'), /not a .npy file: it does not start with the magic/],
+      ['magic.npy', Buffer.from('\u0093NUMPZ not numpy at all'), /not a .npy file: it does not start with the magic/],
+      ['arrays.npz', Buffer.from('PK\u0003\u0004 a zip archive'), /^a \.npz archive \(a zip of \.npy files\) is not read: extract its arrays and give the \.npy files \(unzip FILE\.npz, or np\.save each array of np\.load\(FILE\.npz\)\)$/],
+      ['renamed-npz.npy', Buffer.from('PK\u0003\u0004 a zip archive'), /^a \.npz archive/],
+      ['empty.npz', Buffer.alloc(0), /^a \.npz archive/],
       ['unknown.bin', Buffer.from('hello'), /unknown file type: expected a .safetensors file or a .npy file/],
     ];
     for (const [name, bytes, problem] of cases) {
@@ -242,7 +266,7 @@ describe('.safetensors files', () => {
       ['missing.safetensors', file3(), 'nope', /no tensor named "nope" \(--tensor\); the file holds "acts", "src", "dec"/],
       ['several.safetensors', file3(), undefined, /the file holds 3 tensors \("acts", "src", "dec"\); choose one with --tensor NAME/],
       ['empty.safetensors', safetensorsBytes({}, { metadata: { a: 'b' } }), undefined, /the file holds no tensors/],
-      ['i64.safetensors', safetensorsBytes({ acts: { dtype: 'I64', shape: [6, 2], data: learned } }), undefined, /tensor "acts" has dtype I64; only F32, F16 and BF16 are supported/],
+      ['i64.safetensors', safetensorsBytes({ acts: { dtype: 'I64', shape: [6, 2], data: learned } }), undefined, /tensor "acts" has dtype I64; only F32, F16, BF16 and F64 are supported/],
     ];
     for (const [name, bytes, tensorName, problem] of cases) {
       const path = write(tmp.path(name), bytes);
