@@ -336,7 +336,7 @@ async function readNpyHeader(handle: FileHandle, path: string, size: number, hea
   if (dataStart + need > size) {
     throw new CliError(
       path,
-      `the data is truncated: shape ${formatShape(dims)} of '${descr}' needs ${need} bytes after the header (from byte ${dataStart}), but the file has ${size - dataStart}`,
+      `the data is truncated: shape ${formatShape(dims)} of '${descr}' needs ${need} bytes after the header (from byte ${dataStart}), but the file has ${plural(size - dataStart, 'byte')} there`,
     );
   }
   if (dataStart + need < size) {

@@ -127,10 +127,13 @@ export async function writeJsonReport(
   await write('}}\n');
 }
 
-/** A number for the table: 6 significant digits, integers as they are. */
+/**
+ * A number for people (the table, the plot): integers with their digits grouped (`16,384`), others
+ * to 6 significant digits, in exponent form below 1e-4 or from 1e9.
+ */
 export function formatNumber(x: number): string {
   if (!Number.isFinite(x)) return String(x);
-  if (Number.isInteger(x) && Math.abs(x) < 1e15) return String(x);
+  if (Number.isInteger(x) && Math.abs(x) < 1e15) return groupDigits(x);
   if (x !== 0 && (Math.abs(x) < 1e-4 || Math.abs(x) >= 1e9)) return x.toExponential(5);
   return x.toPrecision(6);
 }
@@ -182,7 +185,7 @@ function describeMetric(name: MetricName, info: RunInfo): string {
 
 /** A table cell; a per-feature value is summarised, then sorted in place for its median. */
 function cell(name: MetricName, v: number | Float64Array, info: RunInfo): string {
-  if (!(v instanceof Float64Array)) return name === 'dead' ? `${formatNumber(v)} / ${info.features}` : formatNumber(v);
+  if (!(v instanceof Float64Array)) return name === 'dead' ? `${formatNumber(v)} / ${formatNumber(info.features)}` : formatNumber(v);
   if (name === 'density') {
     const m = mean(v);
     return `${formatNumber(m)}, ${formatNumber(medianInPlace(v))}`;
@@ -199,7 +202,7 @@ export function summaryLine(info: RunInfo): string {
   const vectors = info.interrupted
     ? `${groupDigits(info.vectors)} of ${groupDigits(info.totalVectors)} vectors (interrupted)`
     : `${groupDigits(info.vectors)} vectors`;
-  return `${files}: ${vectors}, ${shape} (${info.dtypes.map((d) => (d === 'F64' ? 'F64, converted to float32 as read' : d)).join(', ')}); backend ${info.backend}, ${info.workers} workers; ${info.elapsedSeconds.toFixed(2)} s, ${rate.toFixed(2)} GB/s`;
+  return `${files}: ${vectors}, ${shape} (${info.dtypes.map((d) => (d === 'F64' ? 'F64, converted to float32 as read' : d)).join(', ')}); backend ${info.backend}, ${info.workers} worker${info.workers === 1 ? '' : 's'}; ${info.elapsedSeconds.toFixed(2)} s, ${rate.toFixed(2)} GB/s`;
 }
 
 /**

@@ -264,7 +264,7 @@ describe('sae-metrics prints', () => {
     expect(run.code).toBe(0);
     expect(run.stderr).toBe('');
     const lines = run.stdout.trimEnd().split('\n');
-    expect(lines[0]).toMatch(new RegExp(`^${f('c.safetensors').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\[learned\\]: 400 vectors, 2 components x 32 features \\(F32, F16\\); backend \\w+, \\d+ workers; [\\d.]+ s, [\\d.]+ GB/s$`));
+    expect(lines[0]).toMatch(new RegExp(`^${f('c.safetensors').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\[learned\\]: 400 vectors, 2 components x 32 features \\(F32, F16\\); backend \\w+, \\d+ workers?; [\\d.]+ s, [\\d.]+ GB/s$`));
     expect(lines[2]).toMatch(/^metric\s+component 0\s+component 1$/);
     const expected = library(C);
     for (const name of ['l1', 'l2', 'loss', 'l0']) {
@@ -277,6 +277,12 @@ describe('sae-metrics prints', () => {
     }
     const dead = (lines.find((l) => l.startsWith('dead ')) as string).split(/\s{2,}/);
     expect(dead.slice(1, 3)).toEqual((expected.dead as number[]).map((n) => `${n} / 32`));
+  });
+
+  it('counts with their digits grouped and a singular for one worker', async () => {
+    const run = await cli([f('a32.npy'), '--workers', '1', '--metrics', 'l0,dead', '--backend', 'js']);
+    expect(run.stdout).toMatch(/^\S+a32\.npy: 1,000 vectors, 48 features \(F32\); backend js, 1 worker; /);
+    expect(run.stdout).toMatch(/^dead +7 \/ 48 /m);
   });
 
   it('--help and --version on stdout', async () => {
@@ -309,7 +315,7 @@ describe('sae-metrics on bad input', () => {
     const missing = f('missing.safetensors');
     const cases: [string[], number, RegExp][] = [
       [[missing], 1, /^sae-metrics: \S+missing\.safetensors: no such file$/],
-      [[truncated], 1, /^sae-metrics: \S+truncated\.npy: the data is truncated: shape \[20, 8\] of '<f4' needs 640 bytes after the header \(from byte 128\), but the file has 72$/],
+      [[truncated], 1, /^sae-metrics: \S+truncated\.npy: the data is truncated: shape \[20, 8\] of '<f4' needs 640 bytes after the header \(from byte 128\), but the file has 72 bytes there$/],
       [[int64], 1, /^sae-metrics: \S+int64\.safetensors: tensor "acts" has dtype I64; only F32, F16, BF16 and F64 are supported$/],
       [[lying], 1, /^sae-metrics: \S+lying\.safetensors: tensor "acts": data_offsets \[0, 640\] hold 640 bytes, but shape \[20, 9\] of F32 needs 720 bytes$/],
       [[lyingNpy], 1, /^sae-metrics: \S+lying\.npy: the data is truncated: shape \[21, 8\] of '<f4' needs 672 bytes/],
@@ -401,7 +407,8 @@ describe('sae-metrics on wide SAEs', () => {
       const row = (name: string): string[] => (run.stdout.split('\n').find((l) => l.startsWith(`${name} `)) as string).split(/\s{2,}/);
       // fired: 0 for the F/2 - 5 odd features from 10 on, 1 for the even ones, 2 or 3 below 10.
       expect(row('fired')[1]).toBe('0, 1, 3');
-      expect(Number((row('dead')[1] as string).split(' / ')[0])).toBe(F / 2 - 5);
+      // Counts with their digits grouped, as everywhere in the table.
+      expect(row('dead')[1]).toBe(`${(F / 2 - 5).toLocaleString('en-US')} / ${F.toLocaleString('en-US')}`);
     });
   }, 60_000);
 });
@@ -487,7 +494,7 @@ describe('sae-metrics on Ctrl-C', () => {
     else {
       expect(lines[0]).toMatch(/^sae-metrics: interrupted: the results are over the first [\d,]+ of 1,048,576 vectors$/);
       expect(stdout).toMatch(/^\S+big\.npy: [\d,]+ of 1,048,576 vectors \(interrupted\)/);
-      expect(stdout).toMatch(/^dead +1024 \/ 1,?024/m);
+      expect(stdout).toMatch(/^dead +1,024 \/ 1,024 /m);
     }
   }, 60_000);
 });

@@ -69,7 +69,7 @@ describe('the command line stays within its stated memory bound, whatever the wi
       const table = await measured(args);
       expect(table.stderr).toBe('');
       expect(table.code).toBe(0);
-      expect(table.stdout).toMatch(new RegExp(`^dead +${F - 1024} / `, 'm'));
+      expect(table.stdout).toMatch(new RegExp(`^dead +${(F - 1024).toLocaleString('en-US')} / `, 'm'));
       expect(table.peak, `table, ${workers} workers: ${(table.peak / 1e6).toFixed(0)} MB`).toBeLessThanOrEqual(bound);
       const json = await measured([...args, '--json']);
       expect(json.code).toBe(0);
