@@ -46,8 +46,12 @@ export interface CommandLine {
   /** Components the input must have; undefined to take them from the shape. */
   readonly components: number | undefined;
   readonly json: boolean;
-  /** Where to write the density histogram SVG. */
+  /** Where to write the density histogram: an .svg or .png path. */
   readonly histogram: string | undefined;
+  /** Histogram bins per decade of density (default 4). */
+  readonly binsPerDecade: number;
+  /** Whether the histogram's counts are on a log scale. */
+  readonly logY: boolean;
 }
 
 /** The usage text of `--help`. */
@@ -79,8 +83,11 @@ Options:
                          SAE_METRICS_GPUJS_MODE picks gpu.js's mode)
   --batch-rows N         activation vectors read per batch (default: up to 4096, about 16 MiB)
   --json                 print one JSON object instead of a table
-  --histogram OUT.svg    write the log10 feature-density histogram as an SVG image (checked
-                         before any input is read)
+  --histogram OUT.svg    write the log10 feature-density histogram: an SVG image, or PNG for a
+                         path ending in .png (needs the optional package @resvg/resvg-js and a
+                         font); the path is checked before any input is read
+  --bins-per-decade N    histogram bins per decade of density, 1 to 100 (default 4)
+  --log-y                the histogram's counts on a log scale
   -h, --help             print this help
   -V, --version          print the version
 
@@ -145,6 +152,8 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
         'batch-rows': { type: 'string' },
         json: { type: 'boolean' },
         histogram: { type: 'string' },
+        'bins-per-decade': { type: 'string' },
+        'log-y': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
       },
@@ -179,6 +188,16 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
   }
   for (const option of ['tensor', 'source', 'decoded', 'histogram'] as const) {
     if (v[option] === '') throw new UsageError(`--${option}`, 'must not be empty');
+  }
+  if (v.histogram !== undefined && !/\.(svg|png)$/i.test(v.histogram)) {
+    throw new UsageError('--histogram', `must be a path ending in .svg or .png, got ${JSON.stringify(v.histogram)}`);
+  }
+  const binsPerDecade = positiveInteger('bins-per-decade', v['bins-per-decade']);
+  if (binsPerDecade !== undefined && binsPerDecade > 100) {
+    throw new UsageError('--bins-per-decade', `must be an integer in [1, 100], got ${JSON.stringify(v['bins-per-decade'])}`);
+  }
+  for (const option of ['bins-per-decade', 'log-y'] as const) {
+    if (v[option] !== undefined && v.histogram === undefined) throw new UsageError(`--${option}`, 'shapes the histogram: give --histogram OUT.svg too');
   }
   const reconstruction = v.source !== undefined;
   let metrics: MetricName[];
@@ -215,5 +234,7 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
     components: positiveInteger('components', v.components),
     json: v.json === true,
     histogram: v.histogram,
+    binsPerDecade: binsPerDecade ?? 4,
+    logY: v['log-y'] === true,
   };
 }

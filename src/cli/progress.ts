@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { formatDuration, groupDigits } from './numbers.js';
 
 /** What the progress bar writes to: a stream (a terminal's stderr in the command). */
 export interface ProgressStream {
@@ -33,21 +34,6 @@ export interface ProgressOptions {
 export const ESTIMATE_AFTER_MS = 2000;
 /** See {@link ESTIMATE_AFTER_MS}. */
 export const ESTIMATE_AFTER_FRACTION = 0.05;
-
-/** `1234567` as `1,234,567`. */
-export function groupDigits(n: number): string {
-  return Math.round(n).toLocaleString('en-US');
-}
-
-/** Seconds as `m:ss` or `h:mm:ss`. */
-export function formatDuration(seconds: number): string {
-  if (!Number.isFinite(seconds) || seconds < 0) return '--:--';
-  const s = Math.round(seconds);
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const ss = String(s % 60).padStart(2, '0');
-  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
-}
 
 /** A one-line progress bar redrawn in place (`\r` ... erase to end of line). */
 export class ProgressBar {

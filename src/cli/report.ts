@@ -4,8 +4,9 @@
  * @module
  */
 import type { Tensor } from '../tensor.js';
+import type { DensityStats } from './histogram.js';
 import type { MetricName } from './args.js';
-import { groupDigits } from './progress.js';
+import { formatNumber, groupDigits } from './numbers.js';
 
 /** What the run was over, for the report. */
 export interface RunInfo {
@@ -53,7 +54,16 @@ export function byComponent(t: Tensor, components: number, perFeature: boolean):
     if (data.length !== components) throw new RangeError(`byComponent: expected ${components} values, got shape [${t.shape.join(', ')}]`);
     return Array.from(data);
   }
-  if (data.length % components !== 0) throw new RangeError(`byComponent: ${data.length} values do not split into ${components} components`);
+  return splitComponents(data, components);
+}
+
+/**
+ * `[C, F]` numbers, row-major, as C views of F numbers (not copies).
+ *
+ * @throws {RangeError} when they do not split into C parts.
+ */
+export function splitComponents(data: Float64Array, components: number): Float64Array[] {
+  if (data.length % components !== 0) throw new RangeError(`splitComponents: ${data.length} values do not split into ${components} components`);
   const per = data.length / components;
   return Array.from({ length: components }, (_, c) => data.subarray(c * per, (c + 1) * per));
 }
@@ -88,6 +98,7 @@ export async function writeJsonReport(
   info: RunInfo,
   names: readonly MetricName[],
   valueOf: (name: MetricName) => ComponentValues,
+  stats: readonly DensityStats[] | undefined,
   write: (text: string) => unknown,
 ): Promise<void> {
   const head = JSON.stringify({
@@ -110,6 +121,7 @@ export async function writeJsonReport(
     elapsedSeconds: info.elapsedSeconds,
     l1Coefficient: info.l1Coefficient,
     deadThreshold: info.deadThreshold,
+    densityStats: stats === undefined ? null : jsonStats(stats, info.componentAxis),
   });
   await write(`${head.slice(0, -1)},"metrics":{`);
   for (const [k, name] of names.entries()) {
@@ -127,15 +139,24 @@ export async function writeJsonReport(
   await write('}}\n');
 }
 
-/**
- * A number for people (the table, the plot): integers with their digits grouped (`16,384`), others
- * to 6 significant digits, in exponent form below 1e-4 or from 1e9.
- */
-export function formatNumber(x: number): string {
-  if (!Number.isFinite(x)) return String(x);
-  if (Number.isInteger(x) && Math.abs(x) < 1e15) return groupDigits(x);
-  if (x !== 0 && (Math.abs(x) < 1e-4 || Math.abs(x) >= 1e9)) return x.toExponential(5);
-  return x.toPrecision(6);
+/** The table's rows of density summary counts, after the density row: label, value, meaning. */
+const STATS_ROWS: readonly [string, (s: DensityStats) => number, string][] = [
+  ['  < 1e-6', (s) => s.below1e6, 'features with density below 1e-6 (dead ones included)'],
+  ['  < 1e-5', (s) => s.below1e5, 'features with density below 1e-5 (dead ones included)'],
+  ['  > 0.01', (s) => s.above1e2, 'features with density above 0.01'],
+  ['  > 0.1', (s) => s.above1e1, 'features with density above 0.1 (dense)'],
+  ['  log10', (s) => s.meanLog10, 'mean of log10(density + 1e-10) over features'],
+];
+
+/** The density summary for JSON: one object, with a number per component for `[N, C, F]` input. */
+function jsonStats(stats: readonly DensityStats[], componentAxis: boolean): Record<string, unknown> {
+  const keys = { 'below1e-6': 'below1e6', 'below1e-5': 'below1e5', 'above1e-2': 'above1e2', 'above1e-1': 'above1e1', meanLog10: 'meanLog10' } as const;
+  const out: Record<string, unknown> = {};
+  for (const [key, field] of Object.entries(keys)) {
+    const values = stats.map((s) => s[field]);
+    out[key] = componentAxis ? values : values[0];
+  }
+  return out;
 }
 
 /** The median, sorting `values` in place (the command's values are fresh arrays, used once). */
@@ -210,11 +231,22 @@ export function summaryLine(info: RunInfo): string {
  * Values are computed one metric at a time by `valueOf` and summarised (a per-feature value is
  * shown by its mean and median, or min, median and max), so only one is alive at a time.
  */
-export function tableReport(info: RunInfo, names: readonly MetricName[], valueOf: (name: MetricName) => ComponentValues): string {
+export function tableReport(
+  info: RunInfo,
+  names: readonly MetricName[],
+  valueOf: (name: MetricName) => ComponentValues,
+  stats?: readonly DensityStats[],
+): string {
   const header = ['metric', ...(info.components > 1 ? Array.from({ length: info.components }, (_, c) => `component ${c}`) : ['value']), ''];
   const rows: string[][] = [header];
   for (const name of names) {
     rows.push([name, ...(valueOf(name) as (number | Float64Array)[]).map((x) => cell(name, x, info)), describeMetric(name, info)]);
+    if (name === 'density' && stats !== undefined) {
+      for (const [label, pick, meaning] of STATS_ROWS) {
+        const counts = !label.includes('log10');
+        rows.push([label, ...stats.map((s) => (counts ? `${formatNumber(pick(s))} / ${formatNumber(info.features)}` : formatNumber(pick(s)))), meaning]);
+      }
+    }
   }
   const widths = header.map((_, i) => rows.reduce((w, r) => Math.max(w, (r[i] ?? '').length), 0));
   const lines = rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] as number))).join('  ').trimEnd());

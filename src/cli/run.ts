@@ -11,13 +11,15 @@ import type { MetricPool, MetricPoolOptions } from '../pool/metric-pool.js';
 import { DEFAULT_SHARD_ROWS } from '../pool/plan.js';
 import { parseCommandLine, USAGE, type CommandLine, type MetricName } from './args.js';
 import { CliError, errorLine } from './errors.js';
-import { densityHistogram, histogramSvg, lowestEdge } from './histogram.js';
+import { densityHistogram, densityStats, histogramSvg, type DensityStats } from './histogram.js';
 import { openInputs, type Inputs } from './inputs.js';
 import { prepareOutput, type PreparedOutput } from './output.js';
-import { groupDigits, ProgressBar, type ProgressStream } from './progress.js';
+import type { PngRenderer } from './png.js';
+import { groupDigits } from './numbers.js';
+import { ProgressBar, type ProgressStream } from './progress.js';
 import type { TensorDefinition } from './metrics.js';
 import type { StreamProgress } from './stream.js';
-import { byComponent, tableReport, writeJsonReport, type ComponentValues, type RunInfo } from './report.js';
+import { byComponent, splitComponents, tableReport, writeJsonReport, type ComponentValues, type RunInfo } from './report.js';
 
 /** Where the command writes, and (for tests) how it makes its pool. */
 export interface RunIO {
@@ -120,7 +122,11 @@ export async function run(argv: readonly string[], io: RunIO): Promise<number> {
       return 0;
     }
     // An output that cannot be written fails now, not after the whole computation.
-    if (cl.histogram !== undefined) histogramFile = await prepareOutput(cl.histogram, 'the histogram');
+    let renderPng: PngRenderer | undefined;
+    if (cl.histogram !== undefined) {
+      if (/\.png$/i.test(cl.histogram)) renderPng = await (await import('./png.js')).loadPngRenderer(cl.histogram);
+      histogramFile = await prepareOutput(cl.histogram, 'the histogram');
+    }
     inputs = await openInputs(cl);
     // The pool, the metrics and the workers load only now: a bad command line or file fails fast.
     const [{ createMetricPool }, { buildDefinitions, PER_FEATURE }, { liveBatchLimit, stateOf, streamParts }] = await Promise.all([
@@ -136,9 +142,9 @@ export async function run(argv: readonly string[], io: RunIO): Promise<number> {
     // any --workers (a batch of default size has up to 4 shards; batches run in parallel too).
     pool = startPool(cl, io.createPool ?? createMetricPool, { workers, backend: cl.backend, shardRows: DEFAULT_SHARD_ROWS });
     const names = cl.metrics;
-    // The histogram needs the densities and the dead count (they share the fired counts).
+    // The histogram needs the fired counts, which dead computes from.
     const computed: MetricName[] = [...names];
-    if (cl.histogram !== undefined) for (const m of ['density', 'dead'] as const) if (!computed.includes(m)) computed.push(m);
+    if (cl.histogram !== undefined && !computed.includes('dead')) computed.push('dead');
     const definitions = buildDefinitions(computed, inputs, cl);
     if (io.stderr.isTTY === true && !cl.json) {
       progress = new ProgressBar(io.stderr, { total: inputs.vectors, files: cl.files, ...(io.now === undefined ? {} : { now: io.now }) });
@@ -159,27 +165,35 @@ export async function run(argv: readonly string[], io: RunIO): Promise<number> {
     }
     const elapsedSeconds = (performance.now() - started) / 1000;
     const components = inputs.components;
-    // Values are computed when reported, one at a time (density is kept for the histogram).
-    let density: ComponentValues | undefined;
+    // Values are computed when reported, one at a time.
     const valueOf = (name: MetricName): ComponentValues => {
-      if (name === 'density' && density !== undefined) return density;
       const d = definitions.get(name) as TensorDefinition;
-      const value = byComponent(d.compute(stateOf(d, result.parts)), components, PER_FEATURE.includes(name));
-      if (name === 'density' && cl.histogram !== undefined) density = value;
-      return value;
+      return byComponent(d.compute(stateOf(d, result.parts)), components, PER_FEATURE.includes(name));
     };
+    // The exact fired counts of each component, as streamed (the state dead, density and fired share).
+    const firedDefinition = definitions.get('dead') ?? definitions.get('density') ?? definitions.get('fired');
+    const fired =
+      firedDefinition === undefined
+        ? undefined
+        : splitComponents((stateOf(firedDefinition, result.parts).parts as { firedCount: { fired: Float64Array } }).firedCount.fired, components);
+    const stats: DensityStats[] | undefined = names.includes('density') && fired !== undefined ? fired.map((f) => densityStats(f, result.vectors)) : undefined;
 
     // The histogram goes first (the report's last line says where it went); if it cannot be
     // written, the report is printed all the same, then the error.
     let histogramError: unknown;
     if (histogramFile !== undefined) {
       try {
-        const densities = valueOf('density') as Float64Array[];
-        const lo = densities.reduce((edge, d) => Math.min(edge, lowestEdge(d)), -0.25);
         const componentAxis = inputs.componentAxis;
-        const panels = densities.map((d, c) => ({ label: componentAxis ? `component ${c}` : '', histogram: densityHistogram(d, 0.25, lo) }));
-        const title = cl.files.length === 1 ? (cl.files[0] as string) : `${cl.files.length} files`;
-        await histogramFile.commit(histogramSvg(panels, { title, vectors: result.vectors }));
+        const options = { binsPerDecade: cl.binsPerDecade, deadThreshold: cl.deadThreshold };
+        const panels = (fired as Float64Array[]).map((f, c) => ({ label: componentAxis ? `component ${c}` : '', histogram: densityHistogram(f, result.vectors, options) }));
+        const svg = histogramSvg(panels, {
+          title: cl.files.length === 1 ? (cl.files[0] as string) : `${cl.files.length} files`,
+          tensor: inputs.segments[0]?.learned.name,
+          interrupted: result.interrupted,
+          totalVectors: inputs.vectors,
+          logY: cl.logY,
+        });
+        await histogramFile.commit(renderPng === undefined ? svg : renderPng(svg));
       } catch (error) {
         histogramError = error;
       }
@@ -207,8 +221,8 @@ export async function run(argv: readonly string[], io: RunIO): Promise<number> {
       deadThreshold: cl.deadThreshold,
       histogram: histogramFile !== undefined && histogramError === undefined ? cl.histogram : undefined,
     };
-    if (cl.json) await writeJsonReport(info, names, valueOf, (text) => writeOut(io.stdout, text));
-    else await writeOut(io.stdout, tableReport(info, names, valueOf));
+    if (cl.json) await writeJsonReport(info, names, valueOf, stats, (text) => writeOut(io.stdout, text));
+    else await writeOut(io.stdout, tableReport(info, names, valueOf, stats));
     if (histogramError !== undefined) io.stderr.write(`${errorLine(histogramError)}\n`);
     if (result.interrupted) {
       io.stderr.write(`sae-metrics: interrupted: the results are over the first ${groupDigits(result.vectors)} of ${groupDigits(inputs.vectors)} vectors\n`);

@@ -313,6 +313,8 @@ describe('sae-metrics on bad input', () => {
     const other = w('other-features.npy', npyBytes(data, [16, 10]));
     const shortSource = w('short-source.npy', npyBytes(data.subarray(0, 19 * 8), [19, 8]));
     const missing = f('missing.safetensors');
+    const svgDir = f('a-dir.svg');
+    mkdirSync(svgDir);
     const cases: [string[], number, RegExp][] = [
       [[missing], 1, /^sae-metrics: \S+missing\.safetensors: no such file$/],
       [[truncated], 1, /^sae-metrics: \S+truncated\.npy: the data is truncated: shape \[20, 8\] of '<f4' needs 640 bytes after the header \(from byte 128\), but the file has 72 bytes there$/],
@@ -329,7 +331,7 @@ describe('sae-metrics on bad input', () => {
       [[rank2, '--histogram', f('no-such-dir/h.svg')], 1, /^sae-metrics: \S+no-such-dir\/h\.svg: cannot write the histogram \(no such directory\)$/],
       // Outputs are checked before any input is read: the missing input is not reached.
       [[missing, '--histogram', f('no-such-dir/h.svg')], 1, /^sae-metrics: \S+no-such-dir\/h\.svg: cannot write the histogram \(no such directory\)$/],
-      [[rank2, '--histogram', tmp.dir], 1, /^sae-metrics: \S+: cannot write the histogram: it is a directory$/],
+      [[rank2, '--histogram', svgDir], 1, /^sae-metrics: \S+a-dir\.svg: cannot write the histogram: it is a directory$/],
       [[rank2, '--histogram', `${rank2}/h.svg`], 1, /^sae-metrics: \S+rank2\.npy\/h\.svg: cannot write the histogram \(a part of the path is not a directory\)$/],
       [[rank2, '--frobnicate'], 2, /^sae-metrics: --frobnicate: unknown option \(see sae-metrics --help\)$/],
       [[rank2, '--workers', '0'], 2, /^sae-metrics: --workers: must be a positive integer, got "0"$/],
@@ -344,6 +346,10 @@ describe('sae-metrics on bad input', () => {
       [[rank2, '--l1-coefficient', 'x'], 2, /^sae-metrics: --l1-coefficient: must be a number >= 0, got "x"$/],
       [[rank2, '--l1-coefficient', '-1'], 2, /^sae-metrics: --l1-coefficient: needs a value \(for a value that starts with '-', write --l1-coefficient=VALUE\)$/],
       [[rank2, '--json=yes'], 2, /^sae-metrics: --json: takes no value$/],
+      [[rank2, '--histogram', f('h.jpg')], 2, /^sae-metrics: --histogram: must be a path ending in \.svg or \.png, got "\S+h\.jpg"$/],
+      [[rank2, '--histogram', f('h.svg'), '--bins-per-decade', '0'], 2, /^sae-metrics: --bins-per-decade: must be a positive integer, got "0"$/],
+      [[rank2, '--histogram', f('h.svg'), '--bins-per-decade', '101'], 2, /^sae-metrics: --bins-per-decade: must be an integer in \[1, 100\], got "101"$/],
+      [[rank2, '--log-y'], 2, /^sae-metrics: --log-y: shapes the histogram: give --histogram OUT\.svg too$/],
       [[rank2, '--tensor', 'x'], 2, /^sae-metrics: --tensor: names a tensor of a \.safetensors file, but \S+rank2\.npy is a \.npy file$/],
       [[], 2, /^sae-metrics: FILE: no activation file given \(see sae-metrics --help\)$/],
     ];

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { formatDuration, groupDigits, ProgressBar } from '../../src/cli/progress.js';
+import { formatDuration, groupDigits } from '../../src/cli/numbers.js';
+import { ProgressBar } from '../../src/cli/progress.js';
 
 function fakeTerminal(columns?: number): { writes: string[]; write(s: string): void; columns?: number } {
   const writes: string[] = [];
