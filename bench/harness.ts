@@ -20,6 +20,7 @@ import {
   SparseAutoencoderLoss,
   tensor,
   type Batch,
+  type SparseAutoencoderBatch,
   type Tensor,
 } from '../src/index.js';
 import { createWasmKernel, type WasmKernel } from '../src/kernels/wasm/index.js';
@@ -106,7 +107,7 @@ export function copyInto(to: Arrays, from: Arrays): Arrays {
   return to;
 }
 
-export function batchOf(a: Arrays, size: Size): Batch {
+export function batchOf(a: Arrays, size: Size): SparseAutoencoderBatch {
   return {
     learnedActivations: tensor(a.learned, [size.rows, size.learned]),
     sourceActivations: tensor(a.source, [size.rows, size.source]),

@@ -7,7 +7,7 @@
  * @module
  */
 import { from, lastValueFrom } from 'rxjs';
-import { createMetricPool, reduceMetric, type Batch, type Tensor } from '../src/index.js';
+import { createMetricPool, reduceMetric, type Batch, type SparseAutoencoderBatch, type Tensor } from '../src/index.js';
 import {
   agree, batchOf, copyInto, f0, footer, header, isMain, measure, ordinaryArrays, referenceValues, saeMetrics, SMALL, table, TOLERANCE, valuesOf,
   type Case, type ReadmeRow,
@@ -22,7 +22,7 @@ export async function run(): Promise<ReadmeRow[]> {
   ]);
   const arrays = ordinaryArrays(SMALL, 11);
   const batch = batchOf(arrays, SMALL);
-  const stream: Batch[] = Array.from({ length: N }, () => batch);
+  const stream: SparseAutoencoderBatch[] = Array.from({ length: N }, () => batch);
   const pool = createMetricPool({ workers: 2, backend: 'wasm' });
   const shared = pool.allocate([SMALL.rows, SMALL.learned]);
   const pooled = copyInto({ learned: shared.data, source: pool.allocate([SMALL.rows, SMALL.source]).data, decoded: pool.allocate([SMALL.rows, SMALL.source]).data }, arrays);

@@ -26,10 +26,30 @@ export type MetricResult<M> = M extends { compute(): infer R } ? R : never;
  * What a collection's `forward` and `compute` return: each metric's value under its key, with
  * record values (a classwise wrapper's) flattened into the top level, as torchmetrics does: when
  * any flattened key would be duplicated, every key of every record becomes `<collectionKey>_<key>`.
+ * The keys are exact (a misspelled key does not compile); a wrapper's flattened keys
+ * (`'prefix/name'`, or `'key_prefix/name'`) are known only at run time, and typed as
+ * `` `${string}/${string}` `` when the collection holds one.
  */
-export type CollectionResult<M extends Record<string, AnyMetric>> = {
-  readonly [K in keyof M as MetricResult<M[K]> extends Tensor ? K : never]: MetricResult<M[K]>;
-} & Readonly<Record<string, Tensor>>;
+export type CollectionResult<M extends Record<string, AnyMetric>> = string extends keyof M
+  ? // A collection whose keys are not known to the compiler: any key.
+    Readonly<Record<string, Tensor>>
+  : {
+      readonly [K in keyof M as MetricResult<M[K]> extends Tensor ? K : never]: MetricResult<M[K]>;
+    } & ([keyof M extends infer K ? (K extends keyof M ? (MetricResult<M[K]> extends Tensor ? never : K) : never) : never] extends [never]
+  ? unknown
+  : Readonly<Record<`${string}/${string}`, Tensor>>);
+
+/** The batch type a metric or collection takes: the fields it needs are required. */
+export type BatchOf<T> = T extends MetricCollection<infer M>
+  ? CollectionBatch<M>
+  : T extends Metric<infer _S, infer _R, infer B extends Batch>
+    ? B
+    : Batch;
+
+type Intersection<U> = (U extends unknown ? (x: U) => void : never) extends (x: infer I) => void ? I : never;
+
+/** What a collection takes: a batch with every field any of its metrics needs. */
+export type CollectionBatch<M extends Record<string, AnyMetric>> = Intersection<{ [K in keyof M]: BatchOf<M[K]> }[keyof M]> & Batch;
 
 const NAME = 'MetricCollection';
 
@@ -199,7 +219,7 @@ export class MetricCollection<M extends Record<string, AnyMetric> = Record<strin
    * @throws {InvalidBatchError} when any metric rejects the batch; no metric is then changed.
    * @throws {StateMergeError} when a metric's count would pass 2^53 - 1; no metric is then changed.
    */
-  update(batch: Batch): void {
+  update(batch: CollectionBatch<M>): void {
     this.#fold(batch, false);
   }
 
@@ -209,7 +229,7 @@ export class MetricCollection<M extends Record<string, AnyMetric> = Record<strin
    * @throws {InvalidBatchError} when any metric rejects the batch; no metric is then changed.
    * @throws {StateMergeError} when a metric's count would pass 2^53 - 1; no metric is then changed.
    */
-  forward(batch: Batch): CollectionResult<M> {
+  forward(batch: CollectionBatch<M>): CollectionResult<M> {
     return this.#fold(batch, true) as CollectionResult<M>;
   }
 

@@ -8,7 +8,19 @@ export { Tensor, tensor, squeezeIfScalar, shapeSize } from './tensor.js';
 export type { DType, NestedArray, TensorLike } from './tensor.js';
 export { InvalidBatchError, StateMergeError, StateDecodeError, WorkerError, PoolClosedError } from './errors.js';
 export { encodeState, decodeState, STATE_FORMAT, STATE_VERSION, MAX_STATE_DEPTH } from './encoding.js';
-export type { Batch, RowRange, MetricDefinition, MetricState, MetricConfig, StatePart } from './functional/core.js';
+export type {
+  Batch,
+  BatchInput,
+  LearnedBatch,
+  ReconstructionBatch,
+  SparseAutoencoderBatch,
+  ReconstructionScoreBatch,
+  RowRange,
+  MetricDefinition,
+  MetricState,
+  MetricConfig,
+  StatePart,
+} from './functional/core.js';
 
 export { Metric } from './metrics/metric.js';
 export { L1AbsoluteLoss } from './metrics/l1-absolute-loss.js';

@@ -84,7 +84,7 @@ afterEach(() => {
 });
 
 describe('values', () => {
-  const [b1, b2] = [1, 2].map(batch) as [Batch, Batch];
+  const [b1, b2] = [1, 2].map(batch) as [ReturnType<typeof batch>, ReturnType<typeof batch>];
 
   it('update, forward and compute give the same values as each metric alone', () => {
     const collection = new MetricCollection(allMetrics());
@@ -383,7 +383,7 @@ describe('rejected batches', () => {
     const states = metrics.map(([, m]) => m.state());
     const values = collection.compute();
     for (const op of ['update', 'forward'] as const) {
-      const e = thrown(() => collection[op](bad as Batch));
+      const e = thrown(() => collection[op](bad as never));
       expect(e).toBeInstanceOf(InvalidBatchError);
       if (metric !== '') expect((e as InvalidBatchError).metric).toBe(metric);
       metrics.forEach(([key, m], i) => {
@@ -538,7 +538,7 @@ describe('atomic: update, forward and mergeState apply to every metric or to non
 });
 
 describe('reset and clone', () => {
-  const [b1, b2, b3] = [1, 2, 3].map(batch) as [Batch, Batch, Batch];
+  const [b1, b2, b3] = [1, 2, 3].map(batch) as [ReturnType<typeof batch>, ReturnType<typeof batch>, ReturnType<typeof batch>];
 
   it('reset() resets every metric', () => {
     const collection = new MetricCollection(allMetrics());

@@ -16,11 +16,19 @@ import {
   NeuronFiredCountMetric,
   ReconstructionScoreMetric,
   SparseAutoencoderLoss,
+  Tensor as TensorClass,
+  accumulateMetric,
+  reduceMetric,
   tensor,
 } from '../src/index.js';
+import { lastValueFrom, Subject } from 'rxjs';
 import type {
   Batch,
   CollectionResult,
+  LearnedBatch,
+  ReconstructionBatch,
+  ReconstructionScoreBatch,
+  SparseAutoencoderBatch,
   L1AbsoluteLossOptions,
   MetricResult,
   MetricState,
@@ -84,7 +92,7 @@ describe('result types', () => {
     expectTypeOf(l1.state()).toMatchTypeOf<MetricState<object>>();
     expectTypeOf(l1.encodeState()).toEqualTypeOf<string>();
     expectTypeOf(l1.definition.compute).returns.toEqualTypeOf<Tensor<'float64'>>();
-    expectTypeOf(l1.update).parameter(0).toEqualTypeOf<Batch>();
+    expectTypeOf(l1.update).parameter(0).toEqualTypeOf<LearnedBatch>();
     expectTypeOf(l1.clone()).toEqualTypeOf<L1AbsoluteLoss>();
     expectTypeOf(l1.keepBatchDim).toEqualTypeOf<boolean>();
   });
@@ -101,7 +109,8 @@ describe('collection result types', () => {
   it('tensor-valued metrics keep their key and type; record-valued metrics are flattened', () => {
     const collection = make();
     type Result = ReturnType<typeof collection.compute>;
-    expectTypeOf<KnownKeys<Result>>().toEqualTypeOf<'l1' | 'dead'>();
+    // The wrapper's flattened keys are known at run time only: `prefix/name`.
+    expectTypeOf<KnownKeys<Result>>().toEqualTypeOf<'l1' | 'dead' | `${string}/${string}`>();
     expectTypeOf<Result['l1']>().toEqualTypeOf<Tensor<'float64'>>();
     expectTypeOf<Result['dead']>().toEqualTypeOf<Tensor<'int64'>>();
     expectTypeOf<ReturnType<typeof collection.forward>>().toEqualTypeOf<Result>();
@@ -121,6 +130,61 @@ describe('collection result types', () => {
       'l0normmetric/1',
       'l0normmetric/mean',
     ]);
+  });
+});
+
+describe('batch and result types users write', () => {
+  it('a batch typed { learnedActivations: Tensor } pipes into an operator; Batch is exported for the same use', async () => {
+    const subject = new Subject<{ learnedActivations: Tensor }>();
+    const out = lastValueFrom(subject.pipe(accumulateMetric(new L1AbsoluteLoss())));
+    expectTypeOf(out).toEqualTypeOf<Promise<Tensor<'float64'>>>();
+    const batch: Batch = { learnedActivations: tensor([[1, -2, 0]]) };
+    const typed = new Subject<Batch>();
+    const collected = lastValueFrom(typed.pipe(reduceMetric(new MetricCollection({ l0: new L0NormMetric() }))));
+    subject.next({ learnedActivations: tensor([[1, -2, 0]]) });
+    subject.complete();
+    typed.next(batch);
+    typed.complete();
+    expect((await out).item()).toBe(3);
+    expect((await collected).l0.item()).toBe(2);
+  });
+
+  it('each metric class takes a batch with the fields it reads', () => {
+    const t = tensor([[1, 0]]);
+    expectTypeOf(new L2ReconstructionLoss().update).parameter(0).toEqualTypeOf<ReconstructionBatch>();
+    expectTypeOf(new SparseAutoencoderLoss().update).parameter(0).toEqualTypeOf<SparseAutoencoderBatch>();
+    expectTypeOf(new NeuronActivityMetric({ numLearnedFeatures: 2 }).forward).parameter(0).toEqualTypeOf<LearnedBatch>();
+    expectTypeOf(new ReconstructionScoreMetric().update).parameter(0).toEqualTypeOf<ReconstructionScoreBatch>();
+    expectTypeOf(new ClasswiseWrapperWithMean(new L2ReconstructionLoss()).update).parameter(0).toEqualTypeOf<ReconstructionBatch>();
+    const both = new MetricCollection({ l1: new L1AbsoluteLoss(), l2: new L2ReconstructionLoss() });
+    expectTypeOf<{ learnedActivations: typeof t; sourceActivations: typeof t; decodedActivations: typeof t }>().toMatchTypeOf<Parameters<typeof both.update>[0]>();
+    expectTypeOf<{ learnedActivations: typeof t }>().not.toMatchTypeOf<Parameters<typeof both.update>[0]>();
+    // What compiles also runs.
+    const l2 = new L2ReconstructionLoss();
+    l2.update({ sourceActivations: t, decodedActivations: tensor([[0, 0]]) });
+    expect(l2.compute().item()).toBe(0.5);
+  });
+
+  it('a collection result has exactly its keys', () => {
+    const collection = new MetricCollection({ l1: new L1AbsoluteLoss(), dead: new NeuronActivityMetric({ numLearnedFeatures: 2 }) });
+    expectTypeOf<KnownKeys<ReturnType<typeof collection.compute>>>().toEqualTypeOf<'l1' | 'dead'>();
+    expectTypeOf<'l11'>().not.toMatchTypeOf<keyof ReturnType<typeof collection.compute>>();
+  });
+
+  it('what the types reject for a batch is refused at run time too', () => {
+    const t = tensor([[1, 0]]);
+    const l2 = new L2ReconstructionLoss();
+    expect(() => l2.update({ sourceActivations: t } as unknown as ReconstructionBatch)).toThrow(
+      /^L2ReconstructionLoss: the batch must have a decodedActivations field/,
+    );
+    expect(l2.updateCount).toBe(0);
+  });
+
+  it('a tensor that is not float32, which a stream may carry, errors the stream', async () => {
+    const subject = new Subject<{ learnedActivations: Tensor }>();
+    const out = lastValueFrom(subject.pipe(reduceMetric(new L1AbsoluteLoss())));
+    subject.next({ learnedActivations: new TensorClass(new Float64Array([1]), [1, 1], 'float64') });
+    await expect(out).rejects.toThrow(/^L1AbsoluteLoss: learnedActivations must hold float32 data \(a Float32Array\), got Float64Array$/);
   });
 });
 
@@ -167,6 +231,21 @@ export function rejectedAtCompileTime(): void {
   new ClasswiseWrapperWithMean(new ClasswiseWrapperWithMean(new L0NormMetric()));
   // @ts-expect-error a collection holds metrics
   new MetricCollection({ l1: new L1AbsoluteLoss(), n: 3 });
+
+  const t = tensor([[1, 0]]);
+  // @ts-expect-error L2ReconstructionLoss reads decodedActivations
+  new L2ReconstructionLoss().update({ sourceActivations: t });
+  // @ts-expect-error SparseAutoencoderLoss reads learnedActivations too
+  new SparseAutoencoderLoss().forward({ sourceActivations: t, decodedActivations: t });
+  // @ts-expect-error a collection reads what each of its metrics reads
+  new MetricCollection({ l1: new L1AbsoluteLoss(), l2: new L2ReconstructionLoss() }).update({ learnedActivations: t });
+  // @ts-expect-error the reconstruction score reads the three losses
+  new ReconstructionScoreMetric().update({ sourceModelLoss: t });
+  const result = new MetricCollection({ l1: new L1AbsoluteLoss(), dead: new NeuronActivityMetric({ numLearnedFeatures: 2 }) }).compute();
+  // @ts-expect-error a misspelled result key
+  void result.l11;
+  // @ts-expect-error a misspelled key is not a wrapper's key either (those have a /)
+  void new MetricCollection({ l1: new L1AbsoluteLoss(), w: new ClasswiseWrapperWithMean(new L0NormMetric()) }).compute().dead;
 
   const l1 = new L1AbsoluteLoss();
   // @ts-expect-error keepBatchDim is a boolean
@@ -236,7 +315,7 @@ describe('what the types reject also throws at run time', () => {
 
   it('a batch that is not an object', () => {
     const l1 = new L1AbsoluteLoss();
-    expect(() => l1.update(3 as unknown as Batch)).toThrow(/^L1AbsoluteLoss: a batch must be a plain object/);
+    expect(() => l1.update(3 as unknown as LearnedBatch)).toThrow(/^L1AbsoluteLoss: a batch must be a plain object/);
     expect(l1.updateCount).toBe(0);
   });
 });

@@ -27,7 +27,7 @@ import {
   computeEvery,
   forwardMetric,
   tensor,
-  type Batch,
+  type SparseAutoencoderBatch,
   type BackendOption,
   type GpujsMode,
 } from '../../src/index.js';
@@ -242,8 +242,8 @@ export class Trainer {
   readonly data: ToyData;
   readonly sae: SparseAutoencoder;
   /** Every training batch, as the metrics receive it. */
-  readonly batches: Observable<Batch>;
-  readonly #batches = new Subject<Batch>();
+  readonly batches: Observable<SparseAutoencoderBatch>;
+  readonly #batches = new Subject<SparseAutoencoderBatch>();
   readonly #windows: WindowValues[] = [];
   #error: { error: unknown } | undefined;
   readonly #x: Float32Array;
@@ -319,7 +319,7 @@ export class Trainer {
   }
 
   /** A batch of copies of the current codes, inputs and reconstruction (the first `rows` vectors). */
-  #batch(x: Float32Array, rows: number): Batch {
+  #batch(x: Float32Array, rows: number): SparseAutoencoderBatch {
     const { learnedFeatures: F, inputDims: D } = this.options;
     return {
       learnedActivations: tensor(this.sae.codes.slice(0, rows * F), [rows, F]),
@@ -386,7 +386,7 @@ export class Trainer {
     if (features.length === 0) return 0;
     const { batchSize: B, inputDims: D, resampleInputs, l1Coefficient, resampleEncoderScale } = this.options;
     const inputs = new Float32Array(resampleInputs * D);
-    const batches: Batch[] = [];
+    const batches: SparseAutoencoderBatch[] = [];
     for (let start = 0; start < resampleInputs; start += B) {
       const rows = Math.min(B, resampleInputs - start);
       this.data.sample(this.#x, rows);

@@ -10,7 +10,7 @@
  * @module
  */
 import { batchError, describeValue, formatShape, mergeError, optionRangeError, optionTypeError } from '../errors.js';
-import type { TensorLike } from '../tensor.js';
+import type { Tensor, TensorLike } from '../tensor.js';
 import { jsFusedKernel } from '../kernels/js-fused.js';
 import type { FusedKernel, RowRange, ShardNeeds, ShardStats } from '../kernels/types.js';
 import type { BatchMerges } from './batch-merges.js';
@@ -19,7 +19,8 @@ export type { RowRange } from '../kernels/types.js';
 
 /**
  * A batch: a plain object whose fields are tensors. Each metric reads the fields it needs and
- * ignores the rest (as the Python metrics' `**kwargs`).
+ * ignores the rest (as the Python metrics' `**kwargs`); each metric class names the ones it needs
+ * in its batch type ({@link LearnedBatch}, {@link ReconstructionBatch}, ...).
  */
 export interface Batch {
   /** Learned activations (the SAE's hidden layer): `[batch, feature]` or `[batch, component, feature]`. */
@@ -38,6 +39,37 @@ export interface Batch {
   readonly componentIdx?: number;
   readonly [field: string]: unknown;
 }
+
+/** A batch with learned activations: what L1, L0, the fired-count metrics and capacity read. */
+export interface LearnedBatch extends Batch {
+  readonly learnedActivations: TensorLike;
+}
+
+/** A batch with source and decoded activations: what `L2ReconstructionLoss` reads. */
+export interface ReconstructionBatch extends Batch {
+  readonly sourceActivations: TensorLike;
+  readonly decodedActivations: TensorLike;
+}
+
+/** What `SparseAutoencoderLoss` reads: learned, source and decoded activations. */
+export interface SparseAutoencoderBatch extends LearnedBatch {
+  readonly sourceActivations: TensorLike;
+  readonly decodedActivations: TensorLike;
+}
+
+/** What `ReconstructionScoreMetric` reads: the three source-model losses. */
+export interface ReconstructionScoreBatch extends Batch {
+  readonly sourceModelLoss: TensorLike;
+  readonly sourceModelLossWithReconstruction: TensorLike;
+  readonly sourceModelLossWithZeroAblation: TensorLike;
+}
+
+/**
+ * What a stream of batches may carry into the operators and `fromBatches`: {@link Batch}'s fields,
+ * each any `Tensor` (so that a `Subject<{ learnedActivations: Tensor }>` pipes in). A tensor that
+ * is not float32 is refused at run time with an `InvalidBatchError` naming the field.
+ */
+export type BatchInput = { readonly [K in keyof Batch]: Batch[K] extends TensorLike | undefined ? TensorLike | Tensor : Batch[K] };
 
 /** A metric's configuration as plain data: what two states must agree on to merge. */
 export type MetricConfig = Readonly<Record<string, number | boolean | string | null>>;

@@ -7,6 +7,11 @@
 export { defineMetric, configKey, snapshotBatch } from './core.js';
 export type {
   Batch,
+  BatchInput,
+  LearnedBatch,
+  ReconstructionBatch,
+  SparseAutoencoderBatch,
+  ReconstructionScoreBatch,
   RowRange,
   MetricConfig,
   MetricDefinition,

@@ -1,3 +1,4 @@
+import type { LearnedBatch } from '../functional/core.js';
 import { Metric } from './metric.js';
 import { calculateCapacities, capacity, type CapacityState } from '../functional/capacity.js';
 import type { Tensor, TensorLike } from '../tensor.js';
@@ -16,7 +17,7 @@ import type { Tensor, TensorLike } from '../tensor.js';
  * cap.forward({ learnedActivations: tensor([[[1, 1, 1]], [[1, 1, 1]]]) }).toArray(); // [[0.5, 0.5]]
  * ```
  */
-export class CapacityMetric extends Metric<CapacityState, Tensor<'float64'>> {
+export class CapacityMetric extends Metric<CapacityState, Tensor<'float64'>, LearnedBatch> {
   /** Takes no options (as in Python); a JavaScript caller that passes some gets a `TypeError`. */
   constructor(...noOptions: []) {
     super(capacity((noOptions as unknown[])[0] as Record<string, never> | undefined), []);

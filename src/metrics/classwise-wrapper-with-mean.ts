@@ -1,6 +1,6 @@
 import { Metric } from './metric.js';
 import { checkOptions } from '../functional/core.js';
-import type { MetricDefinition, MetricState } from '../functional/core.js';
+import type { Batch, MetricDefinition, MetricState } from '../functional/core.js';
 import { describeValue, formatShape } from '../errors.js';
 import { float64, Tensor } from '../tensor.js';
 
@@ -49,16 +49,17 @@ function meanOverFirstAxis(t: Tensor): Tensor<'float64'> {
  * l0.forward({ learnedActivations: tensor([[[1, 0, 1], [1, 1, 1]]]) }); // { 'l0/mlp_0': tensor(2), 'l0/mlp_1': tensor(3), 'l0/mean': tensor(2.5) }
  * ```
  */
-export class ClasswiseWrapperWithMean<S extends MetricState<object> = MetricState> extends Metric<
+export class ClasswiseWrapperWithMean<S extends MetricState<object> = MetricState, B extends Batch = Batch> extends Metric<
   S,
-  Record<string, Tensor>
+  Record<string, Tensor>,
+  B
 > {
   /** The key prefix. */
   readonly prefix: string;
   /** The component names, or undefined for `'0'`, `'1'`, ... */
   readonly componentNames: readonly string[] | undefined;
 
-  constructor(metric: Metric<S, Tensor>, options: ClasswiseWrapperOptions = {}) {
+  constructor(metric: Metric<S, Tensor, B>, options: ClasswiseWrapperOptions = {}) {
     if (!(metric instanceof Metric)) {
       throw new TypeError(`${NAME}: metric must be a sae-metrics Metric, got ${describeValue(metric)}`);
     }

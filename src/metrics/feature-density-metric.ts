@@ -1,3 +1,4 @@
+import type { LearnedBatch } from '../functional/core.js';
 import { Metric } from './metric.js';
 import { featureDensity, type FeatureDensityOptions, type FeatureDensityState } from '../functional/feature-density.js';
 import type { Tensor } from '../tensor.js';
@@ -16,7 +17,7 @@ import type { Tensor } from '../tensor.js';
  * density.forward({ learnedActivations: tensor([[[1, 0, 1]], [[0, 0, 0]]]) }).toArray(); // [[0.5, 0, 0.5]]
  * ```
  */
-export class FeatureDensityMetric extends Metric<FeatureDensityState, Tensor<'float64'>> {
+export class FeatureDensityMetric extends Metric<FeatureDensityState, Tensor<'float64'>, LearnedBatch> {
   constructor(options: FeatureDensityOptions) {
     super(featureDensity(options), [{ ...options }]);
   }

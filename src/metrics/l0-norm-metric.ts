@@ -1,3 +1,4 @@
+import type { LearnedBatch } from '../functional/core.js';
 import { Metric } from './metric.js';
 import { l0Norm, type L0NormOptions, type L0NormState } from '../functional/l0-norm.js';
 import type { Tensor } from '../tensor.js';
@@ -17,7 +18,7 @@ import type { Tensor } from '../tensor.js';
  * }).toArray(); // [1.5, 2]
  * ```
  */
-export class L0NormMetric extends Metric<L0NormState, Tensor<'float64'>> {
+export class L0NormMetric extends Metric<L0NormState, Tensor<'float64'>, LearnedBatch> {
   constructor(options: L0NormOptions = {}) {
     super(l0Norm(options), [{ ...options }]);
   }

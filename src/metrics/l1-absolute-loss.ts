@@ -1,3 +1,4 @@
+import type { LearnedBatch } from '../functional/core.js';
 import { LossMetric } from './loss-metric.js';
 import {
   calculateAbsSum,
@@ -24,7 +25,7 @@ import type { Tensor, TensorLike } from '../tensor.js';
  * l1.forward({ learnedActivations: tensor([[[1, 0, 1]], [[0, 1, 0]]]) }).item(); // 1.5
  * ```
  */
-export class L1AbsoluteLoss extends LossMetric<L1AbsoluteLossOptions, L1AbsoluteLossState> {
+export class L1AbsoluteLoss extends LossMetric<L1AbsoluteLossOptions, L1AbsoluteLossState, LearnedBatch> {
   constructor(options: L1AbsoluteLossOptions = {}) {
     super(l1AbsoluteLoss, options);
   }

@@ -1,3 +1,4 @@
+import type { ReconstructionBatch } from '../functional/core.js';
 import { LossMetric } from './loss-metric.js';
 import {
   calculateMse,
@@ -27,7 +28,7 @@ import type { Tensor, TensorLike } from '../tensor.js';
  * }).item(); // 3
  * ```
  */
-export class L2ReconstructionLoss extends LossMetric<L2ReconstructionLossOptions, L2ReconstructionLossState> {
+export class L2ReconstructionLoss extends LossMetric<L2ReconstructionLossOptions, L2ReconstructionLossState, ReconstructionBatch> {
   constructor(options: L2ReconstructionLossOptions = {}) {
     super(l2ReconstructionLoss, options);
   }

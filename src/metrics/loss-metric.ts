@@ -1,6 +1,6 @@
 import { Metric } from './metric.js';
 import { booleanOption } from '../functional/core.js';
-import type { MetricDefinition, MetricState } from '../functional/core.js';
+import type { Batch, MetricDefinition, MetricState } from '../functional/core.js';
 import type { Tensor } from '../tensor.js';
 
 /** Options shared by the loss metrics. */
@@ -13,7 +13,7 @@ interface LossOptions {
  * Base of the loss metrics whose `keepBatchDim` can be changed after creation (which resets the
  * metric, as the Python property setter does).
  */
-export abstract class LossMetric<O extends LossOptions, S extends MetricState<object>> extends Metric<S, Tensor<'float64'>> {
+export abstract class LossMetric<O extends LossOptions, S extends MetricState<object>, B extends Batch> extends Metric<S, Tensor<'float64'>, B> {
   readonly #define: (options: O) => MetricDefinition<S, Tensor<'float64'>>;
   #options: O;
 

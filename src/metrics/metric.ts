@@ -33,7 +33,8 @@ export interface StagedChange<V> {
 }
 
 /**
- * Base class of every metric. Subclasses only choose a definition.
+ * Base class of every metric. Subclasses only choose a definition, and the batch type `B` that
+ * names the fields they need (so that a batch without them does not compile).
  *
  * - `update(batch)` folds a batch into the state; `forward(batch)` does the same and returns the
  *   value of that batch alone; `compute()` returns the accumulated value, cached until the state
@@ -42,7 +43,7 @@ export interface StagedChange<V> {
  * - `state()`, `loadState()`, `mergeState()` and `encodeState()` move states between metrics,
  *   threads, processes and machines.
  */
-export abstract class Metric<S extends MetricState<object> = MetricState, R = unknown> {
+export abstract class Metric<S extends MetricState<object> = MetricState, R = unknown, B extends Batch = Batch> {
   #definition: MetricDefinition<S, R>;
   #state: S;
   #cached: { readonly value: R } | undefined;
@@ -95,7 +96,7 @@ export abstract class Metric<S extends MetricState<object> = MetricState, R = un
    *
    * @throws {InvalidBatchError} when the batch is rejected; the state is then unchanged.
    */
-  update(batch: Batch): void {
+  update(batch: B): void {
     this.#stageBatch(this.snapshotBatch(batch), false).apply();
   }
 
@@ -105,7 +106,7 @@ export abstract class Metric<S extends MetricState<object> = MetricState, R = un
    *
    * @throws {InvalidBatchError} when the batch is rejected; the state is then unchanged.
    */
-  forward(batch: Batch): R {
+  forward(batch: B): R {
     const staged = this.#stageBatch(this.snapshotBatch(batch), true);
     staged.apply();
     return staged.value as R;

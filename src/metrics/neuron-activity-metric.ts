@@ -1,3 +1,4 @@
+import type { LearnedBatch } from '../functional/core.js';
 import { Metric } from './metric.js';
 import { neuronActivity, type NeuronActivityOptions, type NeuronActivityState } from '../functional/neuron-activity.js';
 import type { Tensor } from '../tensor.js';
@@ -20,7 +21,7 @@ import type { Tensor } from '../tensor.js';
  * dead.forward({ learnedActivations: tensor([[1, 0, 1], [0, 0, 0]]) }).item(); // 1
  * ```
  */
-export class NeuronActivityMetric extends Metric<NeuronActivityState, Tensor<'int64'>> {
+export class NeuronActivityMetric extends Metric<NeuronActivityState, Tensor<'int64'>, LearnedBatch> {
   constructor(options: NeuronActivityOptions) {
     super(neuronActivity(options), [{ ...options }]);
   }

@@ -1,3 +1,4 @@
+import type { LearnedBatch } from '../functional/core.js';
 import { Metric } from './metric.js';
 import { neuronFiredCount, type NeuronFiredCountOptions, type NeuronFiredCountState } from '../functional/neuron-fired-count.js';
 import type { Tensor } from '../tensor.js';
@@ -16,7 +17,7 @@ import type { Tensor } from '../tensor.js';
  * fired.forward({ learnedActivations: tensor([[1, 0, 1], [0, 0, 0]]) }).toArray(); // [1, 0, 1]
  * ```
  */
-export class NeuronFiredCountMetric extends Metric<NeuronFiredCountState, Tensor<'int64'>> {
+export class NeuronFiredCountMetric extends Metric<NeuronFiredCountState, Tensor<'int64'>, LearnedBatch> {
   constructor(options: NeuronFiredCountOptions) {
     super(neuronFiredCount(options), [{ ...options }]);
   }

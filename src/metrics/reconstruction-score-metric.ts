@@ -1,3 +1,4 @@
+import type { ReconstructionScoreBatch } from '../functional/core.js';
 import { Metric } from './metric.js';
 import {
   reconstructionScore,
@@ -25,7 +26,7 @@ import type { Tensor } from '../tensor.js';
  * }).item(); // 0.6667
  * ```
  */
-export class ReconstructionScoreMetric extends Metric<ReconstructionScoreState, Tensor<'float64'>> {
+export class ReconstructionScoreMetric extends Metric<ReconstructionScoreState, Tensor<'float64'>, ReconstructionScoreBatch> {
   constructor(options: ReconstructionScoreOptions = {}) {
     super(reconstructionScore(options), [{ ...options }]);
   }

@@ -1,3 +1,4 @@
+import type { SparseAutoencoderBatch } from '../functional/core.js';
 import { LossMetric } from './loss-metric.js';
 import {
   sparseAutoencoderLoss,
@@ -24,7 +25,7 @@ import {
  * }).item(); // 2 * 0.5 + 4 = 5
  * ```
  */
-export class SparseAutoencoderLoss extends LossMetric<SparseAutoencoderLossOptions, SparseAutoencoderLossState> {
+export class SparseAutoencoderLoss extends LossMetric<SparseAutoencoderLossOptions, SparseAutoencoderLossState, SparseAutoencoderBatch> {
   constructor(options: SparseAutoencoderLossOptions = {}) {
     super(sparseAutoencoderLoss, options);
   }

@@ -1,5 +1,5 @@
 import type { OperatorFunction } from 'rxjs';
-import type { Batch } from '../functional/core.js';
+import type { BatchInput } from '../functional/core.js';
 import { checkTarget, metricOperator, type MetricOperatorOptions, type MetricTarget, type TargetResult } from './internal/run-metric.js';
 
 /**
@@ -23,7 +23,7 @@ import { checkTarget, metricOperator, type MetricOperatorOptions, type MetricTar
 export function accumulateMetric<T extends MetricTarget>(
   metric: T,
   options?: MetricOperatorOptions,
-): OperatorFunction<Batch, TargetResult<T>> {
+): OperatorFunction<BatchInput, TargetResult<T>> {
   checkTarget('accumulateMetric', metric, options);
   return metricOperator<TargetResult<T>, TargetResult<T>>(metric, options, () => ({
     batch(runner, byId, _rows, emit) {

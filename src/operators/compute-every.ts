@@ -1,5 +1,5 @@
 import type { OperatorFunction } from 'rxjs';
-import type { Batch } from '../functional/core.js';
+import type { BatchInput } from '../functional/core.js';
 import { describeValue } from '../errors.js';
 import { checkTarget, metricOperator, type MetricOperatorOptions, type MetricTarget, type TargetResult } from './internal/run-metric.js';
 
@@ -38,7 +38,7 @@ export function computeEvery<T extends MetricTarget>(
   metric: T,
   window: ComputeWindow,
   options?: ComputeEveryOptions,
-): OperatorFunction<Batch, TargetResult<T>> {
+): OperatorFunction<BatchInput, TargetResult<T>> {
   const name = 'computeEvery';
   checkTarget(name, metric, options);
   const { emitPartial = false, ...rest } = options ?? {};

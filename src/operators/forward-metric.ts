@@ -1,5 +1,5 @@
 import type { OperatorFunction } from 'rxjs';
-import type { Batch } from '../functional/core.js';
+import type { BatchInput } from '../functional/core.js';
 import { checkTarget, metricOperator, type MetricOperatorOptions, type MetricTarget, type TargetResult } from './internal/run-metric.js';
 
 /**
@@ -19,7 +19,7 @@ import { checkTarget, metricOperator, type MetricOperatorOptions, type MetricTar
 export function forwardMetric<T extends MetricTarget>(
   metric: T,
   options?: MetricOperatorOptions,
-): OperatorFunction<Batch, TargetResult<T>> {
+): OperatorFunction<BatchInput, TargetResult<T>> {
   checkTarget('forwardMetric', metric, options);
   return metricOperator<TargetResult<T>, TargetResult<T>>(metric, options, () => ({
     batch(runner, byId, _rows, emit) {

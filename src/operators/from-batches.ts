@@ -1,6 +1,6 @@
 import { Observable } from 'rxjs';
 import { describeValue } from '../errors.js';
-import type { Batch } from '../functional/core.js';
+import type { Batch, BatchInput } from '../functional/core.js';
 import { MetricPool } from '../pool/metric-pool.js';
 
 /** Options of {@link fromBatches}. */
@@ -33,12 +33,12 @@ export interface FromBatchesOptions {
  * out; // [1, 1.5, 1.6667]
  * ```
  */
-export function fromBatches(
-  batches: Iterable<Batch> | AsyncIterable<Batch>,
+export function fromBatches<B extends BatchInput = Batch>(
+  batches: Iterable<B> | AsyncIterable<B>,
   options: FromBatchesOptions = {},
-): Observable<Batch> {
-  const asyncIterable = typeof (batches as AsyncIterable<Batch>)?.[Symbol.asyncIterator] === 'function';
-  if (!asyncIterable && typeof (batches as Iterable<Batch>)?.[Symbol.iterator] !== 'function') {
+): Observable<B> {
+  const asyncIterable = typeof (batches as AsyncIterable<B>)?.[Symbol.asyncIterator] === 'function';
+  if (!asyncIterable && typeof (batches as Iterable<B>)?.[Symbol.iterator] !== 'function') {
     throw new TypeError(`fromBatches: batches must be an iterable or async iterable, got ${describeValue(batches)}`);
   }
   if (typeof options !== 'object' || options === null) {
@@ -48,10 +48,10 @@ export function fromBatches(
   if (pool !== undefined && !(pool instanceof MetricPool)) {
     throw new TypeError(`fromBatches: options.pool must be a MetricPool, got ${describeValue(pool)}`);
   }
-  return new Observable<Batch>((subscriber) => {
+  return new Observable<B>((subscriber) => {
     if (!asyncIterable && pool === undefined) {
       // In-thread evaluation is synchronous: plain iteration is already paced.
-      const iterator = (batches as Iterable<Batch>)[Symbol.iterator]();
+      const iterator = (batches as Iterable<B>)[Symbol.iterator]();
       try {
         for (let r = iterator.next(); !r.done; r = iterator.next()) {
           subscriber.next(r.value);
@@ -67,8 +67,8 @@ export function fromBatches(
       return;
     }
     const iterator = asyncIterable
-      ? (batches as AsyncIterable<Batch>)[Symbol.asyncIterator]()
-      : (batches as Iterable<Batch>)[Symbol.iterator]();
+      ? (batches as AsyncIterable<B>)[Symbol.asyncIterator]()
+      : (batches as Iterable<B>)[Symbol.iterator]();
     let stopped = false;
     void (async () => {
       try {

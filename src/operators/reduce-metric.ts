@@ -1,5 +1,5 @@
 import type { OperatorFunction } from 'rxjs';
-import type { Batch } from '../functional/core.js';
+import type { BatchInput } from '../functional/core.js';
 import { checkTarget, metricOperator, type MetricOperatorOptions, type MetricTarget, type TargetResult } from './internal/run-metric.js';
 
 /**
@@ -20,7 +20,7 @@ import { checkTarget, metricOperator, type MetricOperatorOptions, type MetricTar
 export function reduceMetric<T extends MetricTarget>(
   metric: T,
   options?: MetricOperatorOptions,
-): OperatorFunction<Batch, TargetResult<T>> {
+): OperatorFunction<BatchInput, TargetResult<T>> {
   checkTarget('reduceMetric', metric, options);
   return metricOperator<TargetResult<T>, TargetResult<T>>(metric, options, () => ({
     batch(runner, byId) {

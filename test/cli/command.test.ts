@@ -17,7 +17,9 @@ import {
   NeuronFiredCountMetric,
   SparseAutoencoderLoss,
   tensor,
+  type Batch,
   type NestedArray,
+  type Tensor,
 } from '../../src/index.js';
 import { denseActivations, npyBytes, safetensorsBytes, scratchDir, sparseActivations, toFloat16, write } from './files.js';
 import { cli, limited, main, requireBuilt, root, type CliRun } from './run-cli.js';
@@ -58,7 +60,8 @@ function library(d: Data, o: { l1Coefficient?: number; deadThreshold?: number } 
       : {}),
   };
   const out: Record<string, NestedArray> = {};
-  for (const [name, m] of Object.entries(metrics)) {
+  // l2 and loss are there only when the batch has source and decoded activations.
+  for (const [name, m] of Object.entries(metrics) as [string, { update(b: Batch): void; compute(): Tensor }][]) {
     m.update(batch);
     out[name] = m.compute().toArray();
   }

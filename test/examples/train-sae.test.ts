@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { SparseAutoencoderLoss, tensor, type Batch } from '../../src/index.js';
+import { SparseAutoencoderLoss, tensor, type SparseAutoencoderBatch } from '../../src/index.js';
 import { ToyData, normalSampler, seededRandom } from '../../examples/train-sae/data.js';
 import { createJsMatrixKernels } from '../../examples/train-sae/kernels.js';
 import { SparseAutoencoder } from '../../examples/train-sae/sae.js';
@@ -79,7 +79,7 @@ describe('examples/train-sae: training', () => {
 
   it('reports the values the metric classes give on the same batches, and the MMCS of the decoder', () => {
     const trainer = new Trainer({ ...SMALL, windowVectors: 1024 });
-    const batches: Batch[] = [];
+    const batches: SparseAutoencoderBatch[] = [];
     trainer.batches.subscribe((b) => batches.push(b));
     try {
       const reports = [trainer.runWindow(), trainer.runWindow()];

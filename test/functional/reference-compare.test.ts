@@ -32,7 +32,7 @@ import {
   ReconstructionScoreMetric,
   ClasswiseWrapperWithMean,
 } from '../../src/index.js';
-import type { Batch, RowRange } from '../../src/index.js';
+import type { Batch, LearnedBatch, RowRange } from '../../src/index.js';
 import {
   l1AbsoluteLoss,
   l2ReconstructionLoss,
@@ -687,7 +687,7 @@ describe('ClasswiseWrapperWithMean against refClasswiseWithMean', () => {
       });
       const refs = samples.map((s) => s.ref);
       samples.forEach((s, k) => {
-        wrapper.update(s.batch);
+        wrapper.update(s.batch as LearnedBatch);
         const result = wrapper.compute();
         const expected = refClasswiseWithMean(refNeuronActivity(learnedOf(refs.slice(0, k + 1)), options), named, 'dead');
         expect(Object.keys(result).sort()).toEqual(Object.keys(expected).sort());

@@ -17,7 +17,7 @@ import {
   Tensor,
   tensor,
 } from '../../src/index.js';
-import type { Batch } from '../../src/index.js';
+import type { Batch, LearnedBatch } from '../../src/index.js';
 import {
   type RefArray,
   refClasswiseWithMean,
@@ -54,7 +54,7 @@ function expectRecordClose(actual: Readonly<Record<string, Tensor>>, expected: R
   for (const k of Object.keys(expected)) expectTensorClose(actual[k], expected[k], k);
 }
 
-const learned = (shape: number[], seed: number): Batch => ({ learnedActivations: randomTensor(shape, seed) });
+const learned = (shape: number[], seed: number): LearnedBatch => ({ learnedActivations: randomTensor(shape, seed) });
 const l0Ref = (bs: Batch[], numComponents?: number): RefArray =>
   refL0Norm(
     bs.map((b) => ref(b.learnedActivations)),

@@ -24,7 +24,9 @@ import {
   reduceMetric,
   tensor,
   type Batch,
+  type LearnedBatch,
   type MetricPool,
+  type ReconstructionScoreBatch,
 } from '../../src/index.js';
 import { l1AbsoluteLoss } from '../../src/functional/index.js';
 import { fromNested, refCapacityMetric, refL0Norm, refL1AbsoluteLoss, refNeuronFiredCount } from '../reference/index.js';
@@ -34,7 +36,7 @@ const FIRST = [[1, -2, 3]];
 const LATER = [[Number.NaN, 5]];
 
 /** A batch whose learnedActivations getter gives FIRST once, then LATER; `reads()` counts the reads. */
-function changing(): { batch: Batch; reads: () => number } {
+function changing(): { batch: LearnedBatch; reads: () => number } {
   let reads = 0;
   const batch = {
     get learnedActivations() {
@@ -55,11 +57,11 @@ afterAll(async () => {
 
 describe('each batch field is read once at hand-over', () => {
   it.each([
-    ['Metric.update', (b: Batch) => { const m = new L1AbsoluteLoss(); m.update(b); return m.compute().item(); }],
-    ['Metric.forward', (b: Batch) => new L1AbsoluteLoss().forward(b).item()],
+    ['Metric.update', (b: LearnedBatch) => { const m = new L1AbsoluteLoss(); m.update(b); return m.compute().item(); }],
+    ['Metric.forward', (b: LearnedBatch) => new L1AbsoluteLoss().forward(b).item()],
     ['functional update', (b: Batch) => { const d = l1AbsoluteLoss(); return d.compute(d.update(d.init(), b)).item(); }],
-    ['MetricCollection.update', (b: Batch) => { const c = new MetricCollection({ l1: new L1AbsoluteLoss(), l0: new L0NormMetric() }); c.update(b); return c.compute().l1.item(); }],
-    ['MetricCollection.forward', (b: Batch) => new MetricCollection({ l1: new L1AbsoluteLoss(), l0: new L0NormMetric() }).forward(b).l1.item()],
+    ['MetricCollection.update', (b: LearnedBatch) => { const c = new MetricCollection({ l1: new L1AbsoluteLoss(), l0: new L0NormMetric() }); c.update(b); return c.compute().l1.item(); }],
+    ['MetricCollection.forward', (b: LearnedBatch) => new MetricCollection({ l1: new L1AbsoluteLoss(), l0: new L0NormMetric() }).forward(b).l1.item()],
   ] as const)('%s', (_name, run) => {
     const { batch, reads } = changing();
     expect(run(batch)).toBe(6);
@@ -117,7 +119,7 @@ describe('each batch field is read once at hand-over', () => {
       }
     }
     const m = new ReconstructionScoreMetric({ numComponents: 2 });
-    m.update(new Losses() as unknown as Batch);
+    m.update(new Losses() as unknown as ReconstructionScoreBatch);
     expect(reads).toBe(2);
     const [c0, c1] = m.compute().data;
     expect(c0).toBeNaN(); // 0 / 0: nothing in component 0

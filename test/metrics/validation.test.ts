@@ -35,7 +35,16 @@ import {
   ClasswiseWrapperWithMean,
   MetricCollection,
 } from '../../src/index.js';
-import type { AnyMetric, Batch, MetricDefinition, MetricState, RowRange, TensorLike } from '../../src/index.js';
+import type {
+  AnyMetric,
+  Batch,
+  MetricDefinition,
+  MetricState,
+  ReconstructionScoreBatch,
+  RowRange,
+  SparseAutoencoderBatch,
+  TensorLike,
+} from '../../src/index.js';
 import {
   l1AbsoluteLoss,
   l2ReconstructionLoss,
@@ -175,7 +184,7 @@ function named<T>(cases: readonly T[], key: keyof T): [string, T][] {
 // Good batches (each setup gets one good batch first, and a second one after the rejection)
 
 /** Rank 2: learned `[2, 3]`, source and decoded `[2, 4]`. */
-const B2: Batch = {
+const B2: SparseAutoencoderBatch = {
   learnedActivations: tensor([
     [1, 0, -2],
     [0, 3, 0],
@@ -189,24 +198,24 @@ const B2: Batch = {
     [0, 0, 0, 2],
   ]),
 };
-const B2_NEXT: Batch = {
+const B2_NEXT: SparseAutoencoderBatch = {
   learnedActivations: tensor([[0.5, 0, 0]]),
   sourceActivations: tensor([[1, 1, 1, 1]]),
   decodedActivations: tensor([[0, 1, 0, 1]]),
 };
 /** Rank 3 with one component: learned `[2, 1, 3]`, source and decoded `[2, 1, 4]`. */
-const B1C: Batch = {
+const B1C: SparseAutoencoderBatch = {
   learnedActivations: tensor([[[1, 0, -2]], [[0, 3, 0]]]),
   sourceActivations: tensor([[[1, 2, 3, 4]], [[0, 1, 0, 1]]]),
   decodedActivations: tensor([[[1, 1, 3, 3]], [[0, 0, 0, 2]]]),
 };
-const B1C_NEXT: Batch = {
+const B1C_NEXT: SparseAutoencoderBatch = {
   learnedActivations: tensor([[[0.5, 0, 0]]]),
   sourceActivations: tensor([[[1, 1, 1, 1]]]),
   decodedActivations: tensor([[[0, 1, 0, 1]]]),
 };
 /** Rank 3 with two components: learned `[2, 2, 3]`, source and decoded `[2, 2, 4]`. */
-const B3: Batch = {
+const B3: SparseAutoencoderBatch = {
   learnedActivations: tensor([
     [
       [1, 0, -2],
@@ -238,7 +247,7 @@ const B3: Batch = {
     ],
   ]),
 };
-const B3_NEXT: Batch = {
+const B3_NEXT: SparseAutoencoderBatch = {
   learnedActivations: tensor([
     [
       [0.5, 0, 0],
@@ -258,12 +267,12 @@ const B3_NEXT: Batch = {
     ],
   ]),
 };
-const RS: Batch = {
+const RS: ReconstructionScoreBatch = {
   sourceModelLoss: tensor([2, 2, 2]),
   sourceModelLossWithReconstruction: tensor([3, 3, 3]),
   sourceModelLossWithZeroAblation: tensor([5, 5, 5]),
 };
-const RS_NEXT: Batch = {
+const RS_NEXT: ReconstructionScoreBatch = {
   sourceModelLoss: tensor([1]),
   sourceModelLossWithReconstruction: tensor([2]),
   sourceModelLossWithZeroAblation: tensor([4]),
@@ -778,9 +787,9 @@ describe('MetricCollection and ClasswiseWrapperWithMean: batch rules', () => {
     const col = collection();
     col.update(B2);
     const before = Object.fromEntries(Object.entries(col.metrics).map(([k, m]) => [k, snapshot(m)]));
-    expectBatchError(() => col.update(bad as Batch), metric, field, message);
+    expectBatchError(() => col.update(bad as never), metric, field, message);
     for (const [k, m] of Object.entries(col.metrics)) expectUnchanged(m, before[k] as Snapshot);
-    expectBatchError(() => col.forward(bad as Batch), metric, field, message);
+    expectBatchError(() => col.forward(bad as never), metric, field, message);
     for (const [k, m] of Object.entries(col.metrics)) expectUnchanged(m, before[k] as Snapshot);
   });
 
@@ -1535,7 +1544,7 @@ describe('static helpers reject bad tensors, naming the helper', () => {
 describe('messages name what is actually wrong', () => {
   it('a field present but undefined is not reported as missing from a batch that lists it', () => {
     const m = new L1AbsoluteLoss();
-    expectBatchError(() => m.update({ learnedActivations: undefined } as unknown as Batch), 'L1AbsoluteLoss', L, /^L1AbsoluteLoss: learnedActivations .*got undefined$/);
+    expectBatchError(() => m.update({ learnedActivations: undefined } as never), 'L1AbsoluteLoss', L, /^L1AbsoluteLoss: learnedActivations .*got undefined$/);
   });
 
   it('a helper given undefined says the argument is undefined, not that a batch lacks a field', () => {
@@ -1547,12 +1556,12 @@ describe('messages name what is actually wrong', () => {
 
   it('a field given as nested arrays is described as an array', () => {
     const m = new L1AbsoluteLoss();
-    expectBatchError(() => m.update({ learnedActivations: [[1, 0, 1]] } as unknown as Batch), 'L1AbsoluteLoss', L, /^L1AbsoluteLoss: learnedActivations must be a Tensor \(see tensor\(\)\), got an array/);
+    expectBatchError(() => m.update({ learnedActivations: [[1, 0, 1]] } as never), 'L1AbsoluteLoss', L, /^L1AbsoluteLoss: learnedActivations must be a Tensor \(see tensor\(\)\), got an array/);
   });
 
   it('a typed array passed as the batch is named', () => {
     const m = new L1AbsoluteLoss();
-    expectBatchError(() => m.update(new Float32Array(3) as unknown as Batch), 'L1AbsoluteLoss', 'batch', /^L1AbsoluteLoss: a batch must be a plain object of tensors.*got a Float32Array/);
+    expectBatchError(() => m.update(new Float32Array(3) as never), 'L1AbsoluteLoss', 'batch', /^L1AbsoluteLoss: a batch must be a plain object of tensors.*got a Float32Array/);
   });
 
   it('options given as an array are described as an array', () => {
@@ -1560,7 +1569,7 @@ describe('messages name what is actually wrong', () => {
   });
 
   it("ReconstructionScoreMetric's batch hint names a field it reads", () => {
-    const e = thrown(() => new ReconstructionScoreMetric().update(null as unknown as Batch)) as Error;
+    const e = thrown(() => new ReconstructionScoreMetric().update(null as never)) as Error;
     expect(e).toBeInstanceOf(InvalidBatchError);
     expect(e.message).toMatch(/^ReconstructionScoreMetric: a batch must be a plain object of tensors/);
     expect(e.message).not.toMatch(/learnedActivations/);

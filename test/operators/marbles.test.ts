@@ -33,7 +33,7 @@ import {
   Tensor,
   tensor,
 } from '../../src/index.js';
-import type { Batch, DType, Metric, MetricTarget, NestedArray } from '../../src/index.js';
+import type { Batch, DType, LearnedBatch, Metric, MetricTarget, NestedArray } from '../../src/index.js';
 import {
   type RefArray,
   refL1AbsoluteLoss,
@@ -139,7 +139,7 @@ function marbles(callback: (helpers: RunHelpers) => void): void {
 // ---------------------------------------------------------------------------------------------
 // Batches (three learned features, rank 2) and targets
 
-const A: Batch = { learnedActivations: tensor([[1, 0, 1]]) }; // L1 2; fires features 0 and 2
+const A: LearnedBatch = { learnedActivations: tensor([[1, 0, 1]]) }; // L1 2; fires features 0 and 2
 const B: Batch = { learnedActivations: tensor([[0, 1, 0]]) }; // L1 1; fires feature 1
 const C: Batch = { learnedActivations: tensor([[2, 2, 0], [0, 0, 0]]) }; // 2 vectors: L1 4 and 0; fires 0 and 1
 const Z: Batch = { learnedActivations: tensor([[0, 0, 0]]) }; // L1 0; fires nothing
@@ -623,7 +623,7 @@ describe.each(CASES)('operators over $name', (c) => {
 
 describe('a batch rejected because of earlier batches (L1AbsoluteLoss keepBatchDim)', () => {
   // keepBatchDim concatenates per-vector values of one shape: a rank-3 batch after a rank-2 one is rejected.
-  const K: Batch = { learnedActivations: tensor([[[1, 0, 1]]]) };
+  const K: LearnedBatch = { learnedActivations: tensor([[[1, 0, 1]]]) };
   const keep = (): L1AbsoluteLoss => new L1AbsoluteLoss({ keepBatchDim: true });
   const refKeep = (w: Batch[]): Expected => f64(nested(refL1AbsoluteLoss(w.map(refArray), { keepBatchDim: true, numComponents: 1 })));
 

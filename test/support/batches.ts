@@ -1,6 +1,6 @@
 /** Seeded random tensors and the batches built from them, shared by the metric and collection tests. */
 import { tensor } from '../../src/index.js';
-import type { Batch, Tensor } from '../../src/index.js';
+import type { LearnedBatch, ReconstructionBatch, ReconstructionScoreBatch, SparseAutoencoderBatch, Tensor } from '../../src/index.js';
 import { mulberry32 } from './random.js';
 
 /** A float32 tensor of `shape` with values in [lo, hi), about `zeros` of them exactly 0. */
@@ -19,12 +19,12 @@ export const D = 3; // source / decoded features
 /** 2 to 4 rows, depending on the seed. */
 export const rowsOf = (seed: number): number => 2 + (seed % 3);
 
-export function learned(seed: number, componentAxis: boolean): Batch {
+export function learned(seed: number, componentAxis: boolean): LearnedBatch {
   const rows = rowsOf(seed);
   return { learnedActivations: randomTensor(componentAxis ? [rows, C, F] : [rows, F], seed) };
 }
 
-export function reconstruction(seed: number, componentAxis: boolean): Batch {
+export function reconstruction(seed: number, componentAxis: boolean): ReconstructionBatch {
   const rows = rowsOf(seed);
   const shape = componentAxis ? [rows, C, D] : [rows, D];
   return {
@@ -33,11 +33,11 @@ export function reconstruction(seed: number, componentAxis: boolean): Batch {
   };
 }
 
-export function saeBatch(seed: number, componentAxis: boolean): Batch {
+export function saeBatch(seed: number, componentAxis: boolean): SparseAutoencoderBatch {
   return { ...learned(seed, componentAxis), ...reconstruction(seed, componentAxis) };
 }
 
-export function lossBatch(seed: number): Batch {
+export function lossBatch(seed: number): ReconstructionScoreBatch {
   const rows = rowsOf(seed);
   return {
     sourceModelLoss: randomTensor([rows], seed * 5 + 1, 1, 2, 0),
@@ -48,6 +48,6 @@ export function lossBatch(seed: number): Batch {
 }
 
 /** A batch every metric accepts: activations with a component axis, and the three losses. */
-export function fullBatch(seed: number): Batch {
+export function fullBatch(seed: number): SparseAutoencoderBatch & ReconstructionScoreBatch {
   return { ...saeBatch(seed, true), ...lossBatch(seed) };
 }

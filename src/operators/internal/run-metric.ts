@@ -7,7 +7,7 @@
  */
 import { Observable, Subscriber, type OperatorFunction } from 'rxjs';
 import { describeValue } from '../../errors.js';
-import type { Batch } from '../../functional/core.js';
+import type { Batch, BatchInput } from '../../functional/core.js';
 import { Metric, type BatchPlan } from '../../metrics/metric.js';
 import { MetricCollection, type AnyMetric, type CollectionResult } from '../../collection.js';
 import { inThreadExecutor, type ShardExecutor } from '../../pool/executor.js';
@@ -134,9 +134,11 @@ export function metricOperator<R, O>(
   target: MetricTarget,
   options: MetricOperatorOptions | undefined,
   makeHandlers: () => Handlers<R, O>,
-): OperatorFunction<Batch, O> {
-  return (source) =>
-    new Observable<O>((subscriber) => {
+): OperatorFunction<BatchInput, O> {
+  // A tensor that is not float32 type-checks as a BatchInput and is refused by validation.
+  return (input) => {
+    const source = input as Observable<Batch>;
+    return new Observable<O>((subscriber) => {
       const runner = freshRunner<R>(target);
       const handlers = makeHandlers();
       let executor: ShardExecutor;
@@ -223,6 +225,7 @@ export function metricOperator<R, O>(
       subscriber.add(() => controller.abort(new DOMException('The subscriber unsubscribed', 'AbortError')));
       source.subscribe(inner);
     });
+  };
 }
 
 function merged(maps: readonly ReadonlyMap<string, unknown>[]): ReadonlyMap<string, unknown> {
