@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { inspect } from 'node:util';
 import { describeValue, formatShape } from './errors.js';
 
 /** The element types a {@link Tensor} can have. */
@@ -127,6 +128,40 @@ export class Tensor<D extends DType = DType> {
   toString(): string {
     return `tensor(${JSON.stringify(this.toArray())}, shape=${formatShape(this.shape)}, dtype=${this.dtype})`;
   }
+
+  /**
+   * What `console.log` and `util.inspect` show, as the README's comments write values:
+   * `tensor(1.25)`, `tensor([[1, 0], [0, 1]])`. Past 1000 elements, as PyTorch does, the first
+   * and last 3 entries of each axis and the shape: `tensor([0, 0, 0, ..., 0, 0, 1], shape=[4096])`.
+   */
+  [inspect.custom](): string {
+    return displayTensor(this);
+  }
+
+  /** What `JSON.stringify` writes: the values as nested arrays, a number for a 0-d tensor (as `toArray()`). */
+  toJSON(): NestedArray {
+    return this.toArray();
+  }
+}
+
+/** Elements past which {@link displayTensor} summarises, and the entries it keeps at each end of an axis. */
+const SUMMARY_THRESHOLD = 1000;
+const EDGE_ITEMS = 3;
+
+/** The display form of a tensor (see `Tensor[inspect.custom]`). */
+export function displayTensor(t: Tensor): string {
+  const { data, shape } = t;
+  const summarise = data.length > SUMMARY_THRESHOLD;
+  const strides = shape.map((_, axis) => shapeSize(shape.slice(axis + 1)));
+  const show = (axis: number, offset: number): string => {
+    if (axis === shape.length) return String(data[offset]);
+    const n = shape[axis] as number;
+    const stride = strides[axis] as number;
+    const items = (from: number, to: number): string[] => Array.from({ length: to - from }, (_, k) => show(axis + 1, offset + (from + k) * stride));
+    const parts = summarise && n > 2 * EDGE_ITEMS ? [...items(0, EDGE_ITEMS), '...', ...items(n - EDGE_ITEMS, n)] : items(0, n);
+    return `[${parts.join(', ')}]`;
+  };
+  return `tensor(${show(0, 0)}${summarise ? `, shape=${formatShape(shape)}` : ''})`;
 }
 
 function inferShape(nested: unknown): number[] {
