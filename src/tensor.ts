@@ -7,7 +7,6 @@
  *
  * @module
  */
-import { inspect } from 'node:util';
 import { describeValue, formatShape } from './errors.js';
 
 /** The element types a {@link Tensor} can have. */
@@ -129,26 +128,29 @@ export class Tensor<D extends DType = DType> {
     return `tensor(${JSON.stringify(this.toArray())}, shape=${formatShape(this.shape)}, dtype=${this.dtype})`;
   }
 
-  /**
-   * What `console.log` and `util.inspect` show, as the README's comments write values:
-   * `tensor(1.25)`, `tensor([[1, 0], [0, 1]])`. Past 1000 elements, as PyTorch does, the first
-   * and last 3 entries of each axis and the shape: `tensor([0, 0, 0, ..., 0, 0, 1], shape=[4096])`.
-   */
-  [inspect.custom](): string {
-    return displayTensor(this);
-  }
-
   /** What `JSON.stringify` writes: the values as nested arrays, a number for a 0-d tensor (as `toArray()`). */
   toJSON(): NestedArray {
     return this.toArray();
   }
 }
 
+// What `console.log` and `util.inspect` show (Node's `util.inspect.custom`, by its registered
+// symbol, so that the type declarations need no Node types): see displayTensor.
+Object.defineProperty(Tensor.prototype, Symbol.for('nodejs.util.inspect.custom'), {
+  value(this: Tensor): string {
+    return displayTensor(this);
+  },
+});
+
 /** Elements past which {@link displayTensor} summarises, and the entries it keeps at each end of an axis. */
 const SUMMARY_THRESHOLD = 1000;
 const EDGE_ITEMS = 3;
 
-/** The display form of a tensor (see `Tensor[inspect.custom]`). */
+/**
+ * What `console.log` and `util.inspect` show for a tensor, as the README's comments write values:
+ * `tensor(1.25)`, `tensor([[1, 0], [0, 1]])`. Past 1000 elements, as PyTorch does, the first and
+ * last 3 entries of each axis, and the shape: `tensor([0, 0, 0, ..., 0, 0, 1], shape=[4096])`.
+ */
 export function displayTensor(t: Tensor): string {
   const { data, shape } = t;
   const summarise = data.length > SUMMARY_THRESHOLD;
