@@ -32,8 +32,9 @@ export interface ServiceOptions {
   readonly log: (line: string) => void;
 }
 
-/** One logged window: the metric values as plain numbers. */
+/** One logged window: its number (from 1), the vectors it covers, the metric values as plain numbers. */
 export interface WindowReport {
+  readonly window: number;
   readonly vectors: number;
   readonly loss: number;
   readonly l1: number;
@@ -75,7 +76,37 @@ export function serviceMetrics(learnedFeatures: number): MetricCollection {
   });
 }
 
-/** Runs the service: emits `batches` batches as events and returns the logged windows. */
+/** The columns of the log: a name and a width each. */
+const COLUMNS = [
+  ['window', 6],
+  ['vectors', 9],
+  ['loss', 9],
+  ['l1', 8],
+  ['l2', 9],
+  ['l0', 7],
+  ['dead', 11],
+  ['mean density', 12],
+] as const;
+
+/** The header line the service logs first. */
+export const HEADER = COLUMNS.map(([name, width]) => name.padStart(width)).join('  ');
+
+/** The log line of a window, under {@link HEADER}. */
+export function windowLine(w: WindowReport, learnedFeatures: number): string {
+  const cells = [
+    String(w.window),
+    String(w.window * w.vectors),
+    w.loss.toFixed(5),
+    w.l1.toFixed(3),
+    w.l2.toFixed(5),
+    w.l0.toFixed(2),
+    `${w.dead}/${learnedFeatures}`,
+    w.meanDensity.toFixed(4),
+  ];
+  return cells.map((c, i) => c.padStart((COLUMNS[i] as readonly [string, number])[1])).join('  ');
+}
+
+/** Runs the service: logs a header, emits `batches` batches as events and returns the logged windows (one line each). */
 export async function runService(o: ServiceOptions): Promise<WindowReport[]> {
   const pool = createMetricPool({ workers: o.workers, shardRows: 256 });
   const activations = new EventEmitter();
@@ -85,9 +116,10 @@ export async function runService(o: ServiceOptions): Promise<WindowReport[]> {
         takeUntil(fromEvent(activations, 'end')),
         map((b) => b as Batch),
         computeEvery(serviceMetrics(o.learnedFeatures), { vectors: o.logEvery }, { pool }),
-        map((r): WindowReport => {
+        map((r, index): WindowReport => {
           const density = r.density as { data: Float64Array };
           return {
+            window: index + 1,
             vectors: o.logEvery,
             loss: r.loss!.item(),
             l1: r.l1!.item(),
@@ -97,14 +129,11 @@ export async function runService(o: ServiceOptions): Promise<WindowReport[]> {
             meanDensity: density.data.reduce((a, b) => a + b, 0) / density.data.length,
           };
         }),
-        tap((w) =>
-          o.log(
-            `loss ${w.loss.toFixed(5)}  l1 ${w.l1.toFixed(3)}  l2 ${w.l2.toFixed(5)}  l0 ${w.l0.toFixed(2)}  dead ${w.dead}/${o.learnedFeatures}  mean density ${w.meanDensity.toFixed(4)}`,
-          ),
-        ),
+        tap((w) => o.log(windowLine(w, o.learnedFeatures))),
         toArray(),
       ),
     );
+    o.log(HEADER);
     const random = seededRandom(o.seed);
     for (let i = 0; i < o.batches; i++) {
       activations.emit('batch', makeBatch(random, o));

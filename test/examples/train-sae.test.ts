@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { SparseAutoencoderLoss, tensor, type SparseAutoencoderBatch } from '../../src/index.js';
@@ -335,6 +336,20 @@ describe('examples/train-sae: npm run example (main.ts)', () => {
     const short = run(...small, '--max-steps', '32');
     expect(short.status).toBe(1);
     expect(short.stdout).toMatch(/\ndid not reach MMCS 0\.95: final MMCS .* after 32 steps/);
+  }, 30_000);
+
+  it('--help lists every flag the README documents for the example, with its default', () => {
+    const readme = readFileSync(fileURLToPath(new URL('../../README.md', import.meta.url)), 'utf8');
+    const table = readme.slice(readme.indexOf('Flags go after `--`'), readme.indexOf('## Example: a Node service'));
+    const documented = [...table.matchAll(/^\| `(--[\w-]+)` \|\s*([^|]*?)\s*\|/gm)].map((m) => [m[1] as string, (m[2] as string).trim()] as const);
+    expect(documented.map(([flag]) => flag)).toEqual(expect.arrayContaining(['--backend', '--gpujs-mode', '--seed']));
+    const help = run('--help');
+    expect(help.status).toBe(0);
+    for (const [flag, fallback] of documented) {
+      const line = help.stdout.split('\n').find((l) => l.trimStart().startsWith(`${flag} `));
+      expect(line, flag).toBeDefined();
+      if (fallback !== '') expect(line, flag).toContain(fallback);
+    }
   }, 30_000);
 
   it('rejects a bad flag with a one-line error, the usage and exit code 2', () => {
