@@ -292,7 +292,12 @@ describe('sae-metrics prints', () => {
     const [help, version, short] = await limited([() => cli(['--help']), () => cli(['--version']), () => cli(['-h'])]);
     expect(help).toMatchObject({ code: 0, stderr: '' });
     expect(help?.stdout).toMatch(/^Usage: sae-metrics FILE\.\.\. \[options\]/);
-    for (const option of ['--tensor', '--source', '--decoded', '--metrics', '--workers', '--backend', '--batch-rows', '--components', '--json', '--histogram']) {
+    // Every option the README's usage block lists.
+    const readme = readFileSync(`${root}/README.md`, 'utf8');
+    const block = readme.slice(readme.indexOf('sae-metrics FILE... [options]'));
+    const documented = [...block.slice(0, block.indexOf('```')).matchAll(/^(--[\w-]+)/gm)].map((m) => m[1] as string);
+    expect(documented).toEqual(expect.arrayContaining(['--histogram', '--bins-per-decade', '--log-y', '--l1-coefficient']));
+    for (const option of documented) {
       expect(help?.stdout).toContain(option);
     }
     expect(short?.stdout).toBe(help?.stdout);
