@@ -225,8 +225,7 @@ describe('sae-metrics --json gives the library numbers', () => {
     const f64 = Float64Array.from({ length: 300 * 24 }, () => (r() < 0.6 ? 0 : (r() - 0.2) * 3.000000001));
     const path = write(f('f64.npy'), npyBytes(f64, [300, 24]));
     const [run, table] = await limited([
-      // js: float64 sums, as the library's classes (wasm adds float32 blocks, within 1e-6).
-      () => cli([path, '--json', '--metrics', ALL.join(','), '--batch-rows', '64', '--backend', 'js']),
+      () => cli([path, '--json', '--metrics', ALL.join(','), '--batch-rows', '64']),
       () => cli([path, '--metrics', 'l0']),
     ]);
     const out = json(run as CliRun);
