@@ -515,8 +515,11 @@ export class MetricPool implements ShardExecutor {
       const fields: Record<string, ShardField> = {};
       for (const field of fieldsRead(distinct.values())) {
         const t = batch[field] as TensorLike;
+        const copies = job.blocks.length + job.buffers.length;
         fields[field] = this.#place(field, t, job);
-        job.bytes += t.data.byteLength;
+        // Only copies count against maxQueuedBytes: a pool-allocated tensor (or a caller's own
+        // shared memory) exists whether or not its batch waits.
+        if (job.blocks.length + job.buffers.length > copies) job.bytes += t.data.byteLength;
       }
       const componentIdx = batch.componentIdx;
       job.task = {

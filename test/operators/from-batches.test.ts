@@ -5,6 +5,7 @@ import {
   accumulateMetric,
   createMetricPool,
   fromBatches,
+  reduceMetric,
   tensor,
   type Batch,
   type MetricPool,
@@ -163,6 +164,25 @@ describe('a pushing source that outruns the pool', () => {
     );
     expect([small.inFlight, small.queued, small.queuedBytes]).toEqual([0, 0, 0]);
     await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(small.memoryUsage().used).toBe(0);
+  });
+
+  it('counts only the copies it makes: pool-allocated batches past maxQueuedBytes wait without an error', async () => {
+    const subject = new Subject<Batch>();
+    const result = lastValueFrom(subject.pipe(reduceMetric(new L1AbsoluteLoss(), { pool: small })));
+    const before = queueWarnings().length;
+    for (let i = 0; i < 12; i++) {
+      const t = small.allocate([ROWS, FEATURES]);
+      t.data.fill(i + 1);
+      subject.next({ learnedActivations: t });
+      small.release(t); // deferred until its batch is done
+    }
+    expect(small.queued).toBe(11);
+    expect(small.queuedBytes).toBe(0);
+    subject.complete();
+    expect((await result).item()).toBe((FEATURES * 13) / 2); // the mean of 1..12 per feature
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(queueWarnings()).toHaveLength(before);
     expect(small.memoryUsage().used).toBe(0);
   });
 });
