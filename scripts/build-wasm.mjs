@@ -12,12 +12,14 @@
 // WebAssembly.Memory is imported by every worker's instance, so shards are read in place; the
 // example's kernels work on the buffers its model allocates in the memory it imports.
 // Usage: node scripts/build-wasm.mjs [--text] (--text also writes a .wat beside each .wasm)
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import asc from 'assemblyscript/asc';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+// A build starts from an empty dist/: tsc never removes the output of a source that is gone.
+await rm(join(root, 'dist'), { recursive: true, force: true });
 
 const modules = [
   { source: 'src/kernels/wasm/assembly/fused.ts', outFile: 'dist/wasm/fused.wasm', shared: true },

@@ -14,10 +14,10 @@ import { createServer, type Socket } from 'node:net';
 import type { Batch } from '../src/functional/core.js';
 import { createGpujsKernel, type GpujsKernel, type GpujsMode } from '../src/kernels/gpujs/index.js';
 import type { ShardNeeds, ShardStats } from '../src/kernels/types.js';
-import { encodeFrame, entryView, FrameReader, type Frame, type OutgoingArray } from '../src/pool/gl-protocol.js';
+import { encodeFrame, entryView, FrameReader, GL_STATS, type Frame, type OutgoingArray } from '../src/pool/gl-protocol.js';
 
 const FIELDS = ['learnedActivations', 'decodedActivations', 'sourceActivations'];
-const NEEDS: readonly (keyof ShardNeeds)[] = ['abs', 'nonZero', 'fired', 'mse'];
+const NEEDS = GL_STATS;
 
 function build(mode: string): GpujsKernel | Error {
   try {

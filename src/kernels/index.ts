@@ -6,7 +6,9 @@
  * @module
  */
 export { jsFusedKernel } from './js-fused.js';
-export type { FusedKernel, KernelBatch, RowRange, ShardNeeds, ShardStats } from './types.js';
+export type { FusedKernel, KernelBatch, PositiveEntries, RowRange, ShardNeeds, ShardStats } from './types.js';
+export { splitNeeds, withFallback } from './fallback.js';
+export type { NeedName } from './fallback.js';
 export { createWasmKernel, wasmFile, wasmModule } from './wasm/index.js';
 export type { WasmBuild, WasmKernel } from './wasm/index.js';
 export { createChunkedWasmKernel, CHUNK_BYTES } from './wasm/chunked.js';

@@ -7,7 +7,7 @@
  * @module
  */
 import type { TensorLike } from '../tensor.js';
-import type { FusedKernel, ShardStats } from './types.js';
+import type { FusedKernel, PositiveEntries, ShardStats } from './types.js';
 
 function axes(t: TensorLike): { components: number; features: number } {
   const shape = t.shape;
@@ -25,7 +25,7 @@ function axes(t: TensorLike): { components: number; features: number } {
  * ```
  */
 export const jsFusedKernel: FusedKernel = (batch, rows, needs) => {
-  const out: { abs?: Float64Array; nonZero?: Float64Array; fired?: Float64Array; mse?: Float64Array } = {};
+  const out: { abs?: Float64Array; nonZero?: Float64Array; fired?: Float64Array; mse?: Float64Array; positives?: PositiveEntries } = {};
   if (needs.abs || needs.nonZero || needs.fired) {
     const t = batch.learnedActivations as TensorLike;
     const x = t.data;
@@ -54,6 +54,7 @@ export const jsFusedKernel: FusedKernel = (batch, rows, needs) => {
     if (needs.nonZero) out.nonZero = nonZero;
     if (needs.fired) out.fired = Float64Array.from(fired);
   }
+  if (needs.positives) out.positives = positiveEntries(batch.learnedActivations as TensorLike, rows.start, rows.end);
   if (needs.mse) {
     const d = batch.decodedActivations as TensorLike;
     const y = d.data;
@@ -75,3 +76,32 @@ export const jsFusedKernel: FusedKernel = (batch, rows, needs) => {
   }
   return out as ShardStats;
 };
+
+/** The positive entries of rows `[start, end)` of the learned activations `t` (two passes: count, then fill). */
+function positiveEntries(t: TensorLike, start: number, end: number): PositiveEntries {
+  const x = t.data;
+  const { components, features } = axes(t);
+  const from = start * components * features;
+  const to = end * components * features;
+  let n = 0;
+  for (let i = from; i < to; i++) if ((x[i] as number) > 0) n++;
+  const vectors = (end - start) * components;
+  const offsets = new Float64Array(vectors + 1);
+  const feature = new Uint32Array(n);
+  const values = new Float32Array(n);
+  let k = 0;
+  for (let v = 0; v < vectors; v++) {
+    offsets[v] = k;
+    const o = from + v * features;
+    for (let f = 0; f < features; f++) {
+      const value = x[o + f] as number;
+      if (value > 0) {
+        feature[k] = f;
+        values[k] = value;
+        k++;
+      }
+    }
+  }
+  offsets[vectors] = k;
+  return { offsets, features: feature, values };
+}

@@ -29,6 +29,24 @@ export interface ShardNeeds {
   readonly fired?: boolean;
   /** Per vector: `mean_f (decoded - source)^2`. */
   readonly mse?: boolean;
+  /** The positive entries of the learned activations, vector by vector (see {@link PositiveEntries}). */
+  readonly positives?: boolean;
+}
+
+/**
+ * The positive (fired) entries of a shard's learned activations in compressed-row form: the
+ * entries of the shard's vector `v` (vectors in row-major `(row, component)` order, `v = 0` the
+ * shard's first) are `features[i]`, `values[i]` for `i` in `[offsets[v], offsets[v + 1])`, in
+ * increasing feature order. What the per-feature statistics of fired activations are made from
+ * without a second pass over the learned activations (they are sparse: a few percent fire).
+ */
+export interface PositiveEntries {
+  /** `[vectors + 1]` offsets into `features` and `values`. */
+  readonly offsets: Float64Array;
+  /** The feature of each entry. */
+  readonly features: Uint32Array;
+  /** The value of each entry (float32, as read). */
+  readonly values: Float32Array;
 }
 
 /**
@@ -44,6 +62,8 @@ export interface ShardStats {
   readonly fired?: Float64Array;
   /** `[rows * components]` per-vector mean squared errors of decoded against source. */
   readonly mse?: Float64Array;
+  /** The positive entries of the learned activations. */
+  readonly positives?: PositiveEntries;
 }
 
 /** A fused kernel: every needed statistic of a shard in one pass over its memory. */

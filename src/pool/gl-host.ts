@@ -21,7 +21,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ShardNeeds, ShardStats } from '../kernels/types.js';
 import type { GpujsMode } from './backend.js';
-import { encodeFrame, entryView, FrameReader, type Frame, type OutgoingArray } from './gl-protocol.js';
+import { encodeFrame, entryView, FrameReader, GL_STATS, type Frame, type GlStat, type OutgoingArray } from './gl-protocol.js';
 
 /** Where a pool's GL process listens, and where its exit is recorded (plain data, for workers). */
 export interface GlHostAddress {
@@ -142,7 +142,6 @@ export interface ShardInput {
   readonly shape: readonly number[];
 }
 
-const STAT_NAMES: readonly (keyof ShardStats)[] = ['abs', 'nonZero', 'fired', 'mse'];
 
 /**
  * A worker thread's connection to its pool's GL process: sends a shard's rows, answers with their
@@ -225,10 +224,10 @@ export class GlClient {
       pending.reject(new Error(frame.header.error));
       return;
     }
-    const stats: { -readonly [K in keyof ShardStats]: Float64Array } = {};
+    const stats: { -readonly [K in GlStat]?: Float64Array } = {};
     for (const entry of frame.header.entries) {
-      if (!STAT_NAMES.includes(entry.name as keyof ShardStats)) continue;
-      stats[entry.name as keyof ShardStats] = entryView(frame, entry, Float64Array);
+      if (!GL_STATS.includes(entry.name as GlStat)) continue;
+      stats[entry.name as GlStat] = entryView(frame, entry, Float64Array);
     }
     pending.resolve(stats);
   }

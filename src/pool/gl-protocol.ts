@@ -7,6 +7,10 @@
  * @module
  */
 
+/** The statistics the GL process computes (arrays of float64); `GPUJS_NEEDS` names the same. */
+export type GlStat = 'abs' | 'nonZero' | 'fired' | 'mse';
+export const GL_STATS: readonly GlStat[] = ['abs', 'nonZero', 'fired', 'mse'];
+
 /** An array in a frame's payload. */
 export interface PayloadEntry {
   readonly name: string;

@@ -11,7 +11,8 @@ import { partFromRecipe } from '../functional/parts/registry.js';
 import { jsFusedKernel } from '../kernels/js-fused.js';
 import type { FusedKernel, ShardNeeds, ShardStats } from '../kernels/types.js';
 import { createWasmKernel, type ScratchRegion } from '../kernels/wasm/index.js';
-import { createGpujsKernel } from '../kernels/gpujs/index.js';
+import { createGpujsKernel, GPUJS_NEEDS } from '../kernels/gpujs/index.js';
+import { splitNeeds, withFallback } from '../kernels/fallback.js';
 import type { BackendName, GpujsMode } from './backend.js';
 import { GlClient, type GlHostAddress, type ShardInput } from './gl-host.js';
 import { fromShared } from './shared-memory.js';
@@ -74,7 +75,8 @@ function fieldsFor(needs: ShardNeeds): string[] {
 export function createGlShardRunner(address: GlHostAddress): (task: ShardTask) => Promise<ShardResult> {
   const client = new GlClient(address);
   return async (task) => {
-    const needs = shardNeeds(task.recipes.map(partFromRecipe));
+    const { own } = splitNeeds(shardNeeds(task.recipes.map(partFromRecipe)), GPUJS_NEEDS);
+    const needs = own ?? {};
     const { start, end } = task.rows;
     const inputs: ShardInput[] = fieldsFor(needs).map((name) => {
       const field = task.fields[name];
@@ -84,12 +86,13 @@ export function createGlShardRunner(address: GlHostAddress): (task: ShardTask) =
       return { name, data: t.data.subarray(start * width, end * width) as Float32Array, shape: [end - start, ...t.shape.slice(1)] };
     });
     const stats: ShardStats = Object.keys(needs).length > 0 ? await client.compute(inputs, needs) : {};
-    const answer: FusedKernel = (_batch, rows, asked) => {
+    // What the GL process computes comes from it; any other statistic is computed here.
+    const fromGl: FusedKernel = (_batch, rows, asked) => {
       for (const [k, v] of Object.entries(asked)) {
         if (v && stats[k as keyof ShardStats] === undefined) throw new Error(`the GL process sent no ${k} for rows ${rows.start} to ${rows.end}`);
       }
       return stats;
     };
-    return runShardTask(task, answer);
+    return runShardTask(task, withFallback(fromGl, GPUJS_NEEDS));
   };
 }

@@ -35,6 +35,7 @@ import { describeValue } from '../../errors.js';
 import type { TensorLike } from '../../tensor.js';
 import { jsFusedKernel } from '../js-fused.js';
 import type { FusedKernel, ShardStats } from '../types.js';
+import { withFallback, type NeedName } from '../fallback.js';
 import {
   type ActualMode,
   type Blocker,
@@ -51,6 +52,9 @@ import {
   NO_GPUJS,
   noDisplay,
 } from './gpu.js';
+
+/** The statistics gpu.js kernels compute; the plain JavaScript kernel does the rest. */
+export const GPUJS_NEEDS: ReadonlySet<NeedName> = new Set<NeedName>(['abs', 'nonZero', 'fired', 'mse']);
 
 export type { ActualMode as GpujsActualMode, Blocker as GpujsBlocker } from './gpu.js';
 
@@ -427,7 +431,7 @@ export function createGpujsKernel(options: GpujsKernelOptions): GpujsKernel {
     return outputRows(output);
   }
 
-  const fused: FusedKernel = (batch, rows, needs) => {
+  const ownPass: FusedKernel = (batch, rows, needs) => {
     if (destroyed) throw new Error(`gpu.js kernel (${mode}): used after destroy()`);
     const R = rows.end - rows.start;
     const out: { -readonly [K in keyof ShardStats]: ShardStats[K] } = {};
@@ -482,6 +486,7 @@ export function createGpujsKernel(options: GpujsKernelOptions): GpujsKernel {
     return out as ShardStats;
   };
 
+  const fused = withFallback(ownPass, GPUJS_NEEDS);
   const kernel: GpujsKernel = {
     mode,
     requestedMode: requested,

@@ -13,7 +13,8 @@
  */
 import type { TensorLike } from '../../tensor.js';
 import type { FusedKernel, ShardStats } from '../types.js';
-import { axesOf, checkRows, toFloat64, wasmModule, type FusedExports } from './index.js';
+import { axesOf, checkRows, toFloat64, wasmModule, WASM_NEEDS, type FusedExports } from './index.js';
+import { withFallback } from '../fallback.js';
 
 const PAGE = 65536;
 const NAME = 'wasm kernel';
@@ -98,7 +99,7 @@ export function createChunkedWasmKernel(options: ChunkedWasmKernelOptions = {}):
     heap = new Float32Array(memory.buffer);
   };
 
-  return (batch, rows, needs) => {
+  const ownPass: FusedKernel = (batch, rows, needs) => {
     const flags = (needs.abs ? 1 : 0) | (needs.nonZero ? 2 : 0) | (needs.fired ? 4 : 0);
     const learned = flags !== 0 ? inputOf('learnedActivations', batch.learnedActivations) : undefined;
     const decoded = needs.mse ? inputOf('decodedActivations', batch.decodedActivations) : undefined;
@@ -162,4 +163,5 @@ export function createChunkedWasmKernel(options: ChunkedWasmKernelOptions = {}):
     }
     return out as ShardStats;
   };
+  return withFallback(ownPass, WASM_NEEDS);
 }

@@ -15,6 +15,10 @@ import { fileURLToPath } from 'node:url';
 import { formatShape } from '../../errors.js';
 import type { TensorLike } from '../../tensor.js';
 import type { FusedKernel, ShardStats } from '../types.js';
+import { withFallback, type NeedName } from '../fallback.js';
+
+/** The statistics the WebAssembly pass computes itself; the plain JavaScript kernel does the rest. */
+export const WASM_NEEDS: ReadonlySet<NeedName> = new Set<NeedName>(['abs', 'nonZero', 'fired', 'mse']);
 
 const PAGE = 65536;
 const NAME = 'wasm kernel';
@@ -281,7 +285,7 @@ export function createWasmKernel(memory: WebAssembly.Memory, module?: WebAssembl
     return scratchStart;
   };
 
-  const fused: FusedKernel = (batch, rows, needs) => {
+  const ownPass: FusedKernel = (batch, rows, needs) => {
     const out: { abs?: Float64Array; nonZero?: Float64Array; fired?: Float64Array; mse?: Float64Array } = {};
     const flags = (needs.abs ? 1 : 0) | (needs.nonZero ? 2 : 0) | (needs.fired ? 4 : 0);
     const learned = flags !== 0 ? fieldOf(memory, 'learnedActivations', batch.learnedActivations) : undefined;
@@ -325,6 +329,7 @@ export function createWasmKernel(memory: WebAssembly.Memory, module?: WebAssembl
     lent = region;
   };
 
+  const fused = withFallback(ownPass, WASM_NEEDS);
   return { memory, fused, readSum, useScratch };
 }
 
