@@ -32,6 +32,8 @@ export { FeatureDensityMetric } from './metrics/feature-density-metric.js';
 export { L0NormMetric } from './metrics/l0-norm-metric.js';
 export { CapacityMetric } from './metrics/capacity-metric.js';
 export { ReconstructionScoreMetric } from './metrics/reconstruction-score-metric.js';
+export { TopActivations } from './metrics/top-activations.js';
+export { DeadFeaturesOverWindow } from './metrics/dead-features-over-window.js';
 export { ClasswiseWrapperWithMean } from './metrics/classwise-wrapper-with-mean.js';
 export type { ClasswiseWrapperOptions } from './metrics/classwise-wrapper-with-mean.js';
 export { MetricCollection } from './collection.js';
@@ -55,4 +57,8 @@ export type {
   FeatureDensityOptions,
   L0NormOptions,
   ReconstructionScoreOptions,
+  TopActivationsOptions,
+  TopActivationsResult,
+  DeadFeaturesOverWindowOptions,
+  DeadFeaturesOverWindowResult,
 } from './functional/index.js';

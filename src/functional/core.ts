@@ -37,6 +37,11 @@ export interface Batch {
   readonly sourceModelLossWithZeroAblation?: TensorLike;
   /** Component the reconstruction-score losses belong to (default 0). */
   readonly componentIdx?: number;
+  /**
+   * The absolute index of the batch's first vector in the stream, for the indexed metrics
+   * (`TopActivations`, `DeadFeaturesOverWindow`); default: right after the vectors already seen.
+   */
+  readonly firstVectorIndex?: number;
   readonly [field: string]: unknown;
 }
 

@@ -521,12 +521,13 @@ export class MetricPool implements ShardExecutor {
         // shared memory) exists whether or not its batch waits.
         if (job.blocks.length + job.buffers.length > copies) job.bytes += t.data.byteLength;
       }
-      const componentIdx = batch.componentIdx;
+      const { componentIdx, firstVectorIndex } = batch;
       job.task = {
         recipes: [...distinct.values()].map((p) => p.recipe),
         fields,
         batchIndex: options.batchIndex,
         ...(componentIdx === undefined ? {} : { componentIdx }),
+        ...(firstVectorIndex === undefined ? {} : { firstVectorIndex }),
       };
       if (this.#arena !== undefined && shards.length > 0) {
         const needs = shardNeeds(distinct.values());

@@ -31,6 +31,8 @@ export interface ShardTask {
   readonly fields: Readonly<Record<string, ShardField>>;
   /** The batch's `componentIdx`, if any. */
   readonly componentIdx?: number;
+  /** The batch's `firstVectorIndex`, if any (the indexed parts number their vectors from it). */
+  readonly firstVectorIndex?: number;
   /** The shard's rows. */
   readonly rows: RowRange;
   /** Index of the batch in its stream and of the shard in its batch, for error messages. */
@@ -75,6 +77,7 @@ export function runShardTask(task: ShardTask, kernel: FusedKernel = jsFusedKerne
     } else batch[name] = fromShared(field);
   }
   if (task.componentIdx !== undefined) batch.componentIdx = task.componentIdx;
+  if (task.firstVectorIndex !== undefined) batch.firstVectorIndex = task.firstVectorIndex;
   const partials = computePartials(parts, batch as Batch, task.rows, kernel);
   return Object.fromEntries(partials);
 }

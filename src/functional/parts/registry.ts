@@ -7,9 +7,11 @@
 import type { PartRecipe, StatePart } from '../core.js';
 import { activationListPart } from './activation-list.js';
 import { firedCountPart } from './fired-count.js';
+import { lastFiredPart } from './last-fired.js';
 import { lossSumsPart } from './loss-sums.js';
 import { nonZeroCountPart } from './non-zero-count.js';
 import { rowLossItemsPart, rowLossSumPart, type RowLoss } from './row-losses.js';
+import { topActivationsPart } from './top-activations.js';
 
 const num = (v: unknown): number => v as number;
 const opt = (v: unknown): number | undefined => (v === null ? undefined : (v as number));
@@ -21,6 +23,8 @@ const FACTORIES: Readonly<Record<string, (args: readonly unknown[]) => StatePart
   nonZeroCount: (a) => nonZeroCountPart(opt(a[0])) as StatePart<unknown>,
   activationList: () => activationListPart() as StatePart<unknown>,
   lossSums: (a) => lossSumsPart(num(a[0])) as StatePart<unknown>,
+  lastFired: (a) => lastFiredPart(num(a[0]), opt(a[1])) as StatePart<unknown>,
+  topActivations: (a) => topActivationsPart(num(a[0]), opt(a[1]), num(a[2])) as StatePart<unknown>,
 };
 
 /**

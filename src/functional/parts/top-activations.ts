@@ -1,0 +1,171 @@
+/**
+ * Per learned feature (per component), its `k` largest fired activations (`x > 0`) with the index
+ * of the vector each came from: the state of `TopActivations`. Entries are in one total order,
+ * value descending then index ascending (a tie goes to the lower index), so the top `k` of a
+ * stream is one set whatever the sharding, and merging is exact. Indices are relative to the
+ * state's first vector and shift on merge (see `vector-index.ts`). Made from the fused pass's
+ * `positives` (the fired entries).
+ *
+ * @module
+ */
+import { describeValue } from '../../errors.js';
+import { fromFusedPass, type StatePart } from '../core.js';
+import type { PositiveEntries } from '../../kernels/types.js';
+import { notCount, notCounts, notRecord } from './arrays.js';
+import { keepStart, placeAfter, startOf, type Numbered } from './vector-index.js';
+
+/**
+ * Feature by feature (`[component, feature]` row-major), `counts[g]` entries (at most `k`) in
+ * `values` and `indices`, each feature's entries after the previous feature's, best first.
+ */
+export interface TopActivationsState extends Numbered {
+  readonly counts: Float64Array;
+  readonly values: Float32Array;
+  readonly indices: Float64Array;
+}
+
+/** `a` then `b`: per feature, the best `k` of `a`'s entries and `b`'s (shifted; `a`'s win ties, being earlier). */
+function mergeTop(a: TopActivationsState, b: TopActivationsState, k: number): TopActivationsState {
+  const { offset, vectors } = placeAfter(a, b);
+  const size = a.counts.length;
+  const counts = new Float64Array(size);
+  let total = 0;
+  for (let g = 0; g < size; g++) {
+    const n = Math.min(k, (a.counts[g] as number) + (b.counts[g] as number));
+    counts[g] = n;
+    total += n;
+  }
+  const values = new Float32Array(total);
+  const indices = new Float64Array(total);
+  let i = 0;
+  let j = 0;
+  let o = 0;
+  for (let g = 0; g < size; g++) {
+    const iEnd = i + (a.counts[g] as number);
+    const jEnd = j + (b.counts[g] as number);
+    const oEnd = o + (counts[g] as number);
+    while (o < oEnd) {
+      // Every index of b, shifted, is above every index of a: on equal values a's entry comes first.
+      if (j >= jEnd || (i < iEnd && (a.values[i] as number) >= (b.values[j] as number))) {
+        values[o] = a.values[i] as number;
+        indices[o++] = a.indices[i++] as number;
+      } else {
+        values[o] = b.values[j] as number;
+        indices[o++] = (b.indices[j++] as number) + offset;
+      }
+    }
+    i = iEnd;
+    j = jEnd;
+  }
+  return { vectors, counts, values, indices, ...keepStart(a.start) };
+}
+
+/** The top-activations part for `numFeatures` features, `numComponents` components (or none) and `k` entries. */
+export function topActivationsPart(numFeatures: number, numComponents: number | undefined, k: number): StatePart<TopActivationsState> {
+  const components = numComponents ?? 1;
+  const size = components * numFeatures;
+  const part: StatePart<TopActivationsState> = {
+    id: `topActivations(components=${numComponents ?? 'none'},features=${numFeatures},k=${k})`,
+    recipe: { kind: 'topActivations', args: [numFeatures, numComponents ?? null, k] },
+    reads: ['learnedActivations'],
+    needs: { positives: true },
+    init: () => ({ vectors: 0, counts: new Float64Array(size), values: new Float32Array(0), indices: new Float64Array(0) }),
+    fromStats(stats, rows, batch) {
+      const { offsets, features, values: entries } = stats.positives as PositiveEntries;
+      const n = offsets.length - 1;
+      // How many entries each feature keeps (at most k), and where its entries start.
+      const counts = new Float64Array(size);
+      for (let v = 0; v < n; v++) {
+        const base = (v % components) * numFeatures;
+        const end = offsets[v + 1] as number;
+        for (let i = offsets[v] as number; i < end; i++) {
+          const g = base + (features[i] as number);
+          counts[g] = (counts[g] as number) + 1;
+        }
+      }
+      const from = new Float64Array(size);
+      let total = 0;
+      for (let g = 0; g < size; g++) {
+        const c = Math.min(k, counts[g] as number);
+        counts[g] = c;
+        from[g] = total;
+        total += c;
+      }
+      const values = new Float32Array(total);
+      const indices = new Float64Array(total);
+      const filled = new Float64Array(size);
+      // Entries come in index order: an insertion keeps each feature's list sorted, value
+      // descending, and puts a new entry after those of equal value (their indices are lower).
+      for (let v = 0; v < n; v++) {
+        const row = Math.floor(v / components);
+        const base = (v % components) * numFeatures;
+        const end = offsets[v + 1] as number;
+        for (let i = offsets[v] as number; i < end; i++) {
+          const g = base + (features[i] as number);
+          const x = entries[i] as number;
+          const start = from[g] as number;
+          const have = filled[g] as number;
+          const full = have === (counts[g] as number);
+          if (full && (values[start + have - 1] as number) >= x) continue;
+          let p = start + (full ? have - 1 : have);
+          while (p > start && (values[p - 1] as number) < x) {
+            values[p] = values[p - 1] as number;
+            indices[p] = indices[p - 1] as number;
+            p--;
+          }
+          values[p] = x;
+          indices[p] = row;
+          if (!full) filled[g] = have + 1;
+        }
+      }
+      return { vectors: rows.end - rows.start, counts, values, indices, ...startOf(batch, rows) };
+    },
+    fromBatch: (batch, rows) => fromFusedPass(part, batch, rows),
+    merge: (a, b) => mergeTop(a, b, k),
+    invalid(v) {
+      const keys = ['vectors', 'counts', 'values', 'indices'];
+      const s = v as TopActivationsState;
+      const reason = notRecord(v, keys) ?? notCount(s.vectors, 'vectors') ?? notCounts(s.counts, size, 'counts');
+      if (reason !== undefined) return reason;
+      let total = 0;
+      for (let g = 0; g < size; g++) {
+        const c = s.counts[g] as number;
+        if (c > k) return `.counts cannot exceed k (${k}), got ${c} at index ${g}`;
+        total += c;
+      }
+      if (!(s.values instanceof Float32Array)) return `.values must be a Float32Array, got ${describeValue(s.values)}`;
+      if (!(s.indices instanceof Float64Array)) return `.indices must be a Float64Array, got ${describeValue(s.indices)}`;
+      if (s.values.length !== total) return `.values must hold the ${total} entries counts declares, got ${s.values.length}`;
+      if (s.indices.length !== total) return `.indices must hold the ${total} entries counts declares, got ${s.indices.length}`;
+      let o = 0;
+      for (let g = 0; g < size; g++) {
+        const end = o + (s.counts[g] as number);
+        for (let i = o; i < end; i++) {
+          const x = s.values[i] as number;
+          const j = s.indices[i] as number;
+          if (!(x > 0)) return `.values must hold fired activations (> 0), got ${describeValue(x)} at index ${i}`;
+          if (!Number.isInteger(j) || j < 0 || j >= s.vectors) {
+            return `.indices must hold vector indices in [0, ${s.vectors}) (the vectors counted), got ${describeValue(j)} at index ${i}`;
+          }
+          if (i > o) {
+            const px = s.values[i - 1] as number;
+            const pj = s.indices[i - 1] as number;
+            if (px < x || (px === x && pj >= j)) {
+              return `.values and .indices must list each feature's entries best first (value descending, then index ascending), got (${px}, ${pj}) before (${x}, ${j}) at index ${i}`;
+            }
+          }
+        }
+        // A vector gives a feature one activation: an index twice in a feature is no possible state.
+        if (end - o > 1) {
+          const sorted = s.indices.slice(o, end).sort();
+          for (let i = 1; i < sorted.length; i++) {
+            if (sorted[i] === sorted[i - 1]) return `.indices holds vector ${sorted[i]} twice for feature ${g} (one activation per vector)`;
+          }
+        }
+        o = end;
+      }
+      return undefined;
+    },
+  };
+  return part;
+}

@@ -1,0 +1,97 @@
+/**
+ * Top activations: per learned feature (per component), its `k` largest fired activations
+ * (`x > 0`) with the global index of the vector each came from (what "max activating examples"
+ * need). Vectors are numbered in arrival order across the whole stream, from 0; with a component
+ * axis a row's components share the row's number. A batch may declare the index of its first
+ * vector (`firstVectorIndex`): beyond the vectors seen it leaves a gap, below them it is refused.
+ *
+ * Order: value descending, a tie going to the lower index, so the result is one set, the same
+ * bit for bit whatever the batching, sharding or worker count. Only fired activations are
+ * candidates (0, negatives and NaN never are): a feature that fired on fewer than `k` vectors has
+ * fewer entries (`counts`), its row padded with NaN values and index -1.
+ *
+ * State: per feature its best `k` entries with indices relative to the state's first vector, and
+ * the vector count; merge (ordered, `a` then `b`) shifts `b`'s indices by `a`'s count and keeps
+ * the best `k` of both.
+ *
+ * @module
+ */
+import { defineMetric, type Batch, type MetricDefinition, type MetricState } from './core.js';
+import { optionRangeError } from '../errors.js';
+import { float64, int64, type Tensor } from '../tensor.js';
+import { checkIndexedBatch, indexedShape, type IndexedOptions } from './indexed-family.js';
+import { topActivationsPart, type TopActivationsState } from './parts/top-activations.js';
+import { positiveInteger } from './core.js';
+
+/** The largest `k` (entries kept per feature). */
+export const MAX_TOP_K = 2 ** 20;
+
+/** Options of {@link topActivations} and `TopActivations`. */
+export interface TopActivationsOptions extends IndexedOptions {
+  /** Entries kept per feature: a positive integer up to 2^20 (required). */
+  readonly k: number;
+}
+
+/** The state of {@link topActivations}. */
+export type TopActivationsMetricState = MetricState<{ readonly top: TopActivationsState }>;
+
+/** The value of {@link topActivations}. */
+export interface TopActivationsResult {
+  /** `[feature, k]` (`[component, feature, k]`): each feature's activations, largest first; NaN past `counts`. */
+  readonly values: Tensor<'float64'>;
+  /** The global index of the vector (row) of each value; -1 past `counts`. */
+  readonly indices: Tensor<'int64'>;
+  /** `[feature]` (`[component, feature]`): entries held, `min(k, vectors the feature fired on)`. */
+  readonly counts: Tensor<'int64'>;
+  /** Vectors numbered: the next vector's index (gaps included). */
+  readonly vectors: number;
+}
+
+const METRIC = 'TopActivations';
+
+/**
+ * The pure definition of `TopActivations`.
+ *
+ * @throws {TypeError | RangeError} on a bad option.
+ * @example
+ * ```ts
+ * const top = topActivations({ numLearnedFeatures: 2, k: 2 });
+ * const s = top.update(top.init(), { learnedActivations: tensor([[1, 0], [3, 0], [3, 2]]) });
+ * top.compute(s).indices.toArray(); // [[1, 2], [2, -1]]
+ * ```
+ */
+export function topActivations(options: TopActivationsOptions): MetricDefinition<TopActivationsMetricState, TopActivationsResult> {
+  const { shape, options: o } = indexedShape(METRIC, options, ['k']);
+  const k = positiveInteger(METRIC, 'k', o.k);
+  if (k > MAX_TOP_K) throw optionRangeError(METRIC, 'k', `a positive integer up to ${MAX_TOP_K}`, k);
+  const { numLearnedFeatures, numComponents } = shape;
+  const perFeature = numComponents === undefined ? [numLearnedFeatures] : [numComponents, numLearnedFeatures];
+  return defineMetric({
+    metric: METRIC,
+    config: { numLearnedFeatures, numComponents: numComponents ?? null, k },
+    parts: { top: topActivationsPart(numLearnedFeatures, numComponents, k) },
+    validate: (batch: Batch, state?: TopActivationsMetricState) => checkIndexedBatch(METRIC, batch, shape, state?.parts.top.vectors),
+    compute({ top }) {
+      // A batch's partial alone (forward) numbers from its declared first vector.
+      const origin = top.start ?? 0;
+      const size = top.counts.length;
+      const values = new Float64Array(size * k).fill(NaN);
+      const indices = new Float64Array(size * k).fill(-1);
+      let o = 0;
+      for (let g = 0; g < size; g++) {
+        const n = top.counts[g] as number;
+        for (let i = 0; i < n; i++) {
+          values[g * k + i] = top.values[o + i] as number;
+          indices[g * k + i] = (top.indices[o + i] as number) + origin;
+        }
+        o += n;
+      }
+      return {
+        values: float64(values, [...perFeature, k]),
+        indices: int64(indices, [...perFeature, k]),
+        counts: int64(top.counts.slice(), perFeature),
+        vectors: origin + top.vectors,
+      };
+    },
+  });
+}
