@@ -32,7 +32,7 @@ export interface DeadFeaturesOverWindowOptions extends IndexedOptions {
 export type DeadFeaturesOverWindowState = MetricState<{ readonly lastFired: LastFiredState }>;
 
 /** The value of {@link deadFeaturesOverWindow}. */
-export interface DeadFeaturesOverWindowResult {
+export type DeadFeaturesOverWindowResult = {
   /** Dead features: a count (`[component]` with `numComponents`). */
   readonly dead: Tensor<'int64'>;
   /** `[feature]` (`[component, feature]`): 1 where the feature is dead, else 0. */
@@ -41,9 +41,9 @@ export interface DeadFeaturesOverWindowResult {
   readonly vectorsSinceFired: Tensor<'int64'>;
   /** `[feature]` (`[component, feature]`): the index of the last vector it fired on, -1 if never. */
   readonly lastFired: Tensor<'int64'>;
-  /** Vectors numbered: the next vector's index (gaps included). */
-  readonly vectors: number;
-}
+  /** Vectors numbered (0-d): the next vector's index, gaps included. */
+  readonly vectors: Tensor<'int64'>;
+};
 
 const METRIC = 'DeadFeaturesOverWindow';
 
@@ -96,7 +96,7 @@ export function deadFeaturesOverWindow(
         deadMask: int64(mask, perFeature),
         vectorsSinceFired: int64(since, perFeature),
         lastFired: int64(last, perFeature),
-        vectors,
+        vectors: int64(Float64Array.of(vectors), []),
       };
     },
   });

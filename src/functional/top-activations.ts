@@ -36,16 +36,16 @@ export interface TopActivationsOptions extends IndexedOptions {
 export type TopActivationsMetricState = MetricState<{ readonly top: TopActivationsState }>;
 
 /** The value of {@link topActivations}. */
-export interface TopActivationsResult {
+export type TopActivationsResult = {
   /** `[feature, k]` (`[component, feature, k]`): each feature's activations, largest first; NaN past `counts`. */
   readonly values: Tensor<'float64'>;
   /** The global index of the vector (row) of each value; -1 past `counts`. */
   readonly indices: Tensor<'int64'>;
   /** `[feature]` (`[component, feature]`): entries held, `min(k, vectors the feature fired on)`. */
   readonly counts: Tensor<'int64'>;
-  /** Vectors numbered: the next vector's index (gaps included). */
-  readonly vectors: number;
-}
+  /** Vectors numbered (0-d): the next vector's index, gaps included. */
+  readonly vectors: Tensor<'int64'>;
+};
 
 const METRIC = 'TopActivations';
 
@@ -90,7 +90,7 @@ export function topActivations(options: TopActivationsOptions): MetricDefinition
         values: float64(values, [...perFeature, k]),
         indices: int64(indices, [...perFeature, k]),
         counts: int64(top.counts.slice(), perFeature),
-        vectors: origin + top.vectors,
+        vectors: int64(Float64Array.of(origin + top.vectors), []),
       };
     },
   });
