@@ -9,13 +9,22 @@ import { BACKEND_ENV, checkGpujsMode, GPUJS_MODE_ENV } from '../pool/backend.js'
 import { UsageError } from './errors.js';
 
 /** The metrics the command computes, by their command-line names. */
-export const METRIC_NAMES = ['l1', 'l2', 'loss', 'l0', 'dead', 'density', 'fired'] as const;
+export const METRIC_NAMES = ['l1', 'l2', 'loss', 'l0', 'dead', 'density', 'fired', 'top', 'deadwindow'] as const;
 
 /** A metric's command-line name. */
 export type MetricName = (typeof METRIC_NAMES)[number];
 
 /** The metrics that need source and decoded activations. */
 export const RECONSTRUCTION_METRICS: readonly MetricName[] = ['l2', 'loss'];
+
+/** `--top`'s default: activations kept per feature. */
+export const DEFAULT_TOP_K = 10;
+
+/** `--top`'s largest K: `TopActivations`' `MAX_TOP_K` (not imported: the metrics load after the command line is checked). */
+const MAX_TOP_K = 2 ** 20;
+
+/** `--dead-window`'s default, in vectors: sparsify's and dictionary_learning's 10M tokens. */
+export const DEFAULT_DEAD_WINDOW = 10_000_000;
 
 /** The backends `--backend` takes. */
 export const BACKEND_NAMES = ['auto', 'wasm', 'gpujs', 'js'] as const;
@@ -52,6 +61,12 @@ export interface CommandLine {
   readonly binsPerDecade: number;
   /** Whether the histogram's counts are on a log scale. */
   readonly logY: boolean;
+  /** Activations kept per feature by `top` (default {@link DEFAULT_TOP_K}). */
+  readonly topK: number;
+  /** Where to write the per-feature top activations: a .json path. */
+  readonly topOut: string | undefined;
+  /** The window of `deadwindow`, in vectors (default {@link DEFAULT_DEAD_WINDOW}). */
+  readonly deadWindow: number;
 }
 
 /** The usage text of `--help`. */
@@ -88,6 +103,12 @@ Options:
                          font); the path is checked before any input is read
   --bins-per-decade N    histogram bins per decade of density, 1 to 100 (default 4)
   --log-y                the histogram's counts on a log scale
+  --top K                activations kept per feature by the top metric (default ${DEFAULT_TOP_K})
+  --top-out FILE.json    write each feature's K largest activations with the global index of
+                         the vector each came from (vectors numbered from 0 across all FILEs in
+                         order), as JSON; computes top (the path is checked before any input is read)
+  --dead-window N        deadwindow: a feature is dead when it fired on none of the last N vectors
+                         (default ${DEFAULT_DEAD_WINDOW.toLocaleString('en-US')}; none is dead before N vectors were read)
   -h, --help             print this help
   -V, --version          print the version
 
@@ -154,6 +175,9 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
         histogram: { type: 'string' },
         'bins-per-decade': { type: 'string' },
         'log-y': { type: 'boolean' },
+        top: { type: 'string' },
+        'top-out': { type: 'string' },
+        'dead-window': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
       },
@@ -186,12 +210,17 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
   if ((v.source === undefined) !== (v.decoded === undefined)) {
     throw new UsageError(v.source === undefined ? '--decoded' : '--source', 'needs --source and --decoded together');
   }
-  for (const option of ['tensor', 'source', 'decoded', 'histogram'] as const) {
+  for (const option of ['tensor', 'source', 'decoded', 'histogram', 'top-out'] as const) {
     if (v[option] === '') throw new UsageError(`--${option}`, 'must not be empty');
   }
   if (v.histogram !== undefined && !/\.(svg|png)$/i.test(v.histogram)) {
     throw new UsageError('--histogram', `must be a path ending in .svg or .png, got ${JSON.stringify(v.histogram)}`);
   }
+  if (v['top-out'] !== undefined && !/\.json$/i.test(v['top-out'])) {
+    throw new UsageError('--top-out', `must be a path ending in .json, got ${JSON.stringify(v['top-out'])}`);
+  }
+  const topK = positiveInteger('top', v.top);
+  if (topK !== undefined && topK > MAX_TOP_K) throw new UsageError('--top', `must be an integer in [1, ${MAX_TOP_K}], got ${JSON.stringify(v.top)}`);
   const binsPerDecade = positiveInteger('bins-per-decade', v['bins-per-decade']);
   if (binsPerDecade !== undefined && binsPerDecade > 100) {
     throw new UsageError('--bins-per-decade', `must be an integer in [1, 100], got ${JSON.stringify(v['bins-per-decade'])}`);
@@ -199,6 +228,7 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
   for (const option of ['bins-per-decade', 'log-y'] as const) {
     if (v[option] !== undefined && v.histogram === undefined) throw new UsageError(`--${option}`, 'shapes the histogram: give --histogram OUT.svg too');
   }
+  const deadWindow = positiveInteger('dead-window', v['dead-window']);
   const reconstruction = v.source !== undefined;
   let metrics: MetricName[];
   if (v.metrics === undefined) {
@@ -216,6 +246,12 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
     if (needs.length > 0 && !reconstruction) {
       throw new UsageError('--metrics', `${needs.join(' and ')} need${needs.length === 1 ? 's' : ''} --source and --decoded activations`);
     }
+  }
+  if (v.top !== undefined && !metrics.includes('top') && v['top-out'] === undefined) {
+    throw new UsageError('--top', 'sets K of the top metric: give --metrics with top, or --top-out FILE.json');
+  }
+  if (deadWindow !== undefined && !metrics.includes('deadwindow')) {
+    throw new UsageError('--dead-window', 'sets the window of the deadwindow metric: give --metrics with deadwindow');
   }
   return {
     help,
@@ -236,5 +272,8 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
     histogram: v.histogram,
     binsPerDecade: binsPerDecade ?? 4,
     logY: v['log-y'] === true,
+    topK: topK ?? DEFAULT_TOP_K,
+    topOut: v['top-out'],
+    deadWindow: deadWindow ?? DEFAULT_DEAD_WINDOW,
   };
 }

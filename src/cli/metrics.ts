@@ -12,7 +12,9 @@ import { l2ReconstructionLoss } from '../functional/l2-reconstruction-loss.js';
 import { neuronActivity } from '../functional/neuron-activity.js';
 import { neuronFiredCount } from '../functional/neuron-fired-count.js';
 import { sparseAutoencoderLoss } from '../functional/sparse-autoencoder-loss.js';
-import type { Tensor } from '../tensor.js';
+import { topActivations, type TopActivationsMetricState, type TopActivationsResult } from '../functional/top-activations.js';
+import { deadFeaturesOverWindow } from '../functional/dead-features-over-window.js';
+import { float64, type Tensor } from '../tensor.js';
 import type { CommandLine, MetricName } from './args.js';
 import type { Inputs } from './inputs.js';
 
@@ -20,13 +22,13 @@ import type { Inputs } from './inputs.js';
 export type TensorDefinition = MetricDefinition<Parameters<MetricDefinition['compute']>[0], Tensor>;
 
 /** The metrics whose value has one number per feature. */
-export const PER_FEATURE: readonly MetricName[] = ['density', 'fired'];
+export const PER_FEATURE: readonly MetricName[] = ['density', 'fired', 'top'];
 
 /** The definitions for the chosen names (keyed by them), over inputs of this shape. */
 export function buildDefinitions(
   names: readonly MetricName[],
   inputs: Pick<Inputs, 'componentAxis' | 'components' | 'features'>,
-  cl: Pick<CommandLine, 'l1Coefficient' | 'deadThreshold'>,
+  cl: Pick<CommandLine, 'l1Coefficient' | 'deadThreshold' | 'topK' | 'deadWindow'>,
 ): Map<MetricName, TensorDefinition> {
   const numComponents = inputs.componentAxis ? inputs.components : undefined;
   const family = { numLearnedFeatures: inputs.features, ...(numComponents === undefined ? {} : { numComponents }) };
@@ -43,8 +45,32 @@ export function buildDefinitions(
     dead: () => neuronActivity({ ...family, thresholdIsDeadPortionFires: cl.deadThreshold }),
     density: () => featureDensity(family),
     fired: () => neuronFiredCount(family),
+    // The table shows each feature's largest activation (NaN: never fired); --top-out writes all K.
+    top: () => {
+      const d = topDefinition(inputs, cl.topK);
+      return { ...d, compute: (s: TopActivationsMetricState) => largest(d.compute(s)) };
+    },
+    deadwindow: () => {
+      const d = deadFeaturesOverWindow({ ...family, windowVectors: cl.deadWindow });
+      return { ...d, compute: (s: Parameters<typeof d.compute>[0]) => d.compute(s).dead };
+    },
   };
   const out = new Map<MetricName, TensorDefinition>();
   for (const name of names) out.set(name, make[name]() as TensorDefinition);
   return out;
+}
+
+/** The `TopActivations` definition of the command's `top` (the state `--top-out` is written from). */
+export function topDefinition(inputs: Pick<Inputs, 'componentAxis' | 'components' | 'features'>, k: number): ReturnType<typeof topActivations> {
+  const numComponents = inputs.componentAxis ? inputs.components : undefined;
+  return topActivations({ numLearnedFeatures: inputs.features, k, ...(numComponents === undefined ? {} : { numComponents }) });
+}
+
+/** Each feature's largest activation, `[F]` or `[C, F]` (NaN where it never fired). */
+function largest(r: TopActivationsResult): Tensor<'float64'> {
+  const k = r.values.shape[r.values.shape.length - 1] as number;
+  const values = r.values.data as Float64Array;
+  const out = new Float64Array(values.length / k);
+  for (let g = 0; g < out.length; g++) out[g] = values[g * k] as number;
+  return float64(out, r.values.shape.slice(0, -1));
 }

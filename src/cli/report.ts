@@ -34,6 +34,12 @@ export interface RunInfo {
   readonly l1Coefficient: number;
   readonly deadThreshold: number;
   readonly histogram: string | undefined;
+  /** `top`'s K. */
+  readonly topK: number;
+  /** `deadwindow`'s window, in vectors. */
+  readonly deadWindow: number;
+  /** Where the top activations were written, if they were. */
+  readonly topOut?: string | undefined;
 }
 
 /**
@@ -121,6 +127,8 @@ export async function writeJsonReport(
     elapsedSeconds: info.elapsedSeconds,
     l1Coefficient: info.l1Coefficient,
     deadThreshold: info.deadThreshold,
+    ...(names.includes('top') ? { topK: info.topK } : {}),
+    ...(names.includes('deadwindow') ? { deadWindow: info.deadWindow } : {}),
     densityStats: stats === undefined ? null : jsonStats(stats, info.componentAxis),
   });
   await write(`${head.slice(0, -1)},"metrics":{`);
@@ -201,12 +209,25 @@ function describeMetric(name: MetricName, info: RunInfo): string {
       return 'portion of vectors each feature fired for: mean, median';
     case 'fired':
       return 'vectors each feature fired for: min, median, max';
+    case 'top':
+      return `largest activation of each feature that fired: min, median, max (top ${groupDigits(info.topK)} kept per feature)`;
+    case 'deadwindow':
+      return `features that fired (x > 0) on none of the last ${groupDigits(info.deadWindow)} vectors, of all features`;
   }
 }
 
 /** A table cell; a per-feature value is summarised, then sorted in place for its median. */
 function cell(name: MetricName, v: number | Float64Array, info: RunInfo): string {
-  if (!(v instanceof Float64Array)) return name === 'dead' ? `${formatNumber(v)} / ${formatNumber(info.features)}` : formatNumber(v);
+  if (!(v instanceof Float64Array)) {
+    return name === 'dead' || name === 'deadwindow' ? `${formatNumber(v)} / ${formatNumber(info.features)}` : formatNumber(v);
+  }
+  if (name === 'top') {
+    // NaN: the feature never fired. Summarised over the features that did.
+    const fired = v.filter((x) => !Number.isNaN(x));
+    if (fired.length === 0) return 'none fired';
+    const [lo, hi] = range(fired);
+    return `${formatNumber(lo)}, ${formatNumber(medianInPlace(fired))}, ${formatNumber(hi)}`;
+  }
   if (name === 'density') {
     const m = mean(v);
     return `${formatNumber(m)}, ${formatNumber(medianInPlace(v))}`;
@@ -250,6 +271,9 @@ export function tableReport(
   }
   const widths = header.map((_, i) => rows.reduce((w, r) => Math.max(w, (r[i] ?? '').length), 0));
   const lines = rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] as number))).join('  ').trimEnd());
-  const extra = info.histogram === undefined ? [] : [`histogram written to ${info.histogram}`];
+  const extra = [
+    ...(info.histogram === undefined ? [] : [`histogram written to ${info.histogram}`]),
+    ...(info.topOut === undefined ? [] : [`top activations written to ${info.topOut}`]),
+  ];
   return `${[summaryLine(info), '', ...lines, ...extra].join('\n')}\n`;
 }

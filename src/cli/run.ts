@@ -111,6 +111,7 @@ export async function run(argv: readonly string[], io: RunIO): Promise<number> {
   let pool: MetricPool | undefined;
   let progress: ProgressBar | undefined;
   let histogramFile: PreparedOutput | undefined;
+  let topFile: PreparedOutput | undefined;
   try {
     const cl = parseCommandLine(argv, io.env ?? process.env);
     if (cl.help) {
@@ -127,9 +128,10 @@ export async function run(argv: readonly string[], io: RunIO): Promise<number> {
       if (/\.png$/i.test(cl.histogram)) renderPng = await (await import('./png.js')).loadPngRenderer(cl.histogram);
       histogramFile = await prepareOutput(cl.histogram, 'the histogram');
     }
+    if (cl.topOut !== undefined) topFile = await prepareOutput(cl.topOut, 'the top activations');
     inputs = await openInputs(cl);
     // The pool, the metrics and the workers load only now: a bad command line or file fails fast.
-    const [{ createMetricPool }, { buildDefinitions, PER_FEATURE }, { liveBatchLimit, stateOf, streamParts }] = await Promise.all([
+    const [{ createMetricPool }, { buildDefinitions, PER_FEATURE, topDefinition }, { liveBatchLimit, stateOf, streamParts }] = await Promise.all([
       import('../pool/metric-pool.js'),
       import('./metrics.js'),
       import('./stream.js'),
@@ -145,12 +147,14 @@ export async function run(argv: readonly string[], io: RunIO): Promise<number> {
     // The histogram needs the fired counts, which dead computes from.
     const computed: MetricName[] = [...names];
     if (cl.histogram !== undefined && !computed.includes('dead')) computed.push('dead');
+    if (cl.topOut !== undefined && !computed.includes('top')) computed.push('top');
     const definitions = buildDefinitions(computed, inputs, cl);
     if (io.stderr.isTTY === true && !cl.json) {
       progress = new ProgressBar(io.stderr, { total: inputs.vectors, files: cl.files, ...(io.now === undefined ? {} : { now: io.now }) });
     }
     const bar = progress;
-    const perFeatureBytes = computed.some((m) => PER_FEATURE.includes(m) || m === 'dead') ? stateBytes(inputs) : 0;
+    // top and deadwindow hold more per feature (K entries; a last index): counted as the fired counts' share.
+    const perFeatureBytes = computed.some((m) => PER_FEATURE.includes(m) || m === 'dead' || m === 'deadwindow') ? stateBytes(inputs) * (computed.includes('top') ? 2 + 1.5 * cl.topK : 1) : 0;
     const result = await streamParts(inputs, [...definitions.values()], {
       pool,
       batchRows,
@@ -198,6 +202,26 @@ export async function run(argv: readonly string[], io: RunIO): Promise<number> {
         histogramError = error;
       }
     }
+    // Written the same way: a failure is reported after the results.
+    let topError: unknown;
+    if (topFile !== undefined) {
+      try {
+        const { topActivationsJson } = await import('./top-json.js');
+        const d = topDefinition(inputs, cl.topK);
+        const files = inputs.segments.map((g) => ({ path: g.learned.path, tensor: g.learned.name, rows: g.rows }));
+        const text = topActivationsJson(d.compute(stateOf(d, result.parts) as Parameters<typeof d.compute>[0]), {
+          k: cl.topK,
+          componentAxis: inputs.componentAxis,
+          components,
+          features: inputs.features,
+          interrupted: result.interrupted,
+          files,
+        });
+        await topFile.commit(text);
+      } catch (error) {
+        topError = error;
+      }
+    }
     const info: RunInfo = {
       files: cl.files,
       tensor: inputs.segments[0]?.learned.name,
@@ -220,21 +244,27 @@ export async function run(argv: readonly string[], io: RunIO): Promise<number> {
       l1Coefficient: cl.l1Coefficient,
       deadThreshold: cl.deadThreshold,
       histogram: histogramFile !== undefined && histogramError === undefined ? cl.histogram : undefined,
+      topK: cl.topK,
+      deadWindow: cl.deadWindow,
+      topOut: topFile !== undefined && topError === undefined ? cl.topOut : undefined,
     };
     if (cl.json) await writeJsonReport(info, names, valueOf, stats, (text) => writeOut(io.stdout, text));
     else await writeOut(io.stdout, tableReport(info, names, valueOf, stats));
     if (histogramError !== undefined) io.stderr.write(`${errorLine(histogramError)}\n`);
+    if (topError !== undefined) io.stderr.write(`${errorLine(topError)}\n`);
     if (result.interrupted) {
       io.stderr.write(`sae-metrics: interrupted: the results are over the first ${groupDigits(result.vectors)} of ${groupDigits(inputs.vectors)} vectors\n`);
       return 130;
     }
-    return histogramError === undefined ? 0 : histogramError instanceof CliError ? histogramError.exitCode : 1;
+    const outputError = histogramError ?? topError;
+    return outputError === undefined ? 0 : outputError instanceof CliError ? outputError.exitCode : 1;
   } catch (error) {
     progress?.clear();
     io.stderr.write(`${errorLine(error)}\n`);
     return error instanceof CliError ? error.exitCode : 1;
   } finally {
     await histogramFile?.discard();
+    await topFile?.discard();
     await pool?.close().catch(() => undefined);
     await inputs?.close();
   }
