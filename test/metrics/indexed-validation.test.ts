@@ -25,6 +25,21 @@ function thrown(fn: () => unknown): Error {
   throw new Error('expected a throw');
 }
 
+/** `state` is refused by loadState and by mergeState, with `message` (after the metric's name), and `m` is unchanged. */
+function expectRefused(m: TopActivations | DeadFeaturesOverWindow, state: unknown, message: string): void {
+  const before = m.encodeState();
+  const acts: [() => void, string][] = [
+    [() => m.loadState(state as never), message],
+    [() => m.mergeState(state as never), `the incoming ${message}`],
+  ];
+  for (const [act, text] of acts) {
+    const e = thrown(act);
+    expect(e).toBeInstanceOf(StateMergeError);
+    expect(e.message).toBe(`${m.definition.metric}: ${text}`);
+    expect(m.encodeState()).toBe(before);
+  }
+}
+
 describe('options', () => {
   const cases: [string, () => unknown, ErrorConstructor, string][] = [
     ['no options', () => new TopActivations(NEVER), TypeError, 'TopActivations: options.numLearnedFeatures must be a positive integer, got undefined'],
@@ -128,17 +143,7 @@ describe('states', () => {
   it.each(topCases)('TopActivations refuses %s (loadState and mergeState), unchanged', (_name, parts, message) => {
     const { m, state } = topWith(parts);
     m.update({ learnedActivations: tensor([[1, 2]]) });
-    const before = m.encodeState();
-    const acts: [() => void, string][] = [
-      [() => m.loadState(state as never), message],
-      [() => m.mergeState(state as never), `the incoming ${message}`],
-    ];
-    for (const [act, text] of acts) {
-      const e = thrown(act);
-      expect(e).toBeInstanceOf(StateMergeError);
-      expect(e.message).toBe(`TopActivations: ${text}`);
-      expect(m.encodeState()).toBe(before);
-    }
+    expectRefused(m, state, message);
   });
 
   it('TopActivations accepts the hand-written valid state and refuses it under another k', () => {
@@ -161,19 +166,8 @@ describe('states', () => {
   it.each(deadCases)('DeadFeaturesOverWindow refuses %s, unchanged', (_name, last, message) => {
     const m = new DeadFeaturesOverWindow({ numLearnedFeatures: 2, windowVectors: 3 });
     m.update({ learnedActivations: tensor([[1, 0]]) });
-    const before = m.encodeState();
     const s = m.state();
-    const state = { ...s, parts: { lastFired: { vectors: 5, last } } };
-    const acts: [() => void, string][] = [
-      [() => m.loadState(state as never), message],
-      [() => m.mergeState(state as never), `the incoming ${message}`],
-    ];
-    for (const [act, text] of acts) {
-      const e = thrown(act);
-      expect(e).toBeInstanceOf(StateMergeError);
-      expect(e.message).toBe(`DeadFeaturesOverWindow: ${text}`);
-      expect(m.encodeState()).toBe(before);
-    }
+    expectRefused(m, { ...s, parts: { lastFired: { vectors: 5, last } } }, message);
   });
 
   it('encodeState / loadState round trips are exact, and a loaded state goes on numbering', () => {
