@@ -279,3 +279,21 @@ describe('vector numbering', () => {
     }
   });
 });
+
+describe('numbering after a reset', () => {
+  it('reset() and computeEvery windows number from 0 again, unless batches carry firstVectorIndex', async () => {
+    const { from, lastValueFrom, toArray } = await import('rxjs');
+    const { computeEvery } = await import('../../src/index.js');
+    const batches = [{ learnedActivations: tensor([[1], [2]]) }, { learnedActivations: tensor([[3], [0]]) }];
+    const plain = await lastValueFrom(from(batches).pipe(computeEvery(new TopActivations({ numLearnedFeatures: 1, k: 1 }), { batches: 1 }), toArray()));
+    expect(plain.map((r) => r.indices.toArray())).toEqual([[[1]], [[0]]]);
+    const declared = batches.map((b, i) => ({ ...b, firstVectorIndex: 2 * i }));
+    const absolute = await lastValueFrom(from(declared).pipe(computeEvery(new TopActivations({ numLearnedFeatures: 1, k: 1 }), { batches: 1 }), toArray()));
+    expect(absolute.map((r) => r.indices.toArray())).toEqual([[[1]], [[2]]]);
+    const top = new TopActivations({ numLearnedFeatures: 1, k: 1 });
+    top.update(batches[0] as { learnedActivations: Tensor<'float32'> });
+    top.reset();
+    top.update(batches[1] as { learnedActivations: Tensor<'float32'> });
+    expect(top.compute().indices.toArray()).toEqual([[0]]);
+  });
+});
