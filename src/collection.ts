@@ -35,9 +35,28 @@ export type CollectionResult<M extends Record<string, AnyMetric>> = string exten
     Readonly<Record<string, Tensor>>
   : {
       readonly [K in keyof M as MetricResult<M[K]> extends Tensor ? K : never]: MetricResult<M[K]>;
-    } & ([keyof M extends infer K ? (K extends keyof M ? (MetricResult<M[K]> extends Tensor ? never : K) : never) : never] extends [never]
-  ? unknown
-  : Readonly<Record<`${string}/${string}`, Tensor>>);
+    } & ([RecordKeys<M, 'wrapper'>] extends [never] ? unknown : Readonly<Record<`${string}/${string}`, Tensor>>) & {
+      // A record of known keys (TopActivations'): each key flattened as it is, or as `<collectionKey>_<key>`.
+      readonly [P in FlatKeys<M>]?: Tensor;
+    };
+
+/** The keys of `M` whose metric gives a record: a wrapper's (keys known at run time only) or one of known keys. */
+type RecordKeys<M, Kind extends 'wrapper' | 'known'> = {
+  [K in keyof M]: MetricResult<M[K]> extends Tensor
+    ? never
+    : `${string}/${string}` extends keyof MetricResult<M[K]>
+      ? Kind extends 'wrapper'
+        ? K
+        : never
+      : Kind extends 'known'
+        ? K
+        : never;
+}[keyof M];
+
+/** The flattened keys of the records of known keys in `M`. */
+type FlatKeys<M> = {
+  [K in RecordKeys<M, 'known'>]: (keyof MetricResult<M[K]> & string) | `${K & string}_${keyof MetricResult<M[K]> & string}`;
+}[RecordKeys<M, 'known'>];
 
 /** The batch type a metric or collection takes: the fields it needs are required. */
 export type BatchOf<T> = T extends MetricCollection<infer M>

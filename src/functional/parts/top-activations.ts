@@ -83,7 +83,7 @@ export function topActivationsPart(numFeatures: number, numComponents: number | 
           counts[g] = (counts[g] as number) + 1;
         }
       }
-      const from = new Float64Array(size);
+      const from = new Uint32Array(size);
       let total = 0;
       for (let g = 0; g < size; g++) {
         const c = Math.min(k, counts[g] as number);
@@ -93,7 +93,7 @@ export function topActivationsPart(numFeatures: number, numComponents: number | 
       }
       const values = new Float32Array(total);
       const indices = new Float64Array(total);
-      const filled = new Float64Array(size);
+      const filled = new Uint32Array(size);
       // Entries come in index order: an insertion keeps each feature's list sorted, value
       // descending, and puts a new entry after those of equal value (their indices are lower).
       for (let v = 0; v < n; v++) {
