@@ -50,6 +50,10 @@ const METRIC = 'DeadFeaturesOverWindow';
 /**
  * The pure definition of `DeadFeaturesOverWindow`.
  *
+ * `firstVectorIndex` numbers the batch's row 0: `update(state, batch, rows)` with a row range
+ * checks it against the vectors the state numbers as for the whole batch (a batch folded row
+ * range by row range carries it on its first range only).
+ *
  * @throws {TypeError | RangeError} on a bad option.
  * @example
  * ```ts

@@ -8,6 +8,8 @@
  * validated while earlier batches are still on the pool.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { fileURLToPath } from 'node:url';
+import { BroadcastChannel } from 'node:worker_threads';
 import { from, lastValueFrom, toArray } from 'rxjs';
 import {
   accumulateMetric,
@@ -23,6 +25,9 @@ import { inThreadExecutor } from '../../src/pool/executor.js';
 import type { Batch, LearnedBatch, MetricPool, MetricOperatorOptions, MetricTarget } from '../../src/index.js';
 import { refTopActivations, type RefIndexedBatch } from '../reference/indexed.js';
 import { mulberry32 } from '../support/random.js';
+import { SHUFFLE_CHANNEL, type ShuffleCompletion } from '../fixtures/equivalence-shuffle.js';
+
+const SHUFFLE = fileURLToPath(new URL('../fixtures/equivalence-shuffle.ts', import.meta.url));
 
 /** A result (a metric's object of tensors and numbers, or a collection's of those) as comparable text. */
 function bitsOf(value: unknown): unknown {
@@ -161,6 +166,37 @@ describe(`indexed metrics through pools of 1, 2 and 4 workers (shardRows ${SHARD
     for (const options of [{ pool: pools[2] as MetricPool }, { shardRows: SHARD_ROWS }]) {
       const run = lastValueFrom(from(batches).pipe(reduceMetric(new TopActivations({ numLearnedFeatures: 2, k: 1 }), options)));
       await expect(run).rejects.toThrow(/^TopActivations: .*firstVectorIndex 20 is below the 50 vectors/);
+    }
+  });
+});
+
+describe('indexed metrics through a pool whose shards and batches finish out of order', () => {
+  let pool: MetricPool;
+  let channel: BroadcastChannel;
+  const completions: ShuffleCompletion[] = [];
+  beforeAll(() => {
+    pool = createMetricPool({ workers: 4, shardRows: SHARD_ROWS, filename: SHUFFLE });
+    channel = new BroadcastChannel(SHUFFLE_CHANNEL);
+    channel.onmessage = (event) => completions.push(event.data as ShuffleCompletion);
+  });
+  afterAll(async () => {
+    channel.close();
+    await pool.close();
+  });
+
+  it('numbers the vectors as in-thread, bit for bit, while shards complete out of order', async () => {
+    const s = SCENARIOS[0] as Scenario;
+    const { batches } = streamOf(s);
+    const tasks = s.sizes.reduce((n, rows) => n + Math.ceil(rows / SHARD_ROWS), 0);
+    for (const t of targetsOf(s)) {
+      completions.length = 0;
+      const got = await through(t.make(), batches, { pool }, true);
+      expect(got, t.name).toEqual(await through(t.make(), batches, { shardRows: SHARD_ROWS, backend: 'js' }, true));
+      const deadline = Date.now() + 10_000;
+      while (completions.length < tasks && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
+      const order = [...completions].sort((a, b) => a.at - b.at);
+      const rank = (c: ShuffleCompletion): number => c.batchIndex * 1e6 + c.shardIndex;
+      expect(order.filter((c, i) => i > 0 && rank(c) < rank(order[i - 1] as ShuffleCompletion)).length, `${t.name}: shards out of order`).toBeGreaterThan(0);
     }
   });
 });
