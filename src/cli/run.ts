@@ -153,8 +153,10 @@ export async function run(argv: readonly string[], io: RunIO): Promise<number> {
       progress = new ProgressBar(io.stderr, { total: inputs.vectors, files: cl.files, ...(io.now === undefined ? {} : { now: io.now }) });
     }
     const bar = progress;
-    // top and deadwindow hold more per feature (K entries; a last index): counted as the fired counts' share.
-    const perFeatureBytes = computed.some((m) => PER_FEATURE.includes(m) || m === 'dead' || m === 'deadwindow') ? stateBytes(inputs) * (computed.includes('top') ? 2 + 1.5 * cl.topK : 1) : 0;
+    // A batch's per-feature partial state: S (8 bytes a feature), and with top up to K entries of
+    // 12 bytes and 24 bytes of bookkeeping a feature.
+    const perFeature = computed.some((m) => PER_FEATURE.includes(m) || m === 'dead' || m === 'deadwindow');
+    const perFeatureBytes = perFeature ? stateBytes(inputs) * (computed.includes('top') ? 1 + (12 * cl.topK + 24) / 8 : 1) : 0;
     const result = await streamParts(inputs, [...definitions.values()], {
       pool,
       batchRows,
