@@ -26,9 +26,12 @@ import { positiveInteger } from './core.js';
 /** The largest `k` (entries kept per feature). */
 export const MAX_TOP_K = 2 ** 20;
 
+/** The most values a result tensor may hold (`numComponents × numLearnedFeatures × k`): 2^28, 2 GiB of float64. */
+export const MAX_TOP_VALUES = 2 ** 28;
+
 /** Options of {@link topActivations} and `TopActivations`. */
 export interface TopActivationsOptions extends IndexedOptions {
-  /** Entries kept per feature: a positive integer up to 2^20 (required). */
+  /** Entries kept per feature: a positive integer up to 2^20, and up to 2^28 with every feature's (required). */
   readonly k: number;
 }
 
@@ -69,6 +72,12 @@ export function topActivations(options: TopActivationsOptions): MetricDefinition
   const k = positiveInteger(METRIC, 'k', o.k);
   if (k > MAX_TOP_K) throw optionRangeError(METRIC, 'k', `a positive integer up to ${MAX_TOP_K}`, k);
   const { numLearnedFeatures, numComponents } = shape;
+  const slots = (numComponents ?? 1) * numLearnedFeatures * k;
+  if (slots > MAX_TOP_VALUES) {
+    throw new RangeError(
+      `${METRIC}: options.k must leave at most ${MAX_TOP_VALUES} values in the result (numComponents × numLearnedFeatures × k), got ${numComponents ?? 1} × ${numLearnedFeatures} × ${k} = ${slots}`,
+    );
+  }
   const perFeature = numComponents === undefined ? [numLearnedFeatures] : [numComponents, numLearnedFeatures];
   return defineMetric({
     metric: METRIC,

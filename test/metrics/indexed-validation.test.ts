@@ -48,6 +48,7 @@ describe('options', () => {
     ['k 1.5', () => new TopActivations({ numLearnedFeatures: 3, k: 1.5 }), RangeError, 'TopActivations: options.k must be a positive integer, got 1.5'],
     ['k "2"', () => new TopActivations({ numLearnedFeatures: 3, k: '2' as never }), TypeError, 'TopActivations: options.k must be a positive integer, got "2"'],
     ['k past 2^20', () => new TopActivations({ numLearnedFeatures: 3, k: 2 ** 20 + 1 }), RangeError, 'TopActivations: options.k must be a positive integer up to 1048576, got 1048577'],
+    ['a result past 2^28 values', () => new TopActivations({ numLearnedFeatures: 2 ** 18, numComponents: 2, k: 2 ** 9 + 1 }), RangeError, 'TopActivations: options.k must leave at most 268435456 values in the result (numComponents × numLearnedFeatures × k), got 2 × 262144 × 513 = 268959744'],
     ['unknown option', () => new TopActivations({ numLearnedFeatures: 3, k: 1, window: 2 } as never), TypeError, 'TopActivations: unknown option window (known options: numLearnedFeatures, numComponents, k)'],
     ['numComponents 0', () => new TopActivations({ numLearnedFeatures: 3, numComponents: 0, k: 1 }), RangeError, 'TopActivations: options.numComponents must be a positive integer, got 0'],
     ['no windowVectors', () => new DeadFeaturesOverWindow({ numLearnedFeatures: 3 } as never), TypeError, 'DeadFeaturesOverWindow: options.windowVectors must be a positive integer, got undefined'],
