@@ -7,7 +7,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DeadFeaturesOverWindow, TopActivations, tensor } from '../../src/index.js';
+import { DeadFeaturesOverWindow, TopActivations, createMetricPool, tensor, type MetricPool, type MetricPoolOptions } from '../../src/index.js';
+import { run } from '../../src/cli/run.js';
 import { npyBytes, safetensorsBytes, scratchDir, sparseActivations, write } from './files.js';
 import { cli, limited, requireBuilt } from './run-cli.js';
 
@@ -153,4 +154,35 @@ describe('sae-metrics --top, --top-out, --dead-window: bad command lines', () =>
       expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
     });
   });
+});
+
+describe('sae-metrics --top-out on an interrupted run (Ctrl-C)', () => {
+  it('writes the top activations over the vectors read, with interrupted: true', async () => {
+    const controller = new AbortController();
+    // A pool that aborts when the third batch is handed to it: three batches of 50 rows are read.
+    const createPool = (options: MetricPoolOptions): MetricPool => {
+      const pool = createMetricPool(options);
+      const evaluate = pool.evaluate.bind(pool);
+      let calls = 0;
+      pool.evaluate = (...args) => {
+        if (++calls === 3) controller.abort();
+        return evaluate(...args);
+      };
+      return pool;
+    };
+    const writes: string[] = [];
+    const stream = { write: (t: string) => writes.push(t) > 0 };
+    const code = await run([f('a.npy'), f('b.npy'), '--top-out', f('cut.json'), '--top', '3', '--batch-rows', '50', '--workers', '1'], {
+      stdout: stream,
+      stderr: stream,
+      signal: controller.signal,
+      createPool,
+    });
+    expect(code).toBe(130);
+    const file = JSON.parse(readFileSync(f('cut.json'), 'utf8')) as TopFile;
+    expect(file).toMatchObject({ k: 3, vectors: 150, interrupted: true });
+    expect(file.files.map((x) => x.firstVector)).toEqual([0, 300]);
+    expect(file.top).toEqual(expectedTop(A.subarray(0, 150 * F), [150, F], 3));
+    expect(writes.join('')).toContain(`top activations written to ${f('cut.json')}`);
+  }, 30_000);
 });
