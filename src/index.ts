@@ -34,6 +34,9 @@ export { CapacityMetric } from './metrics/capacity-metric.js';
 export { ReconstructionScoreMetric } from './metrics/reconstruction-score-metric.js';
 export { TopActivations } from './metrics/top-activations.js';
 export { DeadFeaturesOverWindow } from './metrics/dead-features-over-window.js';
+export { FeatureFrequencyStats } from './metrics/feature-frequency-stats.js';
+export { FeatureActivationStats } from './metrics/feature-activation-stats.js';
+export { FeatureActivationHistogram } from './metrics/feature-activation-histogram.js';
 export { ClasswiseWrapperWithMean } from './metrics/classwise-wrapper-with-mean.js';
 export type { ClasswiseWrapperOptions } from './metrics/classwise-wrapper-with-mean.js';
 export { MetricCollection } from './collection.js';
@@ -61,4 +64,10 @@ export type {
   TopActivationsResult,
   DeadFeaturesOverWindowOptions,
   DeadFeaturesOverWindowResult,
+  FeatureFrequencyStatsOptions,
+  FeatureFrequencyStatsResult,
+  FeatureActivationStatsOptions,
+  FeatureActivationStatsResult,
+  FeatureActivationHistogramOptions,
+  FeatureActivationHistogramResult,
 } from './functional/index.js';

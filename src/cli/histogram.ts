@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { frequencySummary } from '../functional/feature-frequency-stats.js';
 import { formatNumber, groupDigits, shortNumber } from './numbers.js';
 
 /** Features with `lo <= log10(density) < hi` (the last bin includes its `hi` = 0). */
@@ -54,27 +55,13 @@ export interface DensityHistogram {
   readonly stats: DensityStats;
 }
 
-/** What the density of a fired count is, computed as `FeatureDensityMetric` computes it. */
-function densityOf(fired: number, vectors: number): number {
-  return fired / vectors;
-}
-
-/** {@link DensityStats} of the features whose fired counts over `vectors` vectors are `fired`. */
+/**
+ * {@link DensityStats} of the features whose fired counts over `vectors` vectors are `fired`: the
+ * counts of `FeatureFrequencyStats` (the same function computes both).
+ */
 export function densityStats(fired: ArrayLike<number>, vectors: number): DensityStats {
-  let below1e6 = 0;
-  let below1e5 = 0;
-  let above1e2 = 0;
-  let above1e1 = 0;
-  let logSum = 0;
-  for (let i = 0; i < fired.length; i++) {
-    const d = densityOf(fired[i] as number, vectors);
-    if (d < 1e-6) below1e6++;
-    if (d < 1e-5) below1e5++;
-    if (d > 0.01) above1e2++;
-    if (d > 0.1) above1e1++;
-    logSum += Math.log10(d + 1e-10);
-  }
-  return { below1e6, below1e5, above1e2, above1e1, meanLog10: logSum / fired.length };
+  const s = frequencySummary(fired, vectors);
+  return { below1e6: s.below1e6, below1e5: s.below1e5, above1e2: s.above1e2, above1e1: s.above1e1, meanLog10: s.meanLog10 };
 }
 
 /** The bin of a fired count k >= 1 with n bins a decade: floor(n log10 k) (exact at powers of ten). */

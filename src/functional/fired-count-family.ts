@@ -38,26 +38,37 @@ export function defineFiredCountMetric<O extends FiredCountOptions, R>(
     readonly compute: (state: FiredCountState, shape: FiredCountShape) => R;
   },
 ): MetricDefinition<FiredCountMetricState, R> {
-  if (options === undefined) {
-    throw new TypeError(`${metric}: options.numLearnedFeatures must be a positive integer, got undefined`);
-  }
-  const o = checkOptions(metric, options, ['numLearnedFeatures', 'numComponents', ...(spec.extraOptions ?? [])]);
-  const shape: FiredCountShape = {
-    numLearnedFeatures: positiveInteger(metric, 'numLearnedFeatures', o.numLearnedFeatures),
-    numComponents: o.numComponents === undefined ? undefined : positiveInteger(metric, 'numComponents', o.numComponents),
-  };
+  const shape = firedCountShape(metric, options, spec.extraOptions);
   const { numLearnedFeatures, numComponents } = shape;
   return defineMetric({
     metric,
     config: { numLearnedFeatures, numComponents: numComponents ?? null, ...spec.config },
     parts: { firedCount: firedCountPart(numLearnedFeatures, numComponents) },
-    validate: (batch: Batch) =>
-      checkActivations(metric, checkBatch(metric, batch), 'learnedActivations', numComponents, {
-        count: numLearnedFeatures,
-        option: 'numLearnedFeatures',
-      }).rows,
+    validate: learnedValidator(metric, shape),
     compute: (parts) => spec.compute(parts.firedCount, shape),
   });
+}
+
+/** Checks the shape options of a metric over learned features (and allows `extra` option names, which the caller checks). */
+export function firedCountShape(metric: string, options: FiredCountOptions | undefined, extra: readonly string[] = []): FiredCountShape {
+  if (options === undefined) {
+    throw new TypeError(`${metric}: options.numLearnedFeatures must be a positive integer, got undefined`);
+  }
+  const o = checkOptions(metric, options, ['numLearnedFeatures', 'numComponents', ...extra]);
+  return {
+    numLearnedFeatures: positiveInteger(metric, 'numLearnedFeatures', o.numLearnedFeatures),
+    numComponents: o.numComponents === undefined ? undefined : positiveInteger(metric, 'numComponents', o.numComponents),
+  };
+}
+
+/** The batch check of a metric over learned activations of `shape`: returns the rows. */
+export function learnedValidator(metric: string, shape: FiredCountShape): (batch: Batch) => number {
+  const { numLearnedFeatures, numComponents } = shape;
+  return (batch: Batch) =>
+    checkActivations(metric, checkBatch(metric, batch), 'learnedActivations', numComponents, {
+      count: numLearnedFeatures,
+      option: 'numLearnedFeatures',
+    }).rows;
 }
 
 /** The result shape of a per-feature value: `[feature]`, or `[component, feature]` with numComponents. */

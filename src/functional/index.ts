@@ -45,6 +45,18 @@ export { deadFeaturesOverWindow } from './dead-features-over-window.js';
 export type { DeadFeaturesOverWindowOptions, DeadFeaturesOverWindowState, DeadFeaturesOverWindowResult } from './dead-features-over-window.js';
 export type { TopActivationsState } from './parts/top-activations.js';
 export type { LastFiredState } from './parts/last-fired.js';
+export { featureFrequencyStats, frequencySummary } from './feature-frequency-stats.js';
+export type { FeatureFrequencyStatsOptions, FeatureFrequencyStatsState, FeatureFrequencyStatsResult, FrequencySummary } from './feature-frequency-stats.js';
+export { featureActivationStats } from './feature-activation-stats.js';
+export type { FeatureActivationStatsOptions, FeatureActivationStatsState, FeatureActivationStatsResult } from './feature-activation-stats.js';
+export { featureActivationHistogram, histogramQuantiles, histogramEdges } from './feature-activation-histogram.js';
+export type {
+  FeatureActivationHistogramOptions,
+  FeatureActivationHistogramState,
+  FeatureActivationHistogramResult,
+} from './feature-activation-histogram.js';
+export type { ActivationMomentsState } from './parts/activation-moments.js';
+export type { ActivationHistogramState } from './parts/activation-histogram.js';
 export type { RowLossSumState, RowLossItemsState } from './parts/row-losses.js';
 export type { FiredCountState } from './parts/fired-count.js';
 export type { NonZeroCountState } from './parts/non-zero-count.js';

@@ -5,7 +5,9 @@
  * @module
  */
 import type { PartRecipe, StatePart } from '../core.js';
+import { activationHistogramPart } from './activation-histogram.js';
 import { activationListPart } from './activation-list.js';
+import { activationMomentsPart } from './activation-moments.js';
 import { firedCountPart } from './fired-count.js';
 import { lastFiredPart } from './last-fired.js';
 import { lossSumsPart } from './loss-sums.js';
@@ -25,6 +27,9 @@ const FACTORIES: Readonly<Record<string, (args: readonly unknown[]) => StatePart
   lossSums: (a) => lossSumsPart(num(a[0])) as StatePart<unknown>,
   lastFired: (a) => lastFiredPart(num(a[0]), opt(a[1])) as StatePart<unknown>,
   topActivations: (a) => topActivationsPart(num(a[0]), opt(a[1]), num(a[2])) as StatePart<unknown>,
+  activationMoments: (a) => activationMomentsPart(num(a[0]), opt(a[1])) as StatePart<unknown>,
+  activationHistogram: (a) =>
+    activationHistogramPart(num(a[0]), opt(a[1]), { lowLog10: num(a[2]), highLog10: num(a[3]), binsPerDecade: num(a[4]) }) as StatePart<unknown>,
 };
 
 /**

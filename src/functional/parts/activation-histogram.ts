@@ -1,0 +1,107 @@
+/**
+ * Per feature (and component), counts of its fired activations (`x > 0`) in fixed log10 bins:
+ * the state of `FeatureActivationHistogram`, made from the `positives` statistic.
+ *
+ * The bins are fixed by the options, so merging adds counts (exact and order-free). A value is
+ * binned by comparing it with precomputed edges, never through `Math.log10` of the value: the
+ * edges are float32 numbers (the activations are float32, so a value can lie exactly on an edge,
+ * and then it belongs to the bin above), computed once from the options, and every path that bins
+ * (any kernel, any worker, any platform) compares against the same numbers.
+ *
+ * @module
+ */
+import { fromFusedPass, type StatePart } from '../core.js';
+import type { PositiveEntries } from '../../kernels/types.js';
+import { addCounts, notCounts, notRecord } from './arrays.js';
+
+/** The shape of a histogram: `binsPerDecade` bins a decade from 10^lowLog10 to 10^highLog10. */
+export interface HistogramBins {
+  readonly lowLog10: number;
+  readonly highLog10: number;
+  readonly binsPerDecade: number;
+}
+
+/** Counts `[component, feature, slot]` row-major; slot 0 underflow, 1..B the bins, B + 1 overflow. */
+export interface ActivationHistogramState {
+  readonly counts: Float64Array;
+}
+
+/** Bins between the lowest and the highest edge. */
+export function binCount(bins: HistogramBins): number {
+  return (bins.highLog10 - bins.lowLog10) * bins.binsPerDecade;
+}
+
+/**
+ * The `B + 1` edges, float32 values in a Float64Array: edge `j` is 10^(lowLog10 + j / binsPerDecade)
+ * rounded to float32 (a power of ten read from its decimal form, so correctly rounded; the others
+ * through `**`, whose last-bit differences between engines the rounding to float32 absorbs).
+ *
+ * @throws {RangeError} if the edges would not increase strictly (options are checked before).
+ */
+export function histogramEdges(bins: HistogramBins): Float64Array {
+  const n = bins.binsPerDecade;
+  const count = binCount(bins);
+  const edges = new Float64Array(count + 1);
+  for (let j = 0; j <= count; j++) {
+    const step = bins.lowLog10 * n + j;
+    const exact = step % n === 0 ? Number(`1e${step / n}`) : 10 ** (step / n);
+    edges[j] = Math.fround(exact);
+    if (j > 0 && !((edges[j] as number) > (edges[j - 1] as number))) {
+      throw new RangeError(`histogramEdges: edges ${j - 1} and ${j} are equal in float32 (${edges[j]})`);
+    }
+  }
+  return edges;
+}
+
+/** The slot of `x > 0`: the number of edges at or below it (0 underflow, `edges.length` overflow). */
+export function slotOf(edges: Float64Array, x: number): number {
+  let lo = 0;
+  let hi = edges.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((edges[mid] as number) <= x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The histogram of the positive entries of a shard, `components` vectors a row. */
+export function histogramOf(p: PositiveEntries, components: number, features: number, edges: Float64Array): ActivationHistogramState {
+  const slots = edges.length + 1;
+  const counts = new Float64Array(components * features * slots);
+  const vectors = p.offsets.length - 1;
+  for (let v = 0; v < vectors; v++) {
+    const base = (v % components) * features;
+    for (let i = p.offsets[v] as number, end = p.offsets[v + 1] as number; i < end; i++) {
+      const at = (base + (p.features[i] as number)) * slots + slotOf(edges, p.values[i] as number);
+      counts[at] = (counts[at] as number) + 1;
+    }
+  }
+  return { counts };
+}
+
+/** The activation-histogram part for `numFeatures` features, `numComponents` components (or none) and `bins`. */
+export function activationHistogramPart(
+  numFeatures: number,
+  numComponents: number | undefined,
+  bins: HistogramBins,
+): StatePart<ActivationHistogramState> {
+  const components = numComponents ?? 1;
+  const edges = histogramEdges(bins);
+  const size = components * numFeatures * (edges.length + 1);
+  const { lowLog10, highLog10, binsPerDecade } = bins;
+  const part: StatePart<ActivationHistogramState> = {
+    id: `activationHistogram(components=${numComponents ?? 'none'},features=${numFeatures},lowLog10=${lowLog10},highLog10=${highLog10},binsPerDecade=${binsPerDecade})`,
+    recipe: { kind: 'activationHistogram', args: [numFeatures, numComponents ?? null, lowLog10, highLog10, binsPerDecade] },
+    reads: ['learnedActivations'],
+    needs: { positives: true },
+    init: () => ({ counts: new Float64Array(size) }),
+    fromStats: (stats) => histogramOf(stats.positives as PositiveEntries, components, numFeatures, edges),
+    fromBatch: (batch, rows) => fromFusedPass(part, batch, rows),
+    merge: (a, b) => ({ counts: addCounts(a.counts, b.counts) }),
+    // The counts (features x slots) are large: added into the partial's.
+    mergeOwned: (a, b) => ({ counts: addCounts(a.counts, b.counts, b.counts) }),
+    invalid: (v) => notRecord(v, ['counts']) ?? notCounts((v as ActivationHistogramState).counts, size, 'counts'),
+  };
+  return part;
+}
