@@ -234,6 +234,37 @@ describe('against the float64 references, batch by batch and accumulated', () =>
   }
 });
 
+describe('densities exactly on the thresholds (written out by hand)', () => {
+  it('compares as SAELens and SAEBench do: < 1e-5, < 1e-6, > 0.01, > 0.1', () => {
+    // 100,000 vectors; features fire 0, 1 (density 1e-5), 1,000 (0.01), 10,000 (0.1) and 10,001 times.
+    const N = 100_000;
+    const fires = [0, 1, 1000, 10_000, 10_001];
+    const data = new Float32Array(N * fires.length);
+    fires.forEach((k, f) => {
+      for (let r = 0; r < k; r++) data[r * fires.length + f] = 1;
+    });
+    const r = new FeatureFrequencyStats({ numLearnedFeatures: 5 }).forward({ learnedActivations: tensor(data, [N, 5]) });
+    expect(r.aliveFraction.item()).toBe(0.8);
+    expect(r.deadCount.item()).toBe(1);
+    expect(r.freqOver1Percent.item()).toBe(0.4);
+    expect(r.freqOver10Percent.item()).toBe(0.2);
+    expect(r.normalizedFreqOver1Percent.item()).toBe(20_001 / 21_002);
+    expect(r.normalizedFreqOver10Percent.item()).toBe(10_001 / 21_002);
+    expect(r.below1e5.item()).toBe(1);
+    expect(r.below1e6.item()).toBe(1);
+    const logs = [-10, Math.log10(1e-5 + 1e-10), Math.log10(0.01 + 1e-10), Math.log10(0.1 + 1e-10), Math.log10(0.10001 + 1e-10)];
+    expect(r.meanLog10Density.item()).toBeCloseTo(logs.reduce((a, b) => a + b, 0) / 5, 12);
+  });
+
+  it('before any vector: densities are NaN, so are the fractions of firings', () => {
+    const def = featureFrequencyStats({ numLearnedFeatures: 2 });
+    const r = def.compute(def.init());
+    expect(r.deadCount.item()).toBe(2);
+    expect(r.normalizedFreqOver1Percent.item()).toBeNaN();
+    expect(r.meanLog10Density.item()).toBeNaN();
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // Bin edges and values on them
 
