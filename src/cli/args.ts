@@ -9,7 +9,7 @@ import { BACKEND_ENV, checkGpujsMode, GPUJS_MODE_ENV } from '../pool/backend.js'
 import { UsageError } from './errors.js';
 
 /** The metrics the command computes, by their command-line names. */
-export const METRIC_NAMES = ['l1', 'l2', 'loss', 'l0', 'dead', 'density', 'fired', 'top', 'deadwindow'] as const;
+export const METRIC_NAMES = ['l1', 'l2', 'loss', 'l0', 'dead', 'density', 'fired', 'top', 'deadwindow', 'freq', 'actstats', 'acthist'] as const;
 
 /** A metric's command-line name. */
 export type MetricName = (typeof METRIC_NAMES)[number];
@@ -67,6 +67,8 @@ export interface CommandLine {
   readonly topOut: string | undefined;
   /** The window of `deadwindow`, in vectors (default {@link DEFAULT_DEAD_WINDOW}). */
   readonly deadWindow: number;
+  /** Where to write the per-feature activation histograms (`acthist`): a .json path. */
+  readonly actHistOut: string | undefined;
 }
 
 /** The usage text of `--help`. */
@@ -109,6 +111,9 @@ Options:
                          order), as JSON; computes top (the path is checked before any input is read)
   --dead-window N        deadwindow: a feature is dead when it fired on none of the last N vectors
                          (default ${DEFAULT_DEAD_WINDOW.toLocaleString('en-US')}; none is dead before N vectors were read)
+  --acthist-out OUT.json write each feature's histogram of fired activations (acthist: log10
+                         bins from 1e-4 to 1e4, 10 a decade) and its quantiles as JSON for a
+                         feature dashboard; computes acthist when --metrics leaves it out
   -h, --help             print this help
   -V, --version          print the version
 
@@ -178,6 +183,7 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
         top: { type: 'string' },
         'top-out': { type: 'string' },
         'dead-window': { type: 'string' },
+        'acthist-out': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
       },
@@ -210,7 +216,7 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
   if ((v.source === undefined) !== (v.decoded === undefined)) {
     throw new UsageError(v.source === undefined ? '--decoded' : '--source', 'needs --source and --decoded together');
   }
-  for (const option of ['tensor', 'source', 'decoded', 'histogram', 'top-out'] as const) {
+  for (const option of ['tensor', 'source', 'decoded', 'histogram', 'top-out', 'acthist-out'] as const) {
     if (v[option] === '') throw new UsageError(`--${option}`, 'must not be empty');
   }
   if (v.histogram !== undefined && !/\.(svg|png)$/i.test(v.histogram)) {
@@ -221,6 +227,9 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
   }
   const topK = positiveInteger('top', v.top);
   if (topK !== undefined && topK > MAX_TOP_K) throw new UsageError('--top', `must be an integer in [1, ${MAX_TOP_K}], got ${JSON.stringify(v.top)}`);
+  if (v['acthist-out'] !== undefined && !/\.json$/i.test(v['acthist-out'])) {
+    throw new UsageError('--acthist-out', `must be a path ending in .json, got ${JSON.stringify(v['acthist-out'])}`);
+  }
   const binsPerDecade = positiveInteger('bins-per-decade', v['bins-per-decade']);
   if (binsPerDecade !== undefined && binsPerDecade > 100) {
     throw new UsageError('--bins-per-decade', `must be an integer in [1, 100], got ${JSON.stringify(v['bins-per-decade'])}`);
@@ -275,5 +284,6 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
     topK: topK ?? DEFAULT_TOP_K,
     topOut: v['top-out'],
     deadWindow: deadWindow ?? DEFAULT_DEAD_WINDOW,
+    actHistOut: v['acthist-out'],
   };
 }

@@ -5,7 +5,10 @@
  * @module
  */
 import type { MetricDefinition } from '../functional/core.js';
+import { featureActivationHistogram } from '../functional/feature-activation-histogram.js';
+import { featureActivationStats } from '../functional/feature-activation-stats.js';
 import { featureDensity } from '../functional/feature-density.js';
+import { featureFrequencyStats } from '../functional/feature-frequency-stats.js';
 import { l0Norm } from '../functional/l0-norm.js';
 import { l1AbsoluteLoss } from '../functional/l1-absolute-loss.js';
 import { l2ReconstructionLoss } from '../functional/l2-reconstruction-loss.js';
@@ -21,15 +24,18 @@ import type { Inputs } from './inputs.js';
 /** A metric definition whose value is one tensor. */
 export type TensorDefinition = MetricDefinition<Parameters<MetricDefinition['compute']>[0], Tensor>;
 
+/** A metric definition whose value is a record of tensors (the feature statistics). */
+export type RecordDefinition = MetricDefinition<Parameters<MetricDefinition['compute']>[0], Readonly<Record<string, Tensor>>>;
+
 /** The metrics whose value has one number per feature. */
 export const PER_FEATURE: readonly MetricName[] = ['density', 'fired', 'top'];
 
-/** The definitions for the chosen names (keyed by them), over inputs of this shape. */
+/** The definitions for the chosen names (keyed by them), over inputs of this shape (`acthist` with its default bins). */
 export function buildDefinitions(
   names: readonly MetricName[],
   inputs: Pick<Inputs, 'componentAxis' | 'components' | 'features'>,
   cl: Pick<CommandLine, 'l1Coefficient' | 'deadThreshold' | 'topK' | 'deadWindow'>,
-): Map<MetricName, TensorDefinition> {
+): Map<MetricName, TensorDefinition | RecordDefinition> {
   const numComponents = inputs.componentAxis ? inputs.components : undefined;
   const family = { numLearnedFeatures: inputs.features, ...(numComponents === undefined ? {} : { numComponents }) };
   const make: Record<MetricName, () => unknown> = {
@@ -54,9 +60,12 @@ export function buildDefinitions(
       const d = deadFeaturesOverWindow({ ...family, windowVectors: cl.deadWindow });
       return { ...d, compute: (s: Parameters<typeof d.compute>[0]) => d.compute(s).dead };
     },
+    freq: () => featureFrequencyStats(family),
+    actstats: () => featureActivationStats(family),
+    acthist: () => featureActivationHistogram(family),
   };
-  const out = new Map<MetricName, TensorDefinition>();
-  for (const name of names) out.set(name, make[name]() as TensorDefinition);
+  const out = new Map<MetricName, TensorDefinition | RecordDefinition>();
+  for (const name of names) out.set(name, make[name]() as TensorDefinition | RecordDefinition);
   return out;
 }
 

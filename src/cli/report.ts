@@ -7,6 +7,7 @@ import type { Tensor } from '../tensor.js';
 import type { DensityStats } from './histogram.js';
 import type { MetricName } from './args.js';
 import { formatNumber, groupDigits } from './numbers.js';
+import { RECORD_METRICS, recordJson, recordRows, type RecordValues } from './feature-stats.js';
 
 /** What the run was over, for the report. */
 export interface RunInfo {
@@ -40,6 +41,8 @@ export interface RunInfo {
   readonly deadWindow: number;
   /** Where the top activations were written, if they were. */
   readonly topOut?: string | undefined;
+  /** Where `--acthist-out` wrote the per-feature activation histograms. */
+  readonly actHist?: string | undefined;
 }
 
 /**
@@ -48,6 +51,9 @@ export interface RunInfo {
  * not copies: a value may have millions of features).
  */
 export type ComponentValues = number[] | Float64Array[];
+
+/** A metric's value for the report: split by component, or a record of such (the feature statistics). */
+export type ReportValues = ComponentValues | RecordValues;
 
 /**
  * A metric value split by component (see {@link ComponentValues}).
@@ -103,7 +109,7 @@ async function writeJsonArray(values: Float64Array, write: (text: string) => unk
 export async function writeJsonReport(
   info: RunInfo,
   names: readonly MetricName[],
-  valueOf: (name: MetricName) => ComponentValues,
+  valueOf: (name: MetricName) => ReportValues,
   stats: readonly DensityStats[] | undefined,
   write: (text: string) => unknown,
 ): Promise<void> {
@@ -134,7 +140,11 @@ export async function writeJsonReport(
   await write(`${head.slice(0, -1)},"metrics":{`);
   for (const [k, name] of names.entries()) {
     await write(`${k === 0 ? '' : ','}${JSON.stringify(name)}:`);
-    const parts = valueOf(name);
+    if (RECORD_METRICS.includes(name)) {
+      await write(JSON.stringify(recordJson(valueOf(name) as RecordValues, info.componentAxis)));
+      continue;
+    }
+    const parts = valueOf(name) as ComponentValues;
     if (info.componentAxis) await write('[');
     for (const [c, v] of parts.entries()) {
       if (c > 0) await write(',');
@@ -213,6 +223,8 @@ function describeMetric(name: MetricName, info: RunInfo): string {
       return `largest activation of each feature that fired: min, median, max (top ${groupDigits(info.topK)} kept per feature)`;
     case 'deadwindow':
       return `features that fired (x > 0) on none of the last ${groupDigits(info.deadWindow)} vectors, of all features`;
+    default:
+      return '';
   }
 }
 
@@ -255,12 +267,16 @@ export function summaryLine(info: RunInfo): string {
 export function tableReport(
   info: RunInfo,
   names: readonly MetricName[],
-  valueOf: (name: MetricName) => ComponentValues,
+  valueOf: (name: MetricName) => ReportValues,
   stats?: readonly DensityStats[],
 ): string {
   const header = ['metric', ...(info.components > 1 ? Array.from({ length: info.components }, (_, c) => `component ${c}`) : ['value']), ''];
   const rows: string[][] = [header];
   for (const name of names) {
+    if (RECORD_METRICS.includes(name)) {
+      rows.push(...recordRows(name, valueOf(name) as RecordValues, info.features, info.actHist));
+      continue;
+    }
     rows.push([name, ...(valueOf(name) as (number | Float64Array)[]).map((x) => cell(name, x, info)), describeMetric(name, info)]);
     if (name === 'density' && stats !== undefined) {
       for (const [label, pick, meaning] of STATS_ROWS) {
@@ -274,6 +290,7 @@ export function tableReport(
   const extra = [
     ...(info.histogram === undefined ? [] : [`histogram written to ${info.histogram}`]),
     ...(info.topOut === undefined ? [] : [`top activations written to ${info.topOut}`]),
+    ...(info.actHist === undefined ? [] : [`activation histograms written to ${info.actHist}`]),
   ];
   return `${[summaryLine(info), '', ...lines, ...extra].join('\n')}\n`;
 }

@@ -17,9 +17,11 @@ import { prepareOutput, type PreparedOutput } from './output.js';
 import type { PngRenderer } from './png.js';
 import { groupDigits } from './numbers.js';
 import { ProgressBar, type ProgressStream } from './progress.js';
-import type { TensorDefinition } from './metrics.js';
+import type { RecordDefinition, TensorDefinition } from './metrics.js';
+import { actHistJson, recordValues, RECORD_METRICS } from './feature-stats.js';
+import type { FeatureActivationHistogramResult } from '../functional/feature-activation-histogram.js';
 import type { StreamProgress } from './stream.js';
-import { byComponent, splitComponents, tableReport, writeJsonReport, type ComponentValues, type RunInfo } from './report.js';
+import { byComponent, splitComponents, tableReport, writeJsonReport, type ReportValues, type RunInfo } from './report.js';
 
 /** Where the command writes, and (for tests) how it makes its pool. */
 export interface RunIO {
@@ -112,6 +114,7 @@ export async function run(argv: readonly string[], io: RunIO): Promise<number> {
   let progress: ProgressBar | undefined;
   let histogramFile: PreparedOutput | undefined;
   let topFile: PreparedOutput | undefined;
+  let actHistFile: PreparedOutput | undefined;
   try {
     const cl = parseCommandLine(argv, io.env ?? process.env);
     if (cl.help) {
@@ -129,6 +132,7 @@ export async function run(argv: readonly string[], io: RunIO): Promise<number> {
       histogramFile = await prepareOutput(cl.histogram, 'the histogram');
     }
     if (cl.topOut !== undefined) topFile = await prepareOutput(cl.topOut, 'the top activations');
+    if (cl.actHistOut !== undefined) actHistFile = await prepareOutput(cl.actHistOut, 'the activation histograms');
     inputs = await openInputs(cl);
     // The pool, the metrics and the workers load only now: a bad command line or file fails fast.
     const [{ createMetricPool }, { buildDefinitions, PER_FEATURE, topDefinition }, { liveBatchLimit, stateOf, streamParts }] = await Promise.all([
@@ -148,15 +152,20 @@ export async function run(argv: readonly string[], io: RunIO): Promise<number> {
     const computed: MetricName[] = [...names];
     if (cl.histogram !== undefined && !computed.includes('dead')) computed.push('dead');
     if (cl.topOut !== undefined && !computed.includes('top')) computed.push('top');
+    if (cl.actHistOut !== undefined && !computed.includes('acthist')) computed.push('acthist');
     const definitions = buildDefinitions(computed, inputs, cl);
     if (io.stderr.isTTY === true && !cl.json) {
       progress = new ProgressBar(io.stderr, { total: inputs.vectors, files: cl.files, ...(io.now === undefined ? {} : { now: io.now }) });
     }
     const bar = progress;
-    // A batch's per-feature partial state: S (8 bytes a feature), and with top up to K entries of
-    // 12 bytes and 24 bytes of bookkeeping a feature.
-    const perFeature = computed.some((m) => PER_FEATURE.includes(m) || m === 'dead' || m === 'deadwindow');
-    const perFeatureBytes = perFeature ? stateBytes(inputs) * (computed.includes('top') ? 1 + (12 * cl.topK + 24) / 8 : 1) : 0;
+    // A batch's per-feature partial state: S (8 bytes a feature), with top up to K entries of 12
+    // bytes and 24 bytes of bookkeeping a feature, with actstats 4 more S (its moments), with
+    // acthist 82 more S (its counts).
+    const perFeature = computed.some((m) => PER_FEATURE.includes(m) || m === 'dead' || m === 'deadwindow' || RECORD_METRICS.includes(m));
+    const perFeatureBytes = perFeature
+      ? stateBytes(inputs) *
+        (1 + (computed.includes('top') ? (12 * cl.topK + 24) / 8 : 0) + (computed.includes('actstats') ? 4 : 0) + (computed.includes('acthist') ? 82 : 0))
+      : 0;
     const result = await streamParts(inputs, [...definitions.values()], {
       pool,
       batchRows,
@@ -172,7 +181,11 @@ export async function run(argv: readonly string[], io: RunIO): Promise<number> {
     const elapsedSeconds = (performance.now() - started) / 1000;
     const components = inputs.components;
     // Values are computed when reported, one at a time.
-    const valueOf = (name: MetricName): ComponentValues => {
+    const valueOf = (name: MetricName): ReportValues => {
+      if (RECORD_METRICS.includes(name)) {
+        const d = definitions.get(name) as RecordDefinition;
+        return recordValues(name, d.compute(stateOf(d, result.parts)), components);
+      }
       const d = definitions.get(name) as TensorDefinition;
       return byComponent(d.compute(stateOf(d, result.parts)), components, PER_FEATURE.includes(name));
     };
@@ -224,6 +237,26 @@ export async function run(argv: readonly string[], io: RunIO): Promise<number> {
         topError = error;
       }
     }
+    let actHistError: unknown;
+    if (actHistFile !== undefined) {
+      try {
+        const d = definitions.get('acthist') as RecordDefinition;
+        const histograms = d.compute(stateOf(d, result.parts)) as unknown as FeatureActivationHistogramResult;
+        const { lowLog10, highLog10, binsPerDecade } = d.config as { lowLog10: number; highLog10: number; binsPerDecade: number };
+        const text = actHistJson(histograms, {
+          files: cl.files,
+          tensor: inputs.segments[0]?.learned.name,
+          vectors: result.vectors,
+          componentAxis: inputs.componentAxis,
+          lowLog10,
+          highLog10,
+          binsPerDecade,
+        });
+        await actHistFile.commit(text);
+      } catch (error) {
+        actHistError = error;
+      }
+    }
     const info: RunInfo = {
       files: cl.files,
       tensor: inputs.segments[0]?.learned.name,
@@ -249,16 +282,18 @@ export async function run(argv: readonly string[], io: RunIO): Promise<number> {
       topK: cl.topK,
       deadWindow: cl.deadWindow,
       topOut: topFile !== undefined && topError === undefined ? cl.topOut : undefined,
+      actHist: actHistFile !== undefined && actHistError === undefined ? cl.actHistOut : undefined,
     };
     if (cl.json) await writeJsonReport(info, names, valueOf, stats, (text) => writeOut(io.stdout, text));
     else await writeOut(io.stdout, tableReport(info, names, valueOf, stats));
     if (histogramError !== undefined) io.stderr.write(`${errorLine(histogramError)}\n`);
     if (topError !== undefined) io.stderr.write(`${errorLine(topError)}\n`);
+    if (actHistError !== undefined) io.stderr.write(`${errorLine(actHistError)}\n`);
     if (result.interrupted) {
       io.stderr.write(`sae-metrics: interrupted: the results are over the first ${groupDigits(result.vectors)} of ${groupDigits(inputs.vectors)} vectors\n`);
       return 130;
     }
-    const outputError = histogramError ?? topError;
+    const outputError = histogramError ?? topError ?? actHistError;
     return outputError === undefined ? 0 : outputError instanceof CliError ? outputError.exitCode : 1;
   } catch (error) {
     progress?.clear();
@@ -267,6 +302,7 @@ export async function run(argv: readonly string[], io: RunIO): Promise<number> {
   } finally {
     await histogramFile?.discard();
     await topFile?.discard();
+    await actHistFile?.discard();
     await pool?.close().catch(() => undefined);
     await inputs?.close();
   }
