@@ -12,8 +12,19 @@
  * @module
  */
 import type { TensorLike } from '../../tensor.js';
-import type { FusedKernel, ShardStats } from '../types.js';
-import { axesOf, checkRows, toFloat64, wasmModule, WASM_NEEDS, type FusedExports } from './index.js';
+import type { FusedKernel, PositiveEntries, ShardStats } from '../types.js';
+import {
+  axesOf,
+  checkRows,
+  positivesBytes,
+  positivesGuess,
+  positivesLayout,
+  readPositives,
+  toFloat64,
+  wasmModule,
+  WASM_NEEDS,
+  type FusedExports,
+} from './index.js';
 import { withFallback } from '../fallback.js';
 
 const PAGE = 65536;
@@ -99,9 +110,11 @@ export function createChunkedWasmKernel(options: ChunkedWasmKernelOptions = {}):
     heap = new Float32Array(memory.buffer);
   };
 
+  // The density of fired entries in the last shard: the next shard's guess of its entries.
+  let density = 0.05;
   const ownPass: FusedKernel = (batch, rows, needs) => {
     const flags = (needs.abs ? 1 : 0) | (needs.nonZero ? 2 : 0) | (needs.fired ? 4 : 0);
-    const learned = flags !== 0 ? inputOf('learnedActivations', batch.learnedActivations) : undefined;
+    const learned = flags !== 0 || needs.positives ? inputOf('learnedActivations', batch.learnedActivations) : undefined;
     const decoded = needs.mse ? inputOf('decodedActivations', batch.decodedActivations) : undefined;
     const source = needs.mse ? inputOf('sourceActivations', batch.sourceActivations) : undefined;
     if (source !== undefined && decoded !== undefined) {
@@ -113,7 +126,7 @@ export function createChunkedWasmKernel(options: ChunkedWasmKernelOptions = {}):
     if (decoded !== undefined) checkRows(rows, decoded.rows);
 
     // Layout: input chunk | abs f64[vectors] | mse f64[vectors] | nonZero u32[C] | fired u32[C * F]
-    // | fired f64[C * F].
+    // | fired f64[C * F] | positives (offsets u32[vectors + 1] | features u32[n] | values f32[n]).
     const count = rows.end - rows.start;
     const learnedRow = learned ? learned.components * learned.features : 0;
     const pairRow = decoded ? decoded.components * decoded.features : 0;
@@ -129,20 +142,44 @@ export function createChunkedWasmKernel(options: ChunkedWasmKernelOptions = {}):
     const firedAt = nonZeroAt + align64(learned ? 4 * learned.components : 0);
     const firedCount = learned && needs.fired ? learned.components * learned.features : 0;
     const fired64At = firedAt + align64(learned ? 4 * learned.components * learned.features : 0);
-    reserve(fired64At + 8 * firedCount);
+    const positivesAt = align64(fired64At + 8 * firedCount);
+    const elements = learned ? lv * learned.features : 0;
+    reserve(needs.positives ? positivesAt + positivesBytes(lv, positivesGuess(elements, density)) : fired64At + 8 * firedCount);
 
-    const out: { abs?: Float64Array; nonZero?: Float64Array; fired?: Float64Array; mse?: Float64Array } = {};
+    const out: { abs?: Float64Array; nonZero?: Float64Array; fired?: Float64Array; mse?: Float64Array; positives?: PositiveEntries } = {};
     if (learned !== undefined) {
       const { data, components: c, features: f } = learned;
-      // The first call zeroes the counts (also for an empty range); the others add to them.
-      let r = rows.start;
-      do {
-        const k = Math.min(learnedPer, rows.end - r);
-        heap.set(data.subarray(r * learnedRow, (r + k) * learnedRow), 0);
-        const absOut = absAt + 8 * (r - rows.start) * c;
-        exports.learnedPass(0, 0, k, c, f, absOut, nonZeroAt, firedAt, flags | (r === rows.start ? 0 : 8));
-        r += k;
-      } while (r < rows.end);
+      // With positives, positivesPass counts the fired entries as it lists them (one read of a chunk).
+      const learnedFlags = needs.positives ? flags & 3 : flags;
+      let layout = positivesLayout(lv, memory.buffer.byteLength - positivesAt);
+      let total = 0;
+      const chunks = (withLearned: boolean, positivesFlags: number | undefined): void => {
+        // The first call zeroes the counts (also for an empty range); the others add to them.
+        let r = rows.start;
+        do {
+          const k = Math.min(learnedPer, rows.end - r);
+          heap.set(data.subarray(r * learnedRow, (r + k) * learnedRow), 0);
+          const first = r === rows.start ? 0 : 8;
+          if (withLearned && learnedFlags !== 0) exports.learnedPass(0, 0, k, c, f, absAt + 8 * (r - rows.start) * c, nonZeroAt, firedAt, learnedFlags | first);
+          if (positivesFlags !== undefined) {
+            const offsetsOut = positivesAt + 4 * (r - rows.start) * c;
+            total = exports.positivesPass(0, 0, k, c, f, firedAt, offsetsOut, positivesAt + layout.featuresAt, positivesAt + layout.valuesAt, total, layout.capacity, positivesFlags | first);
+          }
+          r += k;
+        } while (r < rows.end);
+      };
+      chunks(true, needs.positives ? flags & 4 : undefined);
+      if (needs.positives) {
+        if (total > layout.capacity) {
+          // More entries than the guess: room for all of them, and the entries again (no counts).
+          reserve(positivesAt + positivesBytes(lv, total));
+          layout = positivesLayout(lv, memory.buffer.byteLength - positivesAt);
+          total = 0;
+          chunks(false, 0);
+        }
+        if (elements > 0) density = total / elements;
+        out.positives = readPositives(memory.buffer, positivesAt, lv, total, layout);
+      }
       const buffer = memory.buffer;
       if (needs.abs) out.abs = new Float64Array(buffer, absAt, lv).slice();
       if (needs.nonZero) out.nonZero = toFloat64(new Uint32Array(buffer, nonZeroAt, c));

@@ -14,11 +14,11 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { formatShape } from '../../errors.js';
 import type { TensorLike } from '../../tensor.js';
-import type { FusedKernel, ShardStats } from '../types.js';
+import type { FusedKernel, PositiveEntries, ShardStats } from '../types.js';
 import { withFallback, type NeedName } from '../fallback.js';
 
 /** The statistics the WebAssembly pass computes itself; the plain JavaScript kernel does the rest. */
-export const WASM_NEEDS: ReadonlySet<NeedName> = new Set<NeedName>(['abs', 'nonZero', 'fired', 'mse']);
+export const WASM_NEEDS: ReadonlySet<NeedName> = new Set<NeedName>(['abs', 'nonZero', 'fired', 'mse', 'positives']);
 
 const PAGE = 65536;
 const NAME = 'wasm kernel';
@@ -39,6 +39,66 @@ export interface FusedExports {
   msePass(decoded: number, source: number, rowStart: number, rowEnd: number, components: number, features: number, out: number): void;
   readSum(x: number, n: number): number;
   countsToF64(src: number, dst: number, n: number): void;
+  positivesPass(
+    x: number,
+    rowStart: number,
+    rowEnd: number,
+    components: number,
+    features: number,
+    firedOut: number,
+    offsetsOut: number,
+    featuresOut: number,
+    valuesOut: number,
+    start: number,
+    capacity: number,
+    flags: number,
+  ): number;
+}
+
+/** Input bytes of the row blocks a pass with positives reads twice (the learned pass, then the positives'): cache-sized. */
+export const POSITIVES_BLOCK_BYTES = 256 * 1024;
+
+/** Rows per block for rows of `rowBytes` bytes: whole groups of four rows (the learned pass's unit) when they fit. */
+export function rowsPerBlock(rowBytes: number, blockBytes: number): number {
+  if (rowBytes === 0) return 2 ** 30;
+  const rows = Math.max(1, Math.floor(blockBytes / rowBytes));
+  return rows >= 4 ? rows - (rows % 4) : rows;
+}
+
+/**
+ * Where a shard's positive entries go: u32 offsets[vectors + 1] | u32 features[capacity] | f32
+ * values[capacity], 16-byte aligned, in `bytes` at most (the capacity is what fits).
+ */
+export function positivesLayout(vectors: number, bytes: number): { featuresAt: number; valuesAt: number; capacity: number } {
+  const offsetsBytes = align16(4 * (vectors + 1));
+  const capacity = Math.max(0, Math.floor((bytes - offsetsBytes - 16) / 8));
+  return { featuresAt: offsetsBytes, valuesAt: offsetsBytes + align16(4 * capacity), capacity };
+}
+
+/** The bytes {@link positivesLayout} needs for `entries` entries of `vectors` vectors. */
+export function positivesBytes(vectors: number, entries: number): number {
+  return align16(4 * (vectors + 1)) + align16(4 * entries) + align16(4 * entries) + 16;
+}
+
+/**
+ * A guess of the entries a shard of `elements` values holds, from the density of the last shard
+ * seen (a quarter more, at least 4096): a pass whose entries do not fit runs again with room.
+ */
+export function positivesGuess(elements: number, lastDensity: number): number {
+  return Math.min(elements, Math.max(4096, Math.ceil(elements * lastDensity * 1.25)));
+}
+
+/** The positive entries written by `positivesPass` at `at` (see {@link positivesLayout}), copied out. */
+export function readPositives(buffer: ArrayBufferLike, at: number, vectors: number, total: number, layout: ReturnType<typeof positivesLayout>): PositiveEntries {
+  const offsets = new Float64Array(vectors + 1);
+  const raw = new Uint32Array(buffer, at, vectors);
+  for (let v = 0; v < vectors; v++) offsets[v] = raw[v] as number;
+  offsets[vectors] = total;
+  return {
+    offsets,
+    features: new Uint32Array(buffer, at + layout.featuresAt, total).slice(),
+    values: new Float32Array(buffer, at + layout.valuesAt, total).slice(),
+  };
 }
 
 /** A fused pass over tensors in one shared WebAssembly memory. */
@@ -257,8 +317,8 @@ export function createWasmKernel(memory: WebAssembly.Memory, module?: WebAssembl
   const instance = new WebAssembly.Instance(module ?? wasmModule(), { env: { memory } });
   const exports = instance.exports as unknown as FusedExports;
 
-  let scratchStart = 0;
-  let scratchBytes = 0;
+  const own = ownRegion(memory);
+  const positivesRegion = ownRegion(memory);
   let lent: ScratchRegion | undefined;
   /** Start of a scratch region of at least `bytes` bytes that only this kernel uses. */
   const scratch = (bytes: number): number => {
@@ -268,27 +328,15 @@ export function createWasmKernel(memory: WebAssembly.Memory, module?: WebAssembl
       }
       return lent.byteOffset;
     }
-    if (bytes > scratchBytes) {
-      const pages = Math.ceil(Math.max(bytes, 2 * scratchBytes) / PAGE);
-      let previous: number;
-      try {
-        previous = memory.grow(pages);
-      } catch (error) {
-        throw new RangeError(
-          `${NAME}: cannot grow the WebAssembly memory by ${pages * PAGE} bytes for scratch space (it is ${memory.buffer.byteLength} bytes; 4 GiB at most)`,
-          { cause: error },
-        );
-      }
-      scratchStart = previous * PAGE;
-      scratchBytes = pages * PAGE;
-    }
-    return scratchStart;
+    return own(bytes);
   };
+  // The density of fired entries in the last shard: the next shard's guess of its entries.
+  let density = 0.05;
 
   const ownPass: FusedKernel = (batch, rows, needs) => {
-    const out: { abs?: Float64Array; nonZero?: Float64Array; fired?: Float64Array; mse?: Float64Array } = {};
+    const out: { abs?: Float64Array; nonZero?: Float64Array; fired?: Float64Array; mse?: Float64Array; positives?: PositiveEntries } = {};
     const flags = (needs.abs ? 1 : 0) | (needs.nonZero ? 2 : 0) | (needs.fired ? 4 : 0);
-    const learned = flags !== 0 ? fieldOf(memory, 'learnedActivations', batch.learnedActivations) : undefined;
+    const learned = flags !== 0 || needs.positives ? fieldOf(memory, 'learnedActivations', batch.learnedActivations) : undefined;
     const decoded = needs.mse ? fieldOf(memory, 'decodedActivations', batch.decodedActivations) : undefined;
     const source = needs.mse ? fieldOf(memory, 'sourceActivations', batch.sourceActivations) : undefined;
     if (source !== undefined && decoded !== undefined) {
@@ -303,7 +351,38 @@ export function createWasmKernel(memory: WebAssembly.Memory, module?: WebAssembl
 
     if (learned !== undefined) {
       const { pointer, components: c, features: f } = learned;
-      exports.learnedPass(pointer, rows.start, rows.end, c, f, base + absAt, base + nonZeroAt, base + firedAt, flags);
+      if (needs.positives) {
+        // Fired counts and positives in one read by positivesPass; abs and non-zero counts by the
+        // learned pass over the same block of rows just before, while it is in cache.
+        const vectors = (rows.end - rows.start) * c;
+        const elements = vectors * f;
+        let at = positivesRegion(positivesBytes(vectors, positivesGuess(elements, density)));
+        let layout = positivesLayout(vectors, positivesRegion.bytes());
+        const block = rowsPerBlock(4 * c * f, POSITIVES_BLOCK_BYTES);
+        const learnedFlags = flags & 3;
+        let total = 0;
+        let r = rows.start;
+        do {
+          const end = Math.min(rows.end, r + block);
+          const first = r === rows.start ? 0 : 8;
+          if (learnedFlags !== 0) {
+            exports.learnedPass(pointer, r, end, c, f, base + absAt + 8 * (r - rows.start) * c, base + nonZeroAt, base + firedAt, learnedFlags | first);
+          }
+          const offsetsOut = at + 4 * (r - rows.start) * c;
+          total = exports.positivesPass(pointer, r, end, c, f, base + firedAt, offsetsOut, at + layout.featuresAt, at + layout.valuesAt, total, layout.capacity, (flags & 4) | first);
+          r = end;
+        } while (r < rows.end);
+        if (total > layout.capacity) {
+          // More entries than the guess: room for all of them, and the entries again (no counts).
+          at = positivesRegion(positivesBytes(vectors, total));
+          layout = positivesLayout(vectors, positivesRegion.bytes());
+          exports.positivesPass(pointer, rows.start, rows.end, c, f, 0, at, at + layout.featuresAt, at + layout.valuesAt, 0, layout.capacity, 0);
+        }
+        if (elements > 0) density = total / elements;
+        out.positives = readPositives(memory.buffer, at, vectors, total, layout);
+      } else {
+        exports.learnedPass(pointer, rows.start, rows.end, c, f, base + absAt, base + nonZeroAt, base + firedAt, flags);
+      }
       const buffer = memory.buffer;
       if (needs.abs) out.abs = new Float64Array(buffer, base + absAt, lv).slice();
       if (needs.nonZero) out.nonZero = toFloat64(new Uint32Array(buffer, base + nonZeroAt, c));
@@ -331,6 +410,34 @@ export function createWasmKernel(memory: WebAssembly.Memory, module?: WebAssembl
 
   const fused = withFallback(ownPass, WASM_NEEDS);
   return { memory, fused, readSum, useScratch };
+}
+
+/**
+ * A region of `memory` that only its owner uses, grown with `memory.grow` (which hands each caller
+ * pages no other thread gets) when a call asks for more: `region(bytes)` is its start,
+ * `region.bytes()` its size.
+ */
+function ownRegion(memory: WebAssembly.Memory): ((bytes: number) => number) & { bytes(): number } {
+  let start = 0;
+  let size = 0;
+  const region = (bytes: number): number => {
+    if (bytes > size) {
+      const pages = Math.ceil(Math.max(bytes, 2 * size) / PAGE);
+      let previous: number;
+      try {
+        previous = memory.grow(pages);
+      } catch (error) {
+        throw new RangeError(
+          `${NAME}: cannot grow the WebAssembly memory by ${pages * PAGE} bytes for scratch space (it is ${memory.buffer.byteLength} bytes; 4 GiB at most)`,
+          { cause: error },
+        );
+      }
+      start = previous * PAGE;
+      size = pages * PAGE;
+    }
+    return start;
+  };
+  return Object.assign(region, { bytes: () => size });
 }
 
 /** A fresh Float64Array holding the (exact) values of unsigned 32-bit counts. */

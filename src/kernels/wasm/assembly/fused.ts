@@ -451,3 +451,90 @@ export function readSum(x: usize, n: i32): f64 {
   for (let i: usize = 0; i < rest; i++) s += <f64>load<f32>(p + (i << 2));
   return hsum64(total) + s;
 }
+
+/**
+ * The fired (x > 0) entries of rows `[rowStart, rowEnd)` of the learned activations at `x`, and
+ * (`flags & 4`) their per-(component, feature) counts (u32 `firedOut`, zeroed first unless
+ * `flags & 8`), in one read. Vector `v` of the call (row-major (row, component), 0 the call's
+ * first) gets u32 `offsetsOut[v]` = the index of its first entry; entries are numbered from
+ * `start`, in increasing feature order, as u32 features at `featuresOut` and f32 values at
+ * `valuesOut`, written only below `capacity`. Returns the index after the last entry (which may
+ * pass `capacity`: then the caller makes room and runs the pass again, without the counts).
+ */
+export function positivesPass(
+  x: usize,
+  rowStart: i32,
+  rowEnd: i32,
+  components: i32,
+  features: i32,
+  firedOut: usize,
+  offsetsOut: usize,
+  featuresOut: usize,
+  valuesOut: usize,
+  start: i32,
+  capacity: i32,
+  flags: i32,
+): i32 {
+  if (flags & 4 && !(flags & 8)) memory.fill(firedOut, 0, <usize>(<u64>components * <u64>features * 4));
+  if (flags & 4) return positives(x, rowStart, rowEnd, components, features, firedOut, offsetsOut, featuresOut, valuesOut, start, capacity, true);
+  return positives(x, rowStart, rowEnd, components, features, firedOut, offsetsOut, featuresOut, valuesOut, start, capacity, false);
+}
+
+@inline
+function positives(
+  x: usize,
+  rowStart: i32,
+  rowEnd: i32,
+  components: i32,
+  features: i32,
+  firedOut: usize,
+  offsetsOut: usize,
+  featuresOut: usize,
+  valuesOut: usize,
+  start: i32,
+  capacity: i32,
+  doFired: bool,
+): i32 {
+  const zero = f32x4.splat(0);
+  const n = <usize>features;
+  const end = <usize>(features & ~3) << 2;
+  const vectors = <usize>(rowEnd - rowStart) * <usize>components;
+  const cap = <u32>capacity;
+  let k = <u32>start;
+  let p = x + offsetOf(rowStart, components, 0, features);
+  let c: usize = 0;
+  for (let v: usize = 0; v < vectors; v++) {
+    store<u32>(offsetsOut + (v << 2), k);
+    const fc = firedOut + c * (n << 2);
+    for (let b: usize = 0; b < end; b += 16) {
+      const m = f32x4.gt(v128.load(p + b), zero);
+      if (doFired) v128.store(fc + b, i32x4.sub(v128.load(fc + b), m));
+      let bits = i32x4.bitmask(m);
+      // Most blocks have no fired entry (SAE activations are sparse): one test each.
+      while (bits != 0) {
+        const lane = <usize>ctz(bits);
+        bits &= bits - 1;
+        const o = b + (lane << 2);
+        if (k < cap) {
+          store<u32>(featuresOut + (<usize>k << 2), <u32>(o >> 2));
+          store<f32>(valuesOut + (<usize>k << 2), load<f32>(p + o));
+        }
+        k++;
+      }
+    }
+    for (let o: usize = end; o < n << 2; o += 4) {
+      const value = load<f32>(p + o);
+      if (value > 0) {
+        if (doFired) store<u32>(fc + o, load<u32>(fc + o) + 1);
+        if (k < cap) {
+          store<u32>(featuresOut + (<usize>k << 2), <u32>(o >> 2));
+          store<f32>(valuesOut + (<usize>k << 2), value);
+        }
+        k++;
+      }
+    }
+    p += n << 2;
+    c = c + 1 == <usize>components ? 0 : c + 1;
+  }
+  return <i32>k;
+}
