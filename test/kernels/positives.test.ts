@@ -106,6 +106,10 @@ describe('positives from the WebAssembly pass, bit for bit with the JS kernel', 
     { shape: [64, 129], density: 0.9, rows: [5, 61] },
     { shape: [300, 3, 5], density: 1, rows: [0, 300] },
     { shape: [9, 4096], density: 0.001, rows: [1, 9] },
+    // Denser than the last shard's guess, past the room the pooled kernel has grown so far: run again with room.
+    { shape: [600, 100], density: 1, rows: [0, 600] },
+    // Rows in several blocks of the pooled kernel (544 rows a block) and many chunks.
+    { shape: [2000, 3, 40], density: 0.1, rows: [3, 1999] },
     { shape: [40, 64], density: 0, rows: [0, 40] },
     { shape: [12, 8], density: 0.3, rows: [4, 4] },
   ];
