@@ -577,6 +577,19 @@ describe('hostile states', () => {
     });
   }
 
+  it('accepts the state of an infinite activation (max and mean Infinity, std NaN) and of float32 values near the top of the range', () => {
+    const m = new FeatureActivationStats({ numLearnedFeatures: 2 });
+    m.update({ learnedActivations: tensor(new Float32Array([Infinity, 1, 2, 3e38, 3e38, 3e38]), [3, 2]) });
+    const r = m.compute();
+    expect(Array.from(r.max.data)).toEqual([Infinity, Math.fround(3e38)]);
+    expect(r.mean.data[0]).toBe(Infinity);
+    expect(r.std.data[0]).toBeNaN();
+    expectClose(r.std.data[1] as number, Math.sqrt(2) * 1e38 * (Math.fround(3e38) / 3e38), 1e-12, 'std of 1, 3e38, 3e38');
+    const copy = new FeatureActivationStats({ numLearnedFeatures: 2 });
+    copy.loadState(m.encodeState());
+    expect(bits(copy.compute())).toEqual(bits(r));
+  });
+
   it('encodeState / loadState round trips are exact', () => {
     for (const make of [
       () => new FeatureFrequencyStats({ numLearnedFeatures: 5, numComponents: 2 }),
