@@ -480,10 +480,10 @@ export function positivesPass(
   return positives(x, rowStart, rowEnd, components, features, firedOut, offsetsOut, featuresOut, valuesOut, start, capacity, false);
 }
 
-/** The fired lanes of `m` (a compare of the four values at `p + b`): listed from `k`, counted when `doFired`. */
+/** The values at `p + b` whose bits are set in `mask` (bit j: the value at `p + b + 4 j`): listed from `k`, counted when `doFired`. */
 @inline
-function lanes(m: v128, p: usize, b: usize, fc: usize, featuresOut: usize, valuesOut: usize, k: u32, cap: u32, doFired: bool): u32 {
-  let bits = i32x4.bitmask(m);
+function lanes(mask: i32, p: usize, b: usize, fc: usize, featuresOut: usize, valuesOut: usize, k: u32, cap: u32, doFired: bool): u32 {
+  let bits = mask;
   while (bits != 0) {
     const o = b + (<usize>ctz(bits) << 2);
     bits &= bits - 1;
@@ -533,13 +533,12 @@ function positives(
       const m2 = f32x4.gt(v128.load(p + b, 32), zero);
       const m3 = f32x4.gt(v128.load(p + b, 48), zero);
       if (v128.any_true(v128.or(v128.or(m0, m1), v128.or(m2, m3)))) {
-        k = lanes(m0, p, b, fc, featuresOut, valuesOut, k, cap, doFired);
-        k = lanes(m1, p, b + 16, fc, featuresOut, valuesOut, k, cap, doFired);
-        k = lanes(m2, p, b + 32, fc, featuresOut, valuesOut, k, cap, doFired);
-        k = lanes(m3, p, b + 48, fc, featuresOut, valuesOut, k, cap, doFired);
+        // One mask of the sixteen lanes, walked once (one loop exit to predict, not four).
+        const bits = i32x4.bitmask(m0) | (i32x4.bitmask(m1) << 4) | (i32x4.bitmask(m2) << 8) | (i32x4.bitmask(m3) << 12);
+        k = lanes(bits, p, b, fc, featuresOut, valuesOut, k, cap, doFired);
       }
     }
-    for (; b < end; b += 16) k = lanes(f32x4.gt(v128.load(p + b), zero), p, b, fc, featuresOut, valuesOut, k, cap, doFired);
+    for (; b < end; b += 16) k = lanes(i32x4.bitmask(f32x4.gt(v128.load(p + b), zero)), p, b, fc, featuresOut, valuesOut, k, cap, doFired);
     for (let o: usize = end; o < n << 2; o += 4) {
       const value = load<f32>(p + o);
       if (value > 0) {
