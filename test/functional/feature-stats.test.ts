@@ -39,6 +39,7 @@ import {
   histogramEdges,
   histogramQuantiles,
 } from '../../src/functional/index.js';
+import { float32Binner, slotOf } from '../../src/functional/parts/activation-histogram.js';
 import { computePartials } from '../../src/functional/core.js';
 import { jsFusedKernel } from '../../src/kernels/js-fused.js';
 import type { FusedKernel, ShardNeeds } from '../../src/kernels/types.js';
@@ -313,6 +314,29 @@ describe('bin edges', () => {
       expected[j] = (expected[j] as number) + 1; // just below edge j: slot j (underflow for the first)
       expect(Array.from(counts.subarray(j * slots, (j + 1) * slots)), `edge ${j}`).toEqual(expected);
     });
+  });
+
+  it('the float32 binner (a table by the top 16 bits) gives the slots of a binary search over the edges, for every 4099th positive float32 and each edge and its neighbours', () => {
+    for (const config of [...configs, { lowLog10: -1, highLog10: 1, binsPerDecade: 1 }]) {
+      const edges = histogramEdges(config);
+      const fast = float32Binner(edges);
+      const f = new Float32Array(1);
+      const u = new Uint32Array(f.buffer);
+      const wrong: string[] = [];
+      const check = (bits: number) => {
+        u[0] = bits;
+        const want = slotOf(edges, f[0] as number);
+        if (fast(bits) !== want && wrong.length < 3) wrong.push(`bits ${bits.toString(16)}: ${fast(bits)} vs ${want}`);
+      };
+      for (let bits = 1; bits <= 0x7f800000; bits += 4099) check(bits);
+      check(0x7f800000);
+      for (const e of edges) {
+        f[0] = e;
+        const bits = u[0] as number;
+        for (const d of [-2, -1, 0, 1, 2]) check(bits + d);
+      }
+      expect(wrong, JSON.stringify(config)).toEqual([]);
+    }
   });
 
   it('counts +Infinity in the overflow bin and the smallest subnormal in the underflow bin', () => {

@@ -65,15 +65,44 @@ export function slotOf(edges: Float64Array, x: number): number {
   return lo;
 }
 
-/** The histogram of the positive entries of a shard, `components` vectors a row. */
-export function histogramOf(p: PositiveEntries, components: number, features: number, edges: Float64Array): ActivationHistogramState {
-  const slots = edges.length + 1;
+/**
+ * A fast {@link slotOf} for float32 values, by their bits: positive float32 numbers order as
+ * their bit patterns do, so the top 16 bits of a value (its exponent and 7 bits of mantissa) index
+ * a table of the slot of the smallest value with those bits, and the few edges above that within
+ * the same 16 bits are passed by comparing bit patterns. The same slots as `slotOf`, exactly.
+ */
+export function float32Binner(edges: Float64Array): (bits: number) => number {
+  const edgeBits = new Uint32Array(new Float32Array(edges).buffer);
+  const start = new Int32Array(1 << 16);
+  const probe = new Float32Array(1);
+  const probeBits = new Uint32Array(probe.buffer);
+  for (let prefix = 0; prefix < 1 << 15; prefix++) {
+    probeBits[0] = prefix << 16;
+    start[prefix] = slotOf(edges, probe[0] as number);
+  }
+  const n = edgeBits.length;
+  return (bits) => {
+    let slot = start[bits >>> 16] as number;
+    while (slot < n && (edgeBits[slot] as number) <= bits) slot++;
+    return slot;
+  };
+}
+
+/** The histogram of the positive entries of a shard, `components` vectors a row; `binOf` maps a value's float32 bits to its slot. */
+export function histogramOf(
+  p: PositiveEntries,
+  components: number,
+  features: number,
+  slots: number,
+  binOf: (bits: number) => number,
+): ActivationHistogramState {
   const counts = new Float64Array(components * features * slots);
   const vectors = p.offsets.length - 1;
+  const bits = new Uint32Array(p.values.buffer, p.values.byteOffset, p.values.length);
   for (let v = 0; v < vectors; v++) {
     const base = (v % components) * features;
     for (let i = p.offsets[v] as number, end = p.offsets[v + 1] as number; i < end; i++) {
-      const at = (base + (p.features[i] as number)) * slots + slotOf(edges, p.values[i] as number);
+      const at = (base + (p.features[i] as number)) * slots + binOf(bits[i] as number);
       counts[at] = (counts[at] as number) + 1;
     }
   }
@@ -88,7 +117,9 @@ export function activationHistogramPart(
 ): StatePart<ActivationHistogramState> {
   const components = numComponents ?? 1;
   const edges = histogramEdges(bins);
-  const size = components * numFeatures * (edges.length + 1);
+  const slots = edges.length + 1;
+  const size = components * numFeatures * slots;
+  let binOf: ((bits: number) => number) | undefined;
   const { lowLog10, highLog10, binsPerDecade } = bins;
   const part: StatePart<ActivationHistogramState> = {
     id: `activationHistogram(components=${numComponents ?? 'none'},features=${numFeatures},lowLog10=${lowLog10},highLog10=${highLog10},binsPerDecade=${binsPerDecade})`,
@@ -96,7 +127,8 @@ export function activationHistogramPart(
     reads: ['learnedActivations'],
     needs: { positives: true },
     init: () => ({ counts: new Float64Array(size) }),
-    fromStats: (stats) => histogramOf(stats.positives as PositiveEntries, components, numFeatures, edges),
+    // The table is built when the first shard comes (a part is also declared where nothing is computed).
+    fromStats: (stats) => histogramOf(stats.positives as PositiveEntries, components, numFeatures, slots, (binOf ??= float32Binner(edges))),
     fromBatch: (batch, rows) => fromFusedPass(part, batch, rows),
     merge: (a, b) => ({ counts: addCounts(a.counts, b.counts) }),
     // The counts (features x slots) are large: added into the partial's.
