@@ -112,11 +112,21 @@ describe('sae-metrics freq, actstats, acthist', () => {
 
   it('the table has a row per field; --acthist-out computes acthist when --metrics leaves it out', async () => {
     const out = f('table.hist.json');
-    const [table, bad, badDir] = await limited([
+    const [table, bad, badDir, both] = await limited([
       () => cli([f('a.npy'), '--metrics', 'dead,freq,actstats', '--workers', '1', '--acthist-out', out]),
       () => cli([f('a.npy'), '--acthist-out', f('h.txt')]),
       () => cli([f('missing.npy'), '--acthist-out', f('no/such/dir/h.json')]),
+      () => cli([f('c.npy'), '--metrics', 'density,freq', '--json', '--workers', '1']),
     ]);
+    // density's summary counts (--histogram's) and freq's are the same numbers.
+    const report = JSON.parse(both?.stdout ?? '{}') as { densityStats: Record<string, unknown>; metrics: { freq: Record<string, unknown> } };
+    expect(report.densityStats).toEqual({
+      'below1e-6': report.metrics.freq.below1e6,
+      'below1e-5': report.metrics.freq.below1e5,
+      'above1e-2': (report.metrics.freq.freqOver1Percent as number[]).map((x) => x * 7),
+      'above1e-1': (report.metrics.freq.freqOver10Percent as number[]).map((x) => x * 7),
+      meanLog10: report.metrics.freq.meanLog10Density,
+    });
     expect(table?.code).toBe(0);
     const text = table?.stdout ?? '';
     expect(text).toMatch(/^freq +feature frequency statistics$/m);
