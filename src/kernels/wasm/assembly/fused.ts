@@ -539,17 +539,7 @@ function positives(
       }
     }
     for (; b < end; b += 16) k = lanes(i32x4.bitmask(f32x4.gt(v128.load(p + b), zero)), p, b, fc, featuresOut, valuesOut, k, cap, doFired);
-    for (let o: usize = end; o < n << 2; o += 4) {
-      const value = load<f32>(p + o);
-      if (value > 0) {
-        if (doFired) store<u32>(fc + o, load<u32>(fc + o) + 1);
-        if (k < cap) {
-          store<u32>(featuresOut + (<usize>k << 2), <u32>(o >> 2));
-          store<f32>(valuesOut + (<usize>k << 2), value);
-        }
-        k++;
-      }
-    }
+    for (let o: usize = end; o < n << 2; o += 4) k = lanes(<i32>(load<f32>(p + o) > 0), p, o, fc, featuresOut, valuesOut, k, cap, doFired);
     p += n << 2;
     c = c + 1 == <usize>components ? 0 : c + 1;
   }
