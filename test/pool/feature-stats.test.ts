@@ -2,7 +2,8 @@
  * The feature statistics of issue 13 through the worker pool: `accumulateMetric` gives the same
  * bits in-thread and on pools of 1, 2 and 4 workers at the same shardRows (same shard plan, same
  * merge tree), for each metric alone and for a collection of the three with NeuronActivityMetric
- * (one pass a shard for all of them); and the results agree with the plain class path (no
+ * (one pass a shard for all of them), and the same bits again in-thread with the plain JavaScript
+ * kernel (the WebAssembly pass lists the same fired entries); and the results agree with the plain class path (no
  * sharding): counts exactly, moments within 1e-12 relative.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -97,6 +98,10 @@ describe(`feature statistics through pools of 1, 2 and 4 workers (shardRows ${SH
         expect(inThread.length).toBe(batches.length);
         const viaPools = await Promise.all(pools.map((pool) => run(make(), batches, { pool })));
         viaPools.forEach((got, i) => expect(bits(got), `${WORKERS[i]} worker(s) vs in-thread`).toEqual(bits(inThread)));
+        // The pools and the default in-thread path run the WebAssembly pass; the plain JavaScript kernel gives the same bits.
+        expect(pools.map((p) => p.backend)).toEqual(WORKERS.map(() => 'wasm'));
+        const js = await run(make(), batches, { shardRows: SHARD_ROWS, backend: 'js' });
+        expect(bits(js), 'in-thread js kernel vs in-thread default').toEqual(bits(inThread));
         // The class path: one update per batch, no shards.
         const plain = make() as { update(b: LearnedBatch): void; compute(): unknown };
         batches.forEach((b, k) => {
