@@ -46,6 +46,8 @@ interface Scenario {
 const SCENARIOS: readonly Scenario[] = [
   { name: 'rank 2', components: undefined, features: 9, sizes: [300, 1, 129, 64, 1000] },
   { name: 'rank 3 with 3 components', components: 3, features: 5, sizes: [7, 513, 65] },
+  // 37 features: the WebAssembly pass's blocks of sixteen and of four values, and a scalar tail.
+  { name: 'rank 2, 37 features', components: undefined, features: 37, sizes: [200, 65] },
 ];
 
 function batchesOf(s: Scenario, seed: number): LearnedBatch[] {
