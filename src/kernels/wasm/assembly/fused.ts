@@ -15,6 +15,8 @@
 // (|x| sums need no such care: float32 addition of subnormals is exact).
 // readSum accumulates blocks of 16 values per float32 lane and carries each block into float64.
 // Counts are exact (i32 lanes; a lane counts at most rows * features / 4 < 2^31 elements).
+// positivesPass lists the fired (x > 0) entries of a shard with their counts: float32 values are
+// copied, never computed, so its entries are the same bits as any other kernel's.
 //
 // The module uses no memory of its own (no data segments, no stack): only the pointers it gets.
 
