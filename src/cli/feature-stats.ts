@@ -122,9 +122,10 @@ export interface ActHistRun {
 
 /**
  * The `--acthist-out` file: per-feature histograms of the fired activations, as JSON (schema in
- * the README, `format` `sae-metrics/feature-activation-histogram`, `version` 1).
+ * the README, `format` `sae-metrics/feature-activation-histogram`, `version` 1), in pieces of a
+ * few thousand features (a wide SAE's file can be longer than the longest string).
  */
-export function actHistJson(result: FeatureActivationHistogramResult, run: ActHistRun): string {
+export function* actHistJson(result: FeatureActivationHistogramResult, run: ActHistRun): Generator<string> {
   const edges = Array.from(result.edges.data);
   const slots = edges.length + 1;
   const counts = result.counts.data;
@@ -133,32 +134,6 @@ export function actHistJson(result: FeatureActivationHistogramResult, run: ActHi
   const components = counts.length / (features * slots);
   const quantiles = histogramQuantiles(result, ACTHIST_QUANTILES).data;
   const q = ACTHIST_QUANTILES.length;
-  const parts: string[] = [];
-  for (let c = 0; c < components; c++) {
-    const list: string[] = [];
-    for (let f = 0; f < features; f++) {
-      const k = c * features + f;
-      const row = counts.subarray(k * slots, (k + 1) * slots);
-      let fired = 0;
-      for (const n of row) fired += n;
-      const qs: Record<string, number | null> = {};
-      ACTHIST_QUANTILES.forEach((p, i) => {
-        const x = quantiles[k * q + i] as number;
-        qs[String(p)] = Number.isNaN(x) ? null : x;
-      });
-      list.push(
-        JSON.stringify({
-          feature: f,
-          fired,
-          underflow: row[0],
-          overflow: row[slots - 1],
-          counts: Array.from(row.subarray(1, slots - 1)),
-          quantiles: qs,
-        }),
-      );
-    }
-    parts.push(`{"component":${run.componentAxis ? c : 'null'},"features":[\n${list.join(',\n')}\n]}`);
-  }
   const head = JSON.stringify({
     format: 'sae-metrics/feature-activation-histogram',
     version: 1,
@@ -171,5 +146,29 @@ export function actHistJson(result: FeatureActivationHistogramResult, run: ActHi
     quantileRelativeError: 10 ** (1 / (2 * run.binsPerDecade)) - 1,
     edges,
   });
-  return `${head.slice(0, -1)},"components":[\n${parts.join(',\n')}\n]}\n`;
+  yield `${head.slice(0, -1)},"components":[\n`;
+  for (let c = 0; c < components; c++) {
+    yield `${c === 0 ? '' : ',\n'}{"component":${run.componentAxis ? c : 'null'},"features":[\n`;
+    let piece: string[] = [];
+    for (let f = 0; f < features; f++) {
+      const k = c * features + f;
+      const row = counts.subarray(k * slots, (k + 1) * slots);
+      let fired = 0;
+      for (const n of row) fired += n;
+      const qs: Record<string, number | null> = {};
+      ACTHIST_QUANTILES.forEach((p, i) => {
+        const x = quantiles[k * q + i] as number;
+        qs[String(p)] = Number.isNaN(x) ? null : x;
+      });
+      piece.push(
+        JSON.stringify({ feature: f, fired, underflow: row[0], overflow: row[slots - 1], counts: Array.from(row.subarray(1, slots - 1)), quantiles: qs }),
+      );
+      if (piece.length === 4096 || f === features - 1) {
+        yield `${f + 1 > piece.length ? ',\n' : ''}${piece.join(',\n')}`;
+        piece = [];
+      }
+    }
+    yield '\n]}';
+  }
+  yield '\n]}\n';
 }

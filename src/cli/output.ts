@@ -13,8 +13,8 @@ import { CliError } from './errors.js';
 /** An output file that can be written: {@link prepareOutput} made its temporary file. */
 export interface PreparedOutput {
   readonly path: string;
-  /** Writes `data` and puts it in place (a rename over the path). */
-  commit(data: string | Uint8Array): Promise<void>;
+  /** Writes `data` (or its pieces, in order) and puts it in place (a rename over the path). */
+  commit(data: string | Uint8Array | Iterable<string>): Promise<void>;
   /** Removes the temporary file (after a failure); the path is left as it was. */
   discard(): Promise<void>;
 }
@@ -62,7 +62,9 @@ export async function prepareOutput(path: string, what: string): Promise<Prepare
     discard,
     async commit(data) {
       try {
-        await handle.writeFile(data);
+        if (typeof data === 'string' || data instanceof Uint8Array) await handle.writeFile(data);
+        // Pieces one at a time: a file larger than the longest string (about 512 MiB) can be written.
+        else for (const piece of data) await handle.write(piece);
         await handle.close();
         done = true;
         await rename(temp, path);

@@ -13,7 +13,8 @@ import {
   tensor,
   type Tensor,
 } from '../../src/index.js';
-import { histogramQuantiles } from '../../src/functional/index.js';
+import { featureActivationHistogram, histogramQuantiles } from '../../src/functional/index.js';
+import { actHistJson } from '../../src/cli/feature-stats.js';
 import { npyBytes, scratchDir, sparseActivations, write } from './files.js';
 import { cli, limited, requireBuilt } from './run-cli.js';
 
@@ -141,4 +142,16 @@ describe('sae-metrics freq, actstats, acthist', () => {
     expect(badDir?.code).toBe(1);
     expect(badDir?.stderr).toBe(`sae-metrics: ${f('no/such/dir/h.json')}: cannot write the activation histograms (no such directory)\n`);
   }, 60_000);
+
+  it('the --acthist-out text, written in pieces of 4096 features, parses for 1, 4096, 4097 and 8193 features and two components', () => {
+    for (const [F, C] of [[1, 1], [4096, 1], [4097, 2], [8193, 1]] as const) {
+      const def = featureActivationHistogram({ numLearnedFeatures: F, ...(C > 1 ? { numComponents: C } : {}) });
+      const data = new Float32Array(3 * C * F).map((_, i) => (i % 7 === 0 ? (i % 13) + 0.5 : 0));
+      const s = def.update(def.init(), { learnedActivations: tensor(data, C > 1 ? [3, C, F] : [3, F]) });
+      const pieces = [...actHistJson(def.compute(s), { files: ['x.npy'], tensor: undefined, vectors: 3, componentAxis: C > 1, lowLog10: -4, highLog10: 4, binsPerDecade: 10 })];
+      const file = JSON.parse(pieces.join('')) as { components: { component: number | null; features: { feature: number }[] }[] };
+      expect(file.components.map((c) => c.component)).toEqual(C > 1 ? [0, 1] : [null]);
+      for (const c of file.components) expect(c.features.map((x) => x.feature)).toEqual(Array.from({ length: F }, (_, i) => i));
+    }
+  });
 });
