@@ -14,7 +14,7 @@
  *
  * State: per feature the count, mean, M2 (sum of squared deviations) and maximum of its fired
  * activations, merged with Chan et al.'s parallel rule (exact counts and maxima; the mean and M2
- * within about 1e-15 relative whatever the batching), and the shared fired-count part (its counts
+ * within a few 1e-15 relative whatever the batching), and the shared fired-count part (its counts
  * equal the moments' counts; a state where they differ is refused). Made from the `positives`
  * statistic, in the same pass as the fired counts.
  *
