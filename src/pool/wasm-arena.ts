@@ -69,15 +69,15 @@ export class WasmArena {
       // A free block at the end of the memory joins the grown region: grow by what it lacks.
       const last = this.#free[this.#free.length - 1];
       const tail = last !== undefined && last.offset + last.size === this.memory.buffer.byteLength ? last.size : 0;
-      const pages = Math.ceil((size - tail) / PAGE);
-      let start: number;
-      try {
-        start = this.memory.grow(pages) * PAGE;
-      } catch (error) {
-        throw new RangeError(
-          `MetricPool: cannot grow the shared WebAssembly memory by ${pages * PAGE} bytes (it is ${this.memory.buffer.byteLength} bytes; 4 GiB at most; ${this.usedBytes} bytes in use): give back tensors you no longer need with pool.release(tensor) (an unreferenced one is freed only when the garbage collector runs)`,
-          { cause: error },
-        );
+      let pages = Math.ceil((size - tail) / PAGE);
+      let start = this.#grow(pages);
+      if (tail > 0 && start !== (last as Block).offset + (last as Block).size) {
+        // A worker's kernel grew the memory in between (its scratch space for positive entries):
+        // the new pages do not join the free tail. They are free space all the same; the block
+        // comes from pages of its own.
+        this.#insertFree({ offset: start, size: pages * PAGE });
+        pages = Math.ceil(size / PAGE);
+        start = this.#grow(pages);
       }
       this.#insertFree({ offset: start, size: pages * PAGE });
       i = this.#bestFit(size);
@@ -106,6 +106,18 @@ export class WasmArena {
     this.#used.delete(offset);
     this.#usedBytes -= size;
     this.#insertFree({ offset, size });
+  }
+
+  /** Grows the memory by `pages` pages; the byte offset of the first. */
+  #grow(pages: number): number {
+    try {
+      return this.memory.grow(pages) * PAGE;
+    } catch (error) {
+      throw new RangeError(
+        `MetricPool: cannot grow the shared WebAssembly memory by ${pages * PAGE} bytes (it is ${this.memory.buffer.byteLength} bytes; 4 GiB at most; ${this.usedBytes} bytes in use): give back tensors you no longer need with pool.release(tensor) (an unreferenced one is freed only when the garbage collector runs)`,
+        { cause: error },
+      );
+    }
   }
 
   /** A float32 view of `length` elements at `offset`, over the memory as it is now. */
