@@ -5,7 +5,8 @@
  * @module
  */
 import { batchError, describeValue } from '../errors.js';
-import { checkActivations, checkBatch, checkOptions, positiveInteger } from './core.js';
+import { checkActivations, checkBatch, checkOptions } from './core.js';
+import { firedCountShape } from './fired-count-family.js';
 import type { Batch } from './core.js';
 
 /** The shape options of the indexed metrics. */
@@ -28,17 +29,9 @@ export function indexedShape<O extends IndexedOptions>(
   options: O | undefined,
   extra: readonly string[],
 ): { shape: IndexedShape; options: Partial<O> } {
-  if (options === undefined) {
-    throw new TypeError(`${metric}: options.numLearnedFeatures must be a positive integer, got undefined`);
-  }
-  const o = checkOptions(metric, options, ['numLearnedFeatures', 'numComponents', ...extra]);
-  return {
-    shape: {
-      numLearnedFeatures: positiveInteger(metric, 'numLearnedFeatures', o.numLearnedFeatures),
-      numComponents: o.numComponents === undefined ? undefined : positiveInteger(metric, 'numComponents', o.numComponents),
-    },
-    options: o,
-  };
+  // The fired-count family's check (which refuses undefined options and unknown keys first).
+  const shape = firedCountShape(metric, options, extra);
+  return { shape, options: checkOptions(metric, options, ['numLearnedFeatures', 'numComponents', ...extra]) };
 }
 
 /**
