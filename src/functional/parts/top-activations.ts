@@ -4,7 +4,7 @@
  * value descending then index ascending (a tie goes to the lower index), so the top `k` of a
  * stream is one set whatever the sharding, and merging is exact. Indices are relative to the
  * state's first vector and shift on merge (see `vector-index.ts`). Made from the fused pass's
- * `positives` (the fired entries).
+ * `positives` (the fired entries; see `top-of-shard.ts`).
  *
  * @module
  */
@@ -12,6 +12,7 @@ import { describeValue } from '../../errors.js';
 import { fromFusedPass, type StatePart } from '../core.js';
 import type { PositiveEntries } from '../../kernels/types.js';
 import { notCount, notCounts, notRecord } from './arrays.js';
+import { topOfShard } from './top-of-shard.js';
 import { keepStart, placeAfter, startOf, type Numbered } from './vector-index.js';
 
 /**
@@ -71,54 +72,8 @@ export function topActivationsPart(numFeatures: number, numComponents: number | 
     needs: { positives: true },
     init: () => ({ vectors: 0, counts: new Float64Array(size), values: new Float32Array(0), indices: new Float64Array(0) }),
     fromStats(stats, rows, batch) {
-      const { offsets, features, values: entries } = stats.positives as PositiveEntries;
-      const n = offsets.length - 1;
-      // How many entries each feature keeps (at most k), and where its entries start.
-      const counts = new Float64Array(size);
-      for (let v = 0; v < n; v++) {
-        const base = (v % components) * numFeatures;
-        const end = offsets[v + 1] as number;
-        for (let i = offsets[v] as number; i < end; i++) {
-          const g = base + (features[i] as number);
-          counts[g] = (counts[g] as number) + 1;
-        }
-      }
-      const from = new Uint32Array(size);
-      let total = 0;
-      for (let g = 0; g < size; g++) {
-        const c = Math.min(k, counts[g] as number);
-        counts[g] = c;
-        from[g] = total;
-        total += c;
-      }
-      const values = new Float32Array(total);
-      const indices = new Float64Array(total);
-      const filled = new Uint32Array(size);
-      // Entries come in index order: an insertion keeps each feature's list sorted, value
-      // descending, and puts a new entry after those of equal value (their indices are lower).
-      for (let v = 0; v < n; v++) {
-        const row = Math.floor(v / components);
-        const base = (v % components) * numFeatures;
-        const end = offsets[v + 1] as number;
-        for (let i = offsets[v] as number; i < end; i++) {
-          const g = base + (features[i] as number);
-          const x = entries[i] as number;
-          const start = from[g] as number;
-          const have = filled[g] as number;
-          const full = have === (counts[g] as number);
-          if (full && (values[start + have - 1] as number) >= x) continue;
-          let p = start + (full ? have - 1 : have);
-          while (p > start && (values[p - 1] as number) < x) {
-            values[p] = values[p - 1] as number;
-            indices[p] = indices[p - 1] as number;
-            p--;
-          }
-          values[p] = x;
-          indices[p] = row;
-          if (!full) filled[g] = have + 1;
-        }
-      }
-      return { vectors: rows.end - rows.start, counts, values, indices, ...startOf(batch, rows) };
+      const top = topOfShard(stats.positives as PositiveEntries, numFeatures, components, k);
+      return { vectors: rows.end - rows.start, counts: top.counts, values: top.values, indices: top.rows, ...startOf(batch, rows) };
     },
     fromBatch: (batch, rows) => fromFusedPass(part, batch, rows),
     merge: (a, b) => mergeTop(a, b, k),

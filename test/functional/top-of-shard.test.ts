@@ -1,0 +1,144 @@
+/**
+ * TopActivations' per-shard selection (`topOfShard`, entries bucketed by value before insertion)
+ * against a plain reference: per feature, all its entries sorted by value descending then row
+ * ascending, the first k kept. Random fired entries (fast-check) with ties everywhere: values from
+ * a small set, among them values that share a bucket (1 and the next float32 up), values a bucket
+ * apart, the smallest subnormal, the largest float32 and Infinity; any k, with and without a
+ * component axis, values stored at an offset in a larger buffer. Compared bit for bit, and through
+ * the part's `fromStats`.
+ */
+import { describe, it, expect } from 'vitest';
+import fc from 'fast-check';
+import type { PositiveEntries } from '../../src/kernels/types.js';
+import { topOfShard } from '../../src/functional/parts/top-of-shard.js';
+import { topActivationsPart, type TopActivationsState } from '../../src/functional/parts/top-activations.js';
+import type { Batch } from '../../src/functional/index.js';
+
+const f32 = Math.fround;
+/** Fired values: ties are likely; 1 and 1 + 2^-23 share a bucket, 1 + 2^-20 is the next bucket. */
+const POOL = [1, 1, 1 + 2 ** -23, 1 + 2 ** -20, 0.5, 2, 2, 3, 1e-45, 3.4028234663852886e38, Infinity].map(f32);
+
+interface Shard {
+  readonly features: number;
+  readonly components: number;
+  readonly rows: number;
+  readonly k: number;
+  /** Per vector `(row, component)`, per feature: the fired value, or undefined. */
+  readonly cells: (number | undefined)[];
+  /** Floats stored before the values in their buffer. */
+  readonly pad: number;
+}
+
+const shardArb: fc.Arbitrary<Shard> = fc
+  .record({
+    features: fc.integer({ min: 1, max: 9 }),
+    components: fc.integer({ min: 1, max: 3 }),
+    rows: fc.integer({ min: 0, max: 40 }),
+    k: fc.integer({ min: 1, max: 12 }),
+    density: fc.double({ min: 0.05, max: 1, noNaN: true }),
+    pad: fc.integer({ min: 0, max: 3 }),
+  })
+  .chain((s) =>
+    fc
+      .array(fc.tuple(fc.double({ min: 0, max: 1, noNaN: true }), fc.constantFrom(...POOL)), {
+        minLength: s.rows * s.components * s.features,
+        maxLength: s.rows * s.components * s.features,
+      })
+      .map((draws) => ({ ...s, cells: draws.map(([u, x]) => (u < s.density ? x : undefined)) })),
+  );
+
+function positivesOf(s: Shard): PositiveEntries {
+  const vectors = s.rows * s.components;
+  const offsets = new Float64Array(vectors + 1);
+  const features: number[] = [];
+  const values: number[] = [];
+  for (let v = 0; v < vectors; v++) {
+    offsets[v] = features.length;
+    for (let f = 0; f < s.features; f++) {
+      const x = s.cells[v * s.features + f];
+      if (x !== undefined) {
+        features.push(f);
+        values.push(x);
+      }
+    }
+  }
+  offsets[vectors] = features.length;
+  const stored = new Float32Array(s.pad + values.length);
+  stored.set(values, s.pad);
+  return { offsets, features: Uint32Array.from(features), values: stored.subarray(s.pad) };
+}
+
+/** Per feature `[component, feature]`: every entry, sorted (value descending, row ascending), the first k. */
+function reference(s: Shard): { counts: number[]; values: number[]; rows: number[] } {
+  const out = { counts: [] as number[], values: [] as number[], rows: [] as number[] };
+  for (let c = 0; c < s.components; c++) {
+    for (let f = 0; f < s.features; f++) {
+      const entries: [number, number][] = [];
+      for (let r = 0; r < s.rows; r++) {
+        const x = s.cells[(r * s.components + c) * s.features + f];
+        if (x !== undefined) entries.push([x, r]);
+      }
+      entries.sort((a, b) => (a[0] > b[0] ? -1 : a[0] < b[0] ? 1 : a[1] - b[1]));
+      const kept = entries.slice(0, s.k);
+      out.counts.push(kept.length);
+      for (const [x, r] of kept) {
+        out.values.push(x);
+        out.rows.push(r);
+      }
+    }
+  }
+  return out;
+}
+
+const bitsOf = (xs: ArrayLike<number>): string[] => Array.from(xs, (x) => (Object.is(x, -0) ? '-0' : String(x)));
+
+describe('topOfShard', () => {
+  it('keeps, per feature, the same entries in the same order as sorting all of them (value descending, ties to the lower row)', () => {
+    fc.assert(
+      fc.property(shardArb, (s) => {
+        const want = reference(s);
+        const got = topOfShard(positivesOf(s), s.features, s.components, s.k);
+        expect(bitsOf(got.counts)).toEqual(bitsOf(want.counts));
+        expect(bitsOf(got.values)).toEqual(bitsOf(want.values));
+        expect(bitsOf(got.rows)).toEqual(bitsOf(want.rows));
+        expect(got.values).toBeInstanceOf(Float32Array);
+        expect(got.rows).toBeInstanceOf(Float64Array);
+      }),
+      { numRuns: 400, seed: 1301 },
+    );
+  });
+
+  it("gives the part's partial state from the shard's positives, rows relative to the shard's first", () => {
+    fc.assert(
+      fc.property(shardArb, fc.integer({ min: 0, max: 5 }), (s, first) => {
+        const want = reference(s);
+        const part = topActivationsPart(s.features, s.components === 1 ? undefined : s.components, s.k);
+        const batch = { firstVectorIndex: 7 } as unknown as Batch;
+        const state = part.fromStats?.({ positives: positivesOf(s) }, { start: first, end: first + s.rows }, batch) as TopActivationsState;
+        expect(state.vectors).toBe(s.rows);
+        expect(state.start).toBe(7 + first);
+        expect(bitsOf(state.counts)).toEqual(bitsOf(want.counts));
+        expect(bitsOf(state.values)).toEqual(bitsOf(want.values));
+        expect(bitsOf(state.indices)).toEqual(bitsOf(want.rows));
+        expect(part.invalid?.({ vectors: state.vectors, counts: state.counts, values: state.values, indices: state.indices })).toBeUndefined();
+      }),
+      { numRuns: 150, seed: 1302 },
+    );
+  });
+
+  it('keeps the first of many equal values by row, across a bucket boundary and past k', () => {
+    // Feature 0: row r holds 1 (rows 0..5), then rows 6..9 hold 1 + 2^-20 (the next bucket up) and 1 + 2^-23 (the same bucket).
+    const s: Shard = {
+      features: 1,
+      components: 1,
+      rows: 10,
+      k: 4,
+      pad: 1,
+      cells: [1, 1, 1, 1, 1, 1, 1 + 2 ** -20, 1 + 2 ** -23, 1 + 2 ** -20, 1 + 2 ** -23].map(f32),
+    };
+    const got = topOfShard(positivesOf(s), 1, 1, 4);
+    expect(Array.from(got.rows)).toEqual([6, 8, 7, 9]);
+    const five = topOfShard(positivesOf({ ...s, k: 6 }), 1, 1, 6);
+    expect(Array.from(five.rows)).toEqual([6, 8, 7, 9, 0, 1]);
+  });
+});
