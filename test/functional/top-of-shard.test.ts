@@ -1,6 +1,6 @@
 /**
- * TopActivations' per-shard selection (`topOfShard`, entries bucketed by value before insertion)
- * against a plain reference: per feature, all its entries sorted by value descending then row
+ * TopActivations' per-shard selection (`topOfShard`, and each of its two ways: entries bucketed
+ * by value before insertion, and insertion in arrival order) against a plain reference: per feature, all its entries sorted by value descending then row
  * ascending, the first k kept. Random fired entries (fast-check) with ties everywhere: values from
  * a small set, among them values that share a bucket (1 and the next float32 up), values a bucket
  * apart, the smallest subnormal, the largest float32 and Infinity; any k, with and without a
@@ -10,7 +10,7 @@
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import type { PositiveEntries } from '../../src/kernels/types.js';
-import { topOfShard } from '../../src/functional/parts/top-of-shard.js';
+import { topByBuckets, topInArrivalOrder, topOfShard } from '../../src/functional/parts/top-of-shard.js';
 import { topActivationsPart, type TopActivationsState } from '../../src/functional/parts/top-activations.js';
 import type { Batch } from '../../src/functional/index.js';
 
@@ -97,12 +97,14 @@ describe('topOfShard', () => {
     fc.assert(
       fc.property(shardArb, (s) => {
         const want = reference(s);
-        const got = topOfShard(positivesOf(s), s.features, s.components, s.k);
-        expect(bitsOf(got.counts)).toEqual(bitsOf(want.counts));
-        expect(bitsOf(got.values)).toEqual(bitsOf(want.values));
-        expect(bitsOf(got.rows)).toEqual(bitsOf(want.rows));
-        expect(got.values).toBeInstanceOf(Float32Array);
-        expect(got.rows).toBeInstanceOf(Float64Array);
+        for (const top of [topOfShard, topByBuckets, topInArrivalOrder]) {
+          const got = top(positivesOf(s), s.features, s.components, s.k);
+          expect(bitsOf(got.counts), top.name).toEqual(bitsOf(want.counts));
+          expect(bitsOf(got.values), top.name).toEqual(bitsOf(want.values));
+          expect(bitsOf(got.rows), top.name).toEqual(bitsOf(want.rows));
+          expect(got.values).toBeInstanceOf(Float32Array);
+          expect(got.rows).toBeInstanceOf(Float64Array);
+        }
       }),
       { numRuns: 400, seed: 1301 },
     );
@@ -136,9 +138,9 @@ describe('topOfShard', () => {
       pad: 1,
       cells: [1, 1, 1, 1, 1, 1, 1 + 2 ** -20, 1 + 2 ** -23, 1 + 2 ** -20, 1 + 2 ** -23].map(f32),
     };
-    const got = topOfShard(positivesOf(s), 1, 1, 4);
-    expect(Array.from(got.rows)).toEqual([6, 8, 7, 9]);
-    const five = topOfShard(positivesOf({ ...s, k: 6 }), 1, 1, 6);
-    expect(Array.from(five.rows)).toEqual([6, 8, 7, 9, 0, 1]);
+    for (const top of [topByBuckets, topInArrivalOrder]) {
+      expect(Array.from(top(positivesOf(s), 1, 1, 4).rows), top.name).toEqual([6, 8, 7, 9]);
+      expect(Array.from(top(positivesOf(s), 1, 1, 6).rows), top.name).toEqual([6, 8, 7, 9, 0, 1]);
+    }
   });
 });

@@ -22,6 +22,8 @@ const BUCKET_SHIFT = 20;
 const BUCKETS = 2 ** (31 - BUCKET_SHIFT);
 /** Up to this `k`, arrival order into fixed slots is faster (bench/indexed.ts: k = 4 about even). */
 const IN_ORDER_MAX_K = 4;
+/** ...and its slots (12 bytes each) stay below 48 MiB. */
+const IN_ORDER_MAX_SLOTS = 2 ** 22;
 
 /** A shard's top entries: per feature `counts[g]` entries, best first, features in order. */
 export interface ShardTop {
@@ -34,10 +36,16 @@ export interface ShardTop {
 /**
  * Per feature `g = component * numFeatures + feature` of the shard's fired entries `positives`
  * (vectors in `(row, component)` order, `components` per row; values > 0, as the kernels give
- * them), its best `min(k, fired)` entries: value descending, then row ascending.
+ * them), its best `min(k, fired)` entries: value descending, then row ascending. Small `k` (slots
+ * under 48 MiB) in arrival order, else bucketed; both give the same bits.
  */
 export function topOfShard(positives: PositiveEntries, numFeatures: number, components: number, k: number): ShardTop {
-  if (k <= IN_ORDER_MAX_K) return inArrivalOrder(positives, numFeatures, components, k);
+  const inOrder = k <= IN_ORDER_MAX_K && components * numFeatures * k <= IN_ORDER_MAX_SLOTS;
+  return (inOrder ? topInArrivalOrder : topByBuckets)(positives, numFeatures, components, k);
+}
+
+/** {@link topOfShard} by entries counting-sorted into descending value buckets, then inserted. */
+export function topByBuckets(positives: PositiveEntries, numFeatures: number, components: number, k: number): ShardTop {
   const { offsets, features, values: entries } = positives;
   const size = components * numFeatures;
   const n = entries.length;
@@ -133,10 +141,10 @@ function insert(bits: Int32Array, rows: Float64Array, start: number, q: number, 
 }
 
 /**
- * Small `k`: one pass in arrival order into `k` slots a feature (a small state that stays in
- * cache; with few slots an insertion moves little), then the slots packed feature by feature.
+ * {@link topOfShard} in one pass in arrival order into `k` slots a feature (for small `k`: a
+ * state that stays in cache, where an insertion moves little), then the slots packed.
  */
-function inArrivalOrder(positives: PositiveEntries, numFeatures: number, components: number, k: number): ShardTop {
+export function topInArrivalOrder(positives: PositiveEntries, numFeatures: number, components: number, k: number): ShardTop {
   const { offsets, features, values: entries } = positives;
   const size = components * numFeatures;
   const rows = (offsets.length - 1) / components;
