@@ -9,7 +9,8 @@
  * bucket keeps arrival (row) order. Taken in that order, a feature's entries come nearly best
  * first: most are appended after the feature's last or refused outright, both predictable, and
  * equal values (one bucket) still arrive row by row, so the insertion rule (after any equal value)
- * gives ties to the lower row. The result is the same, bit for bit, as inserting in arrival order.
+ * gives ties to the lower row. The result is the same, bit for bit, as inserting in arrival order
+ * (that needs only equal values to arrive in row order: the bucket order is for speed).
  * Up to k = 4 the sort costs more than it saves: entries go in arrival order into k fixed slots a
  * feature (a state small enough to stay in cache, where an insertion moves little).
  *
