@@ -111,9 +111,11 @@ function impossible(s: ActivationMomentsState): string | undefined {
     if (!(mean > 0 && mean <= max * (1 + SLACK))) {
       return `.mean must lie in (0, max] (a mean of values in (0, max]), got mean ${mean} with max ${max} at index ${k}`;
     }
-    // Bhatia-Davis: the variance of values in [0, max] with mean m is at most (max - m) m <= max^2 / 4.
-    if (!(m2 >= 0 && m2 <= (n * max * max * (1 + SLACK)) / 4)) {
-      return `.m2 must lie in [0, count * max^2 / 4] (the spread of ${n} values in (0, ${max}]), got ${m2} at index ${k}`;
+    // Bhatia-Davis: the variance of values in [0, max] with mean m is at most (max - m) m, i.e.
+    // Σx² <= max Σx: sums add and max only grows, so states that pass merge into states that pass
+    // (the looser count * max^2 / 4 let two accepted states merge into a refused one).
+    if (!(m2 >= 0 && m2 <= n * (mean * (max - mean) + SLACK * max * max))) {
+      return `.m2 must lie in [0, count * mean * (max - mean)] (the spread of ${n} values in (0, ${max}] with mean ${mean}), got ${m2} at index ${k}`;
     }
     if (n === 1 && (m2 !== 0 || mean !== max)) {
       return `.count is 1 at index ${k}, so m2 must be 0 and mean equal max, got m2 ${m2}, mean ${mean}, max ${max}`;
