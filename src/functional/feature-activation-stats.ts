@@ -22,7 +22,7 @@
  */
 import { defineMetric, type MetricDefinition, type MetricState } from './core.js';
 import { float64, type Tensor } from '../tensor.js';
-import { firedCountShape, learnedValidator, perFeatureShape, type FiredCountOptions } from './fired-count-family.js';
+import { checkFeatureCells, firedCountShape, learnedValidator, perFeatureShape, type FiredCountOptions } from './fired-count-family.js';
 import { firedCountPart, type FiredCountState } from './parts/fired-count.js';
 import { activationMomentsPart, type ActivationMomentsState } from './parts/activation-moments.js';
 
@@ -66,7 +66,7 @@ export function firstDifference(a: Float64Array, b: Float64Array): number {
 export function featureActivationStats(
   options: FeatureActivationStatsOptions,
 ): MetricDefinition<FeatureActivationStatsState, FeatureActivationStatsResult> {
-  const shape = firedCountShape(METRIC, options);
+  const shape = checkFeatureCells(METRIC, firedCountShape(METRIC, options));
   const { numLearnedFeatures, numComponents } = shape;
   return defineMetric({
     metric: METRIC,

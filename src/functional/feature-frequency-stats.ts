@@ -17,7 +17,7 @@
  */
 import type { MetricDefinition } from './core.js';
 import { float64, int64, squeezeIfScalar, type Tensor } from '../tensor.js';
-import { defineFiredCountMetric, type FiredCountMetricState, type FiredCountOptions } from './fired-count-family.js';
+import { checkFeatureCells, defineFiredCountMetric, firedCountShape, type FiredCountMetricState, type FiredCountOptions } from './fired-count-family.js';
 
 /** Options of {@link featureFrequencyStats} and `FeatureFrequencyStats`. */
 export type FeatureFrequencyStatsOptions = FiredCountOptions;
@@ -112,6 +112,7 @@ export function frequencySummary(fired: ArrayLike<number>, vectors: number, from
 export function featureFrequencyStats(
   options: FeatureFrequencyStatsOptions,
 ): MetricDefinition<FeatureFrequencyStatsState, FeatureFrequencyStatsResult> {
+  checkFeatureCells('FeatureFrequencyStats', firedCountShape('FeatureFrequencyStats', options));
   return defineFiredCountMetric('FeatureFrequencyStats', options, {
     compute({ fired, vectors }, { numLearnedFeatures: features, numComponents }) {
       const components = numComponents ?? 1;

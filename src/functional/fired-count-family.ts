@@ -61,6 +61,20 @@ export function firedCountShape(metric: string, options: FiredCountOptions | und
   };
 }
 
+/** Per-feature cells (numComponents × numLearnedFeatures) the feature statistics allow: their arrays are allocated up front. */
+export const MAX_FEATURE_CELLS = 2 ** 28;
+
+/** Refuses a shape with more than {@link MAX_FEATURE_CELLS} cells with a message naming the metric (before any allocation). */
+export function checkFeatureCells(metric: string, shape: FiredCountShape): FiredCountShape {
+  const cells = (shape.numComponents ?? 1) * shape.numLearnedFeatures;
+  if (cells > MAX_FEATURE_CELLS) {
+    throw new RangeError(
+      `${metric}: options.numLearnedFeatures must leave at most ${MAX_FEATURE_CELLS} per-feature values (numComponents × numLearnedFeatures), got ${shape.numComponents ?? 1} × ${shape.numLearnedFeatures} = ${cells}`,
+    );
+  }
+  return shape;
+}
+
 /** The batch check of a metric over learned activations of `shape`: returns the rows. */
 export function learnedValidator(metric: string, shape: FiredCountShape): (batch: Batch) => number {
   const { numLearnedFeatures, numComponents } = shape;

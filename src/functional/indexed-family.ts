@@ -6,7 +6,7 @@
  */
 import { batchError, describeValue } from '../errors.js';
 import { checkActivations, checkBatch, checkOptions } from './core.js';
-import { firedCountShape } from './fired-count-family.js';
+import { checkFeatureCells, firedCountShape } from './fired-count-family.js';
 import type { Batch } from './core.js';
 
 /** The shape options of the indexed metrics. */
@@ -30,7 +30,7 @@ export function indexedShape<O extends IndexedOptions>(
   extra: readonly string[],
 ): { shape: IndexedShape; options: Partial<O> } {
   // The fired-count family's check (which refuses undefined options and unknown keys first).
-  const shape = firedCountShape(metric, options, extra);
+  const shape = checkFeatureCells(metric, firedCountShape(metric, options, extra));
   return { shape, options: checkOptions(metric, options, ['numLearnedFeatures', 'numComponents', ...extra]) };
 }
 
