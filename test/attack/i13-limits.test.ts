@@ -59,7 +59,7 @@ describe('issue 13 metrics: vector indices at 2^53 - 1', () => {
       const b = make();
       b.update({ learnedActivations: tensor([[1], [0], [1]]) });
       const before = a.encodeState();
-      expect(() => a.mergeState(b)).toThrow(StateMergeError);
+      expect(() => a.mergeState(b.encodeState())).toThrow(StateMergeError);
       expect(a.encodeState()).toBe(before);
     }
   });

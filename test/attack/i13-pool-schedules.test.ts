@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { from, lastValueFrom, toArray } from 'rxjs';
 import {
   accumulateMetric,
+  forwardMetric,
   createMetricPool,
   DeadFeaturesOverWindow,
   FeatureActivationHistogram,
@@ -100,8 +101,9 @@ function newMetrics(s: Schedule): Record<string, MetricTarget> {
   } as unknown as Record<string, MetricTarget>;
 }
 
-async function run(target: MetricTarget, batches: Batch[], options: MetricOperatorOptions): Promise<unknown> {
-  const out = await lastValueFrom(from(batches).pipe(accumulateMetric(target, options), toArray()));
+async function run(target: MetricTarget, batches: Batch[], options: MetricOperatorOptions, forward = false): Promise<unknown> {
+  const op = forward ? forwardMetric(target, options) : accumulateMetric(target, options);
+  const out = await lastValueFrom(from(batches).pipe(op as never, toArray()));
   return out.map(bits);
 }
 
@@ -174,4 +176,35 @@ describe('issue 13 metrics under random schedules: in-thread, 1/2/4 workers, alo
       expect(cut).toEqual(whole);
     }, 60_000);
   }
+});
+
+describe('issue 13 metrics: large shards far denser than the last (positives room outgrown), forwardMetric against the class', () => {
+  const pools: MetricPool[] = [];
+  beforeAll(() => {
+    for (const workers of [1, 2]) pools.push(createMetricPool({ workers, shardRows: 256 }));
+  });
+  afterAll(async () => {
+    await Promise.all(pools.map((p) => p.close()));
+  });
+
+  it('1 in 1000 fired, then every value fired, in turn, 300 features', async () => {
+    const r = mulberry32(0xde45e);
+    const features = 300;
+    const batches: Batch[] = [0.001, 1, 0, 1, 0.001, 0.5, 1].map((density, b) => {
+      const rows = 200 + Math.floor(r() * 400);
+      const data = Float32Array.from({ length: rows * features }, () => (r() < density ? 1e-6 + r() * 100 : 0));
+      return { learnedActivations: tensor(data, [rows, features]), ...(b % 2 === 1 ? { firstVectorIndex: 10_000 * b } : {}) };
+    });
+    const s: Schedule = { seed: 0, components: undefined, features, batches };
+    const make = () => new MetricCollection(Object.fromEntries(Object.entries(newMetrics(s)).filter(([k]) => !/^l[12]$/.test(k))) as never);
+    const want = await run(make(), batches, { shardRows: 256 });
+    expect(await run(make(), batches, { shardRows: 256, backend: 'js' }), 'in-thread js kernel').toEqual(want);
+    for (const pool of pools) expect(await run(make(), batches, { pool }), `${pool.workers} workers`).toEqual(want);
+    // forwardMetric: each batch's own value, as the class's forward() gives it (one shard per batch there).
+    const cls = make() as unknown as { forward(b: Batch): unknown };
+    const byClass = batches.map((b) => bits(cls.forward(b)));
+    const fwd = (await run(make(), batches, { pool: pools[1] as MetricPool, shardRows: 256 } as MetricOperatorOptions, true)) as Record<string, unknown>[];
+    const exact = (steps: unknown) => (steps as Record<string, unknown>[]).map((v) => Object.fromEntries(Object.entries(v).filter(([k]) => !/^actstats_(mean|std|meanOverAll)$/.test(k))));
+    expect(exact(fwd)).toEqual(exact(byClass));
+  }, 120_000);
 });
