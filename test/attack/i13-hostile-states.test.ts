@@ -33,6 +33,11 @@ const MAKERS: Record<string, () => AnyMetric> = {
   acthist: () => new FeatureActivationHistogram({ numLearnedFeatures: F, lowLog10: -1, highLog10: 1, binsPerDecade: 2 }) as unknown as AnyMetric,
   top: () => new TopActivations({ numLearnedFeatures: F, k: 2 }) as unknown as AnyMetric,
   dead: () => new DeadFeaturesOverWindow({ numLearnedFeatures: F, windowVectors: 3 }) as unknown as AnyMetric,
+  // Rank 3, two components.
+  'actstats, 2 components': () => new FeatureActivationStats({ numLearnedFeatures: F, numComponents: 2 }) as unknown as AnyMetric,
+  'acthist, 2 components': () => new FeatureActivationHistogram({ numLearnedFeatures: F, numComponents: 2, lowLog10: -1, highLog10: 1, binsPerDecade: 2 }) as unknown as AnyMetric,
+  'top, 2 components, k 3': () => new TopActivations({ numLearnedFeatures: F, numComponents: 2, k: 3 }) as unknown as AnyMetric,
+  'dead, 2 components': () => new DeadFeaturesOverWindow({ numLearnedFeatures: F, numComponents: 2, windowVectors: 3 }) as unknown as AnyMetric,
 };
 
 const HOSTILE = [NaN, Infinity, -Infinity, -0, 0, 5e-324, 1, 2, 3, 0.5, 1.5, 4, 1e-300, 1e300, 3.4028234663852886e38, 2 ** 53 - 1, 2 ** 53, 2 ** 53 - 2, -1, 0.1, 7];
@@ -40,7 +45,9 @@ const HOSTILE = [NaN, Infinity, -Infinity, -0, 0, 5e-324, 1, 2, 3, 0.5, 1.5, 4, 
 function realState(name: string, r: () => number): AnyMetric {
   const m = (MAKERS[name] as () => AnyMetric)();
   const rows = 1 + Math.floor(r() * 6);
-  m.update({ learnedActivations: tensor(Float32Array.from({ length: rows * F }, () => (r() < 0.5 ? 0 : Math.floor(r() * 12) / 4)), [rows, F]) });
+  const c = name.includes('2 components') ? 2 : 1;
+  const shape = c === 1 ? [rows, F] : [rows, c, F];
+  m.update({ learnedActivations: tensor(Float32Array.from({ length: rows * c * F }, () => (r() < 0.5 ? 0 : Math.floor(r() * 12) / 4)), shape) });
   return m;
 }
 
@@ -127,5 +134,22 @@ describe('hostile states of the issue 13 metrics', () => {
     a.mergeState(b);
     const back = new FeatureActivationStats({ numLearnedFeatures: 1 });
     expect(() => back.loadState(a.encodeState())).not.toThrow();
+  });
+
+  it('actstats: real states of extreme values (one value repeated, float32 max, subnormals) load back', () => {
+    const r = mulberry32(3);
+    const palettes = [[0.1], [3.4028234663852886e38], [1e-45, 2e-45], [1.1754942e-38, 3.4e38], [0.1, 0.1, 0.1, 0.30000001192092896], [1e-45, 3.4e38]];
+    for (const p of palettes) {
+      for (let t = 0; t < 10; t++) {
+        const m = new FeatureActivationStats({ numLearnedFeatures: 2 });
+        const batches = 1 + Math.floor(r() * 40);
+        for (let b = 0; b < batches; b++) {
+          const rows = 1 + Math.floor(r() * 200);
+          m.update({ learnedActivations: tensor(Float32Array.from({ length: rows * 2 }, () => p[Math.floor(r() * p.length)] as number), [rows, 2]) });
+        }
+        const back = new FeatureActivationStats({ numLearnedFeatures: 2 });
+        expect(() => back.loadState(m.encodeState()), `${p.join(',')} #${t}`).not.toThrow();
+      }
+    }
   });
 });
