@@ -37,6 +37,12 @@ export { DeadFeaturesOverWindow } from './metrics/dead-features-over-window.js';
 export { FeatureFrequencyStats } from './metrics/feature-frequency-stats.js';
 export { FeatureActivationStats } from './metrics/feature-activation-stats.js';
 export { FeatureActivationHistogram } from './metrics/feature-activation-histogram.js';
+export { ExplainedVariance } from './metrics/explained-variance.js';
+export { FractionOfVarianceUnexplained } from './metrics/fraction-of-variance-unexplained.js';
+export { CosineSimilarity } from './metrics/cosine-similarity.js';
+export { L2Ratio } from './metrics/l2-ratio.js';
+export { RelativeReconstructionBias } from './metrics/relative-reconstruction-bias.js';
+export { NormalizedMse } from './metrics/normalized-mse.js';
 export { ClasswiseWrapperWithMean } from './metrics/classwise-wrapper-with-mean.js';
 export type { ClasswiseWrapperOptions } from './metrics/classwise-wrapper-with-mean.js';
 export { MetricCollection } from './collection.js';
@@ -70,4 +76,10 @@ export type {
   FeatureActivationStatsResult,
   FeatureActivationHistogramOptions,
   FeatureActivationHistogramResult,
+  ExplainedVarianceOptions,
+  FractionOfVarianceUnexplainedOptions,
+  CosineSimilarityOptions,
+  L2RatioOptions,
+  RelativeReconstructionBiasOptions,
+  NormalizedMseOptions,
 } from './functional/index.js';

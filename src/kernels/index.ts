@@ -6,7 +6,7 @@
  * @module
  */
 export { jsFusedKernel } from './js-fused.js';
-export type { FusedKernel, KernelBatch, PositiveEntries, RowRange, ShardNeeds, ShardStats } from './types.js';
+export type { FusedKernel, KernelBatch, Moments, PositiveEntries, RowRange, ShardNeeds, ShardStats, VectorNorms } from './types.js';
 export { splitNeeds, withFallback } from './fallback.js';
 export type { NeedName } from './fallback.js';
 export { createWasmKernel, wasmFile, wasmModule } from './wasm/index.js';

@@ -1,13 +1,14 @@
 /**
  * The fused shard pass in plain JavaScript: one pass over the learned activations computes the
  * absolute sums, non-zero counts and fired counts together; one pass over decoded and source
- * activations computes the squared errors. Accumulates in float64 (JavaScript numbers); counts in
+ * activations computes the squared errors, the per-vector norms and the per-dimension moments. Accumulates in float64 (JavaScript numbers); counts in
  * integers. This is the reference kernel: the others must match it.
  *
  * @module
  */
 import type { TensorLike } from '../tensor.js';
-import type { FusedKernel, PositiveEntries, ShardStats } from './types.js';
+import { shiftedMoments } from './moments.js';
+import type { FusedKernel, KernelBatch, Moments, PositiveEntries, RowRange, ShardNeeds, ShardStats, VectorNorms } from './types.js';
 
 function axes(t: TensorLike): { components: number; features: number } {
   const shape = t.shape;
@@ -25,7 +26,7 @@ function axes(t: TensorLike): { components: number; features: number } {
  * ```
  */
 export const jsFusedKernel: FusedKernel = (batch, rows, needs) => {
-  const out: { abs?: Float64Array; nonZero?: Float64Array; fired?: Float64Array; mse?: Float64Array; positives?: PositiveEntries } = {};
+  const out: Partial<Record<keyof ShardStats, unknown>> = {};
   if (needs.abs || needs.nonZero || needs.fired) {
     const t = batch.learnedActivations as TensorLike;
     const x = t.data;
@@ -55,25 +56,7 @@ export const jsFusedKernel: FusedKernel = (batch, rows, needs) => {
     if (needs.fired) out.fired = Float64Array.from(fired);
   }
   if (needs.positives) out.positives = positiveEntries(batch.learnedActivations as TensorLike, rows.start, rows.end);
-  if (needs.mse) {
-    const d = batch.decodedActivations as TensorLike;
-    const y = d.data;
-    const s0 = (batch.sourceActivations as TensorLike).data;
-    const { components, features } = axes(d);
-    const first = rows.start * components;
-    const last = rows.end * components;
-    const mse = new Float64Array(last - first);
-    for (let v = first; v < last; v++) {
-      const o = v * features;
-      let s = 0;
-      for (let f = 0; f < features; f++) {
-        const e = (y[o + f] as number) - (s0[o + f] as number);
-        s += e * e;
-      }
-      mse[v - first] = s / features;
-    }
-    out.mse = mse;
-  }
+  if (needs.mse || needs.norms || needs.sourceMoments || needs.residualMoments) pairStats(batch, rows, needs, out);
   return out as ShardStats;
 };
 
@@ -104,4 +87,79 @@ function positiveEntries(t: TensorLike, start: number, end: number): PositiveEnt
   }
   offsets[vectors] = k;
   return { offsets, features: feature, values };
+}
+
+/**
+ * One pass over rows `[start, end)` of the source and decoded activations: per-vector mean
+ * squared errors and norms, and per-(component, dimension) moments of the source and of the
+ * residual (sums of deviations from the shard's first vector; see `shiftedMoments`).
+ */
+function pairStats(batch: KernelBatch, rows: RowRange, needs: ShardNeeds, out: Partial<Record<keyof ShardStats, unknown>>): void {
+  const d = batch.decodedActivations as TensorLike;
+  const y = d.data;
+  const s0 = (batch.sourceActivations as TensorLike).data;
+  const { components, features } = axes(d);
+  const first = rows.start * components;
+  const last = rows.end * components;
+  const vectors = last - first;
+  const mse = new Float64Array(vectors);
+  const doNorms = needs.norms === true;
+  const doSource = needs.sourceMoments === true;
+  const doResidual = needs.residualMoments === true;
+  const norms = doNorms ? { source: new Float64Array(vectors), decoded: new Float64Array(vectors), dot: new Float64Array(vectors) } : undefined;
+  const size = components * features;
+  const xShift = new Float64Array(doSource ? size : 0);
+  const x1 = new Float64Array(xShift.length);
+  const x2 = new Float64Array(xShift.length);
+  const rShift = new Float64Array(doResidual ? size : 0);
+  const r1 = new Float64Array(rShift.length);
+  const r2 = new Float64Array(rShift.length);
+  if (vectors > 0) {
+    const o = first * features;
+    for (let i = 0; i < xShift.length; i++) xShift[i] = s0[o + i] as number;
+    for (let i = 0; i < rShift.length; i++) rShift[i] = (s0[o + i] as number) - (y[o + i] as number);
+  }
+  for (let v = first; v < last; v++) {
+    const o = v * features;
+    const m = (v % components) * features;
+    let s = 0;
+    let ss = 0;
+    let dd = 0;
+    let dot = 0;
+    for (let f = 0; f < features; f++) {
+      const xd = y[o + f] as number;
+      const xs = s0[o + f] as number;
+      const e = xd - xs;
+      s += e * e;
+      if (doNorms) {
+        ss += xs * xs;
+        dd += xd * xd;
+        dot += xs * xd;
+      }
+      if (doSource) {
+        const dx = xs - (xShift[m + f] as number);
+        x1[m + f] = (x1[m + f] as number) + dx;
+        x2[m + f] = (x2[m + f] as number) + dx * dx;
+      }
+      if (doResidual) {
+        const dr = xs - xd - (rShift[m + f] as number);
+        r1[m + f] = (r1[m + f] as number) + dr;
+        r2[m + f] = (r2[m + f] as number) + dr * dr;
+      }
+    }
+    mse[v - first] = s;
+    if (norms !== undefined) {
+      norms.source[v - first] = ss;
+      norms.decoded[v - first] = dd;
+      norms.dot[v - first] = dot;
+    }
+  }
+  if (norms !== undefined) out.norms = { ...norms, error: mse.slice() } satisfies VectorNorms;
+  if (needs.mse) {
+    for (let i = 0; i < vectors; i++) mse[i] = (mse[i] as number) / features;
+    out.mse = mse;
+  }
+  const rowsIn = rows.end - rows.start;
+  if (doSource) out.sourceMoments = shiftedMoments(xShift, x1, x2, rowsIn) satisfies Moments;
+  if (doResidual) out.residualMoments = shiftedMoments(rShift, r1, r2, rowsIn) satisfies Moments;
 }

@@ -31,6 +31,34 @@ export interface ShardNeeds {
   readonly mse?: boolean;
   /** The positive entries of the learned activations, vector by vector (see {@link PositiveEntries}). */
   readonly positives?: boolean;
+  /** Per vector: `‖x‖²`, `‖x̂‖²`, `⟨x, x̂⟩` and `‖x − x̂‖²` of source `x` and decoded `x̂` (see {@link VectorNorms}). */
+  readonly norms?: boolean;
+  /** Per component and dimension: mean and sum of squared deviations of the source activations. */
+  readonly sourceMoments?: boolean;
+  /** Per component and dimension: mean and sum of squared deviations of the residual `x − x̂`. */
+  readonly residualMoments?: boolean;
+}
+
+/** Per-vector sums over the feature axis of source `x` and decoded `x̂`, each `[rows * components]`. */
+export interface VectorNorms {
+  /** `‖x‖²`. */
+  readonly source: Float64Array;
+  /** `‖x̂‖²`. */
+  readonly decoded: Float64Array;
+  /** `⟨x, x̂⟩`. */
+  readonly dot: Float64Array;
+  /** `‖x − x̂‖²`. */
+  readonly error: Float64Array;
+}
+
+/**
+ * Moments of a shard's vectors per `(component, dimension)`, `[components * features]` row-major:
+ * the mean and the sum of squared deviations from it (`M2`), over the shard's rows (each component
+ * has one vector per row). What Chan et al.'s parallel rule merges.
+ */
+export interface Moments {
+  readonly mean: Float64Array;
+  readonly m2: Float64Array;
 }
 
 /**
@@ -64,6 +92,12 @@ export interface ShardStats {
   readonly mse?: Float64Array;
   /** The positive entries of the learned activations. */
   readonly positives?: PositiveEntries;
+  /** Per-vector norms and products of source and decoded activations. */
+  readonly norms?: VectorNorms;
+  /** Moments of the source activations. */
+  readonly sourceMoments?: Moments;
+  /** Moments of the residual `source − decoded`. */
+  readonly residualMoments?: Moments;
 }
 
 /** A fused kernel: every needed statistic of a shard in one pass over its memory. */

@@ -12,6 +12,7 @@ import { firedCountPart } from './fired-count.js';
 import { lastFiredPart } from './last-fired.js';
 import { lossSumsPart } from './loss-sums.js';
 import { nonZeroCountPart } from './non-zero-count.js';
+import { isVectorQuantity, momentsPart, vectorSumPart } from './reconstruction.js';
 import { rowLossItemsPart, rowLossSumPart, type RowLoss } from './row-losses.js';
 import { topActivationsPart } from './top-activations.js';
 
@@ -30,6 +31,11 @@ const FACTORIES: Readonly<Record<string, (args: readonly unknown[]) => StatePart
   activationMoments: (a) => activationMomentsPart(num(a[0]), opt(a[1])) as StatePart<unknown>,
   activationHistogram: (a) =>
     activationHistogramPart(num(a[0]), opt(a[1]), { lowLog10: num(a[2]), highLog10: num(a[3]), binsPerDecade: num(a[4]) }) as StatePart<unknown>,
+  vectorSum: (a) => {
+    if (!isVectorQuantity(a[0])) throw new TypeError(`partFromRecipe: unknown vector quantity ${JSON.stringify(a[0])}`);
+    return vectorSumPart(a[0], num(a[1])) as StatePart<unknown>;
+  },
+  moments: (a) => momentsPart(a[0] === 'residual' ? 'residual' : 'source', num(a[1]), num(a[2])) as StatePart<unknown>,
 };
 
 /**
