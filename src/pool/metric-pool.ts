@@ -27,7 +27,7 @@ import type { Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { describeValue, InvalidBatchError, PoolClosedError, WorkerError } from '../errors.js';
 import { checkOptions, orDefault, positiveInteger, shardNeeds, type Batch, type RowRange, type StatePart } from '../functional/core.js';
-import { wasmScratchBytes } from '../kernels/wasm/index.js';
+import { needsPairs, wasmScratchBytes } from '../kernels/wasm/index.js';
 import { Tensor, type TensorLike } from '../tensor.js';
 import { distinctParts, fieldsRead, mergeShards, type EvaluateOptions, type ShardExecutor } from './executor.js';
 import { DEFAULT_SHARD_ROWS, planShards } from './plan.js';
@@ -536,7 +536,8 @@ export class MetricPool implements ShardExecutor {
         const bytes = wasmScratchBytes(
           this.shardRows,
           needs.abs || needs.nonZero || needs.fired || needs.positives ? shapeOf('learnedActivations') : undefined,
-          needs.mse ? shapeOf('decodedActivations') : undefined,
+          needsPairs(needs) ? shapeOf('decodedActivations') : undefined,
+          needs,
         );
         job.scratchBytes = Math.ceil(bytes / 64) * 64; // what the arena hands out
 

@@ -16,6 +16,9 @@ import type { FusedKernel, PositiveEntries, ShardStats } from '../types.js';
 import {
   axesOf,
   checkRows,
+  needsPairs,
+  pairFlags,
+  pairStats,
   positivesBytes,
   positivesGuess,
   positivesLayout,
@@ -115,8 +118,9 @@ export function createChunkedWasmKernel(options: ChunkedWasmKernelOptions = {}):
   const ownPass: FusedKernel = (batch, rows, needs) => {
     const flags = (needs.abs ? 1 : 0) | (needs.nonZero ? 2 : 0) | (needs.fired ? 4 : 0);
     const learned = flags !== 0 || needs.positives ? inputOf('learnedActivations', batch.learnedActivations) : undefined;
-    const decoded = needs.mse ? inputOf('decodedActivations', batch.decodedActivations) : undefined;
-    const source = needs.mse ? inputOf('sourceActivations', batch.sourceActivations) : undefined;
+    const pairs = needsPairs(needs);
+    const decoded = pairs ? inputOf('decodedActivations', batch.decodedActivations) : undefined;
+    const source = pairs ? inputOf('sourceActivations', batch.sourceActivations) : undefined;
     if (source !== undefined && decoded !== undefined) {
       if (source.rows !== decoded.rows || source.components !== decoded.components || source.features !== decoded.features) {
         throw new RangeError(`${NAME}: sourceActivations and decodedActivations must have the same shape`);
@@ -125,8 +129,9 @@ export function createChunkedWasmKernel(options: ChunkedWasmKernelOptions = {}):
     if (learned !== undefined) checkRows(rows, learned.rows);
     if (decoded !== undefined) checkRows(rows, decoded.rows);
 
-    // Layout: input chunk | abs f64[vectors] | mse f64[vectors] | nonZero u32[C] | fired u32[C * F]
-    // | fired f64[C * F] | positives (offsets u32[vectors + 1] | features u32[n] | values f32[n]).
+    // Layout: input chunk | abs f64[vectors] | mse f64[vectors] | norms f64[4 * vectors] | moments
+    // f64[6 * C * F] | nonZero u32[C] | fired u32[C * F] | fired f64[C * F] | positives (offsets
+    // u32[vectors + 1] | features u32[n] | values f32[n]).
     const count = rows.end - rows.start;
     const learnedRow = learned ? learned.components * learned.features : 0;
     const pairRow = decoded ? decoded.components * decoded.features : 0;
@@ -138,7 +143,10 @@ export function createChunkedWasmKernel(options: ChunkedWasmKernelOptions = {}):
     const mv = decoded ? count * decoded.components : 0;
     const absAt = inputBytes;
     const mseAt = absAt + align64(8 * lv);
-    const nonZeroAt = mseAt + align64(8 * mv);
+    const normsAt = mseAt + align64(8 * mv);
+    const momentsAt = normsAt + align64(needs.norms ? 32 * mv : 0);
+    const momentsBytes = needs.sourceMoments || needs.residualMoments ? 6 * 8 * pairRow : 0;
+    const nonZeroAt = momentsAt + align64(momentsBytes);
     const firedAt = nonZeroAt + align64(learned ? 4 * learned.components : 0);
     const firedCount = learned && needs.fired ? learned.components * learned.features : 0;
     const fired64At = firedAt + align64(learned ? 4 * learned.components * learned.features : 0);
@@ -146,7 +154,7 @@ export function createChunkedWasmKernel(options: ChunkedWasmKernelOptions = {}):
     const elements = learned ? lv * learned.features : 0;
     reserve(needs.positives ? positivesAt + positivesBytes(lv, positivesGuess(elements, density)) : fired64At + 8 * firedCount);
 
-    const out: { abs?: Float64Array; nonZero?: Float64Array; fired?: Float64Array; mse?: Float64Array; positives?: PositiveEntries } = {};
+    const out: { abs?: Float64Array; nonZero?: Float64Array; fired?: Float64Array; positives?: PositiveEntries } = {};
     if (learned !== undefined) {
       const { data, components: c, features: f } = learned;
       // With positives, positivesPass counts the fired entries as it lists them (one read of a chunk).
@@ -190,13 +198,18 @@ export function createChunkedWasmKernel(options: ChunkedWasmKernelOptions = {}):
     }
     if (decoded !== undefined && source !== undefined) {
       const { components: c, features: f } = decoded;
+      const pair = pairFlags(needs);
       for (let r = rows.start; r < rows.end; r += pairPer) {
         const k = Math.min(pairPer, rows.end - r);
         heap.set(decoded.data.subarray(r * pairRow, (r + k) * pairRow), 0);
         heap.set(source.data.subarray(r * pairRow, (r + k) * pairRow), half >> 2);
-        exports.msePass(0, half, 0, k, c, f, mseAt + 8 * (r - rows.start) * c);
+        const v = r - rows.start;
+        // The first chunk sets the moments' shifts (the shard's first row); the others add to the sums.
+        if (pair === 1) exports.msePass(0, half, 0, k, c, f, mseAt + 8 * v * c);
+        else exports.pairPass(0, half, 0, k, c, f, mseAt + 8 * v * c, normsAt + 32 * v * c, momentsAt, pair | (v === 0 ? 0 : 16));
       }
-      out.mse = new Float64Array(memory.buffer, mseAt, mv).slice();
+      const at = { mse: mseAt, norms: normsAt, moments: momentsAt };
+      return { ...out, ...pairStats(memory.buffer, needs, at, mv, count, pairRow) } as ShardStats;
     }
     return out as ShardStats;
   };

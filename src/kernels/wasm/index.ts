@@ -14,11 +14,60 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { formatShape } from '../../errors.js';
 import type { TensorLike } from '../../tensor.js';
-import type { FusedKernel, PositiveEntries, ShardStats } from '../types.js';
+import type { FusedKernel, Moments, PositiveEntries, ShardNeeds, ShardStats, VectorNorms } from '../types.js';
+import { shiftedMoments } from '../moments.js';
 import { withFallback, type NeedName } from '../fallback.js';
 
 /** The statistics the WebAssembly pass computes itself; the plain JavaScript kernel does the rest. */
-export const WASM_NEEDS: ReadonlySet<NeedName> = new Set<NeedName>(['abs', 'nonZero', 'fired', 'mse', 'positives']);
+export const WASM_NEEDS: ReadonlySet<NeedName> = new Set<NeedName>([
+  'abs',
+  'nonZero',
+  'fired',
+  'mse',
+  'positives',
+  'norms',
+  'sourceMoments',
+  'residualMoments',
+]);
+
+/** Whether `needs` asks for a statistic of source and decoded activations (one `pairPass`). */
+export function needsPairs(needs: ShardNeeds): boolean {
+  return needs.mse === true || needs.norms === true || needs.sourceMoments === true || needs.residualMoments === true;
+}
+
+/** The `pairPass` flags of `needs` (without the continue flag, 16). */
+export function pairFlags(needs: ShardNeeds): number {
+  return (needs.mse ? 1 : 0) | (needs.norms ? 2 : 0) | (needs.sourceMoments ? 4 : 0) | (needs.residualMoments ? 8 : 0);
+}
+
+/**
+ * The statistics of a `pairPass` over `vectors` vectors (`rows` rows) from its outputs in `buffer`:
+ * fresh arrays, the norms split out of their interleaved layout, the moments from their shifted sums.
+ */
+export function pairStats(
+  buffer: ArrayBufferLike,
+  needs: ShardNeeds,
+  at: { mse: number; norms: number; moments: number },
+  vectors: number,
+  rows: number,
+  size: number,
+): Pick<ShardStats, 'mse' | 'norms' | 'sourceMoments' | 'residualMoments'> {
+  const out: { mse?: Float64Array; norms?: VectorNorms; sourceMoments?: Moments; residualMoments?: Moments } = {};
+  if (needs.mse) out.mse = new Float64Array(buffer, at.mse, vectors).slice();
+  if (needs.norms) {
+    const all = new Float64Array(buffer, at.norms, 4 * vectors);
+    const parts = [0, 1, 2, 3].map(() => new Float64Array(vectors));
+    for (let v = 0; v < vectors; v++) for (let k = 0; k < 4; k++) (parts[k] as Float64Array)[v] = all[4 * v + k] as number;
+    out.norms = { source: parts[0] as Float64Array, decoded: parts[1] as Float64Array, dot: parts[2] as Float64Array, error: parts[3] as Float64Array };
+  }
+  const moments = (k: number) => {
+    const from = (i: number) => new Float64Array(buffer, at.moments + 8 * size * (k + i), size).slice();
+    return shiftedMoments(from(0), from(1), from(2), rows);
+  };
+  if (needs.sourceMoments) out.sourceMoments = moments(0);
+  if (needs.residualMoments) out.residualMoments = moments(3);
+  return out;
+}
 
 const PAGE = 65536;
 const NAME = 'wasm kernel';
@@ -37,6 +86,18 @@ export interface FusedExports {
     flags: number,
   ): void;
   msePass(decoded: number, source: number, rowStart: number, rowEnd: number, components: number, features: number, out: number): void;
+  pairPass(
+    decoded: number,
+    source: number,
+    rowStart: number,
+    rowEnd: number,
+    components: number,
+    features: number,
+    mseOut: number,
+    normsOut: number,
+    momentsOut: number,
+    flags: number,
+  ): void;
   readSum(x: number, n: number): number;
   countsToF64(src: number, dst: number, n: number): void;
   positivesPass(
@@ -139,30 +200,39 @@ interface Axes {
 
 /**
  * The scratch layout of a shard pass over `count` rows: abs f64[vectors] | mse f64[vectors] |
- * nonZero u32[C] | fired u32[C * F], each 16-byte aligned; `bytes` in all.
+ * norms f64[4 * vectors] | moments f64[6 * C * F] | nonZero u32[C] | fired u32[C * F], each
+ * 16-byte aligned; `bytes` in all. Norms and moments take space only when `needs` asks for them.
  */
-function scratchLayout(count: number, learned: Axes | undefined, decoded: Axes | undefined) {
+function scratchLayout(count: number, learned: Axes | undefined, decoded: Axes | undefined, needs: ShardNeeds = {}) {
   const lv = learned ? count * learned.components : 0;
   const mv = decoded ? count * decoded.components : 0;
   const absAt = 0;
   const mseAt = absAt + align16(8 * lv);
-  const nonZeroAt = mseAt + align16(8 * mv);
+  const normsAt = mseAt + align16(8 * mv);
+  const momentsAt = normsAt + align16(needs.norms ? 32 * mv : 0);
+  const moments = decoded && (needs.sourceMoments || needs.residualMoments) ? 48 * decoded.components * decoded.features : 0;
+  const nonZeroAt = momentsAt + align16(moments);
   const firedAt = nonZeroAt + align16(learned ? 4 * learned.components : 0);
   const bytes = firedAt + align16(learned ? 4 * learned.components * learned.features : 0);
-  return { lv, mv, absAt, mseAt, nonZeroAt, firedAt, bytes };
+  return { lv, mv, absAt, mseAt, normsAt, momentsAt, nonZeroAt, firedAt, bytes };
 }
 
 /**
  * The scratch bytes `fused` needs for a shard of `rows` rows that reads `learned` (shape of the
  * learned activations, when abs, nonZero or fired counts are needed) and `decoded` (shape of the
- * decoded activations, when squared errors are needed).
+ * decoded activations, when squared errors, norms or moments are needed), for `needs`.
  */
-export function wasmScratchBytes(rows: number, learned: readonly number[] | undefined, decoded: readonly number[] | undefined): number {
+export function wasmScratchBytes(
+  rows: number,
+  learned: readonly number[] | undefined,
+  decoded: readonly number[] | undefined,
+  needs?: ShardNeeds,
+): number {
   const axes = (shape: readonly number[] | undefined): Axes | undefined =>
     shape === undefined
       ? undefined
       : { components: shape.length === 3 ? (shape[1] as number) : 1, features: shape[shape.length - 1] as number };
-  return scratchLayout(rows, axes(learned), axes(decoded)).bytes;
+  return scratchLayout(rows, axes(learned), axes(decoded), needs).bytes;
 }
 
 /** Which build of the fused pass: `shared` imports a shared memory (pools), `local` an unshared one. */
@@ -334,11 +404,21 @@ export function createWasmKernel(memory: WebAssembly.Memory, module?: WebAssembl
   let density = 0.05;
 
   const ownPass: FusedKernel = (batch, rows, needs) => {
-    const out: { abs?: Float64Array; nonZero?: Float64Array; fired?: Float64Array; mse?: Float64Array; positives?: PositiveEntries } = {};
+    const out: {
+      abs?: Float64Array;
+      nonZero?: Float64Array;
+      fired?: Float64Array;
+      mse?: Float64Array;
+      positives?: PositiveEntries;
+      norms?: VectorNorms;
+      sourceMoments?: Moments;
+      residualMoments?: Moments;
+    } = {};
     const flags = (needs.abs ? 1 : 0) | (needs.nonZero ? 2 : 0) | (needs.fired ? 4 : 0);
     const learned = flags !== 0 || needs.positives ? fieldOf(memory, 'learnedActivations', batch.learnedActivations) : undefined;
-    const decoded = needs.mse ? fieldOf(memory, 'decodedActivations', batch.decodedActivations) : undefined;
-    const source = needs.mse ? fieldOf(memory, 'sourceActivations', batch.sourceActivations) : undefined;
+    const pairs = needsPairs(needs);
+    const decoded = pairs ? fieldOf(memory, 'decodedActivations', batch.decodedActivations) : undefined;
+    const source = pairs ? fieldOf(memory, 'sourceActivations', batch.sourceActivations) : undefined;
     if (source !== undefined && decoded !== undefined) {
       if (source.rows !== decoded.rows || source.components !== decoded.components || source.features !== decoded.features) {
         throw new RangeError(`${NAME}: sourceActivations and decodedActivations must have the same shape`);
@@ -346,8 +426,9 @@ export function createWasmKernel(memory: WebAssembly.Memory, module?: WebAssembl
     }
     for (const f of [learned, decoded]) if (f !== undefined) checkRows(rows, f.rows);
 
-    const { lv, mv, absAt, mseAt, nonZeroAt, firedAt, bytes } = scratchLayout(rows.end - rows.start, learned, decoded);
-    const base = scratch(bytes);
+    const layout = scratchLayout(rows.end - rows.start, learned, decoded, needs);
+    const { lv, mv, absAt, mseAt, nonZeroAt, firedAt } = layout;
+    const base = scratch(layout.bytes);
 
     if (learned !== undefined) {
       const { pointer, components: c, features: f } = learned;
@@ -390,8 +471,12 @@ export function createWasmKernel(memory: WebAssembly.Memory, module?: WebAssembl
     }
     if (decoded !== undefined && source !== undefined) {
       const { components: c, features: f } = decoded;
-      exports.msePass(decoded.pointer, source.pointer, rows.start, rows.end, c, f, base + mseAt);
-      out.mse = new Float64Array(memory.buffer, base + mseAt, mv).slice();
+      const count = rows.end - rows.start;
+      const at = { mse: base + mseAt, norms: base + layout.normsAt, moments: base + layout.momentsAt };
+      // Squared errors alone: msePass; with norms or moments, one pairPass reads both arrays once.
+      if (pairFlags(needs) === 1) exports.msePass(decoded.pointer, source.pointer, rows.start, rows.end, c, f, at.mse);
+      else exports.pairPass(decoded.pointer, source.pointer, rows.start, rows.end, c, f, at.mse, at.norms, at.moments, pairFlags(needs));
+      Object.assign(out, pairStats(memory.buffer, needs, at, mv, count, c * f));
     }
     return out as ShardStats;
   };

@@ -411,6 +411,228 @@ export function msePass(
   }
 }
 
+/** `a` and `b`, two float64x2 lane pairs, as one float64 sum. */
+@inline
+function hsum64x2(a: v128, b: v128): f64 {
+  return hsum64(f64x2.add(a, b));
+}
+
+/**
+ * Four features of one vector, at byte offset `b` of decoded `pd` and source `ps`: their float64
+ * deviations from the shifts added into the per-dimension sums at `mom + 2 * b` (see {@link pairPass}).
+ */
+@inline
+function pairFour(pd: usize, ps: usize, b: usize, mom: usize, cf8: usize, doSource: bool, doResidual: bool): void {
+  const vs = v128.load(ps + b);
+  const vd = v128.load(pd + b);
+  const s0 = f64x2.promote_low_f32x4(vs);
+  const s1 = f64x2.promote_low_f32x4(v128.shuffle<f32>(vs, vs, 2, 3, 2, 3));
+  const at = mom + (b << 1);
+  if (doSource) {
+    // Layout from `at`: shift | Σ dev | Σ dev², each `cf8` bytes apart.
+    const d0 = f64x2.sub(s0, v128.load(at));
+    const d1 = f64x2.sub(s1, v128.load(at, 16));
+    const a1 = at + cf8;
+    const a2 = a1 + cf8;
+    v128.store(a1, f64x2.add(v128.load(a1), d0));
+    v128.store(a1, f64x2.add(v128.load(a1, 16), d1), 16);
+    v128.store(a2, f64x2.add(v128.load(a2), f64x2.mul(d0, d0)));
+    v128.store(a2, f64x2.add(v128.load(a2, 16), f64x2.mul(d1, d1)), 16);
+  }
+  if (doResidual) {
+    const d0x = f64x2.promote_low_f32x4(vd);
+    const d1x = f64x2.promote_low_f32x4(v128.shuffle<f32>(vd, vd, 2, 3, 2, 3));
+    const r = at + cf8 * 3;
+    const e0 = f64x2.sub(f64x2.sub(s0, d0x), v128.load(r));
+    const e1 = f64x2.sub(f64x2.sub(s1, d1x), v128.load(r, 16));
+    const a1 = r + cf8;
+    const a2 = a1 + cf8;
+    v128.store(a1, f64x2.add(v128.load(a1), e0));
+    v128.store(a1, f64x2.add(v128.load(a1, 16), e1), 16);
+    v128.store(a2, f64x2.add(v128.load(a2), f64x2.mul(e0, e0)));
+    v128.store(a2, f64x2.add(v128.load(a2, 16), f64x2.mul(e1, e1)), 16);
+  }
+}
+
+@inline
+function pairs(
+  decoded: usize,
+  source: usize,
+  rowStart: i32,
+  rowEnd: i32,
+  components: i32,
+  features: i32,
+  mseOut: usize,
+  normsOut: usize,
+  momentsOut: usize,
+  doMse: bool,
+  doNorms: bool,
+  doSource: bool,
+  doResidual: bool,
+): void {
+  const f4 = <usize>(features & ~3);
+  const n = <usize>features;
+  const end = f4 << 2;
+  const vecBytes = n << 2;
+  const cf8 = <usize>(<u64>components * <u64>features * 8);
+  const vectors = <usize>(rowEnd - rowStart) * <usize>components;
+  const first = offsetOf(rowStart, components, 0, features);
+  let pd = decoded + first;
+  let ps = source + first;
+  let c: usize = 0;
+  for (let v: usize = 0; v < vectors; v++) {
+    const mom = momentsOut + c * (n << 3);
+    let acc = f64x2.splat(0);
+    let ss0 = f64x2.splat(0);
+    let ss1 = f64x2.splat(0);
+    let dd0 = f64x2.splat(0);
+    let dd1 = f64x2.splat(0);
+    let dt0 = f64x2.splat(0);
+    let dt1 = f64x2.splat(0);
+    let b: usize = 0;
+    while (b < end) {
+      // The float32 blocks of msePass (the same bits), with the float64 terms beside them.
+      const blockEnd = b + 256 < end ? b + 256 : end;
+      let q0 = f32x4.splat(0);
+      let q1 = f32x4.splat(0);
+      for (; b < blockEnd; b += 16) {
+        const vd = v128.load(pd + b);
+        const vs = v128.load(ps + b);
+        const e = f32x4.sub(vd, vs);
+        // msePass adds the 16-byte steps of a block alternately into q0 and q1, an odd last one into q0.
+        if (((b >> 4) & 1) == 0) q0 = f32x4.add(q0, f32x4.mul(e, e));
+        else q1 = f32x4.add(q1, f32x4.mul(e, e));
+        if (doNorms) {
+          const s0 = f64x2.promote_low_f32x4(vs);
+          const s1 = f64x2.promote_low_f32x4(v128.shuffle<f32>(vs, vs, 2, 3, 2, 3));
+          const d0 = f64x2.promote_low_f32x4(vd);
+          const d1 = f64x2.promote_low_f32x4(v128.shuffle<f32>(vd, vd, 2, 3, 2, 3));
+          ss0 = f64x2.add(ss0, f64x2.mul(s0, s0));
+          ss1 = f64x2.add(ss1, f64x2.mul(s1, s1));
+          dd0 = f64x2.add(dd0, f64x2.mul(d0, d0));
+          dd1 = f64x2.add(dd1, f64x2.mul(d1, d1));
+          dt0 = f64x2.add(dt0, f64x2.mul(s0, d0));
+          dt1 = f64x2.add(dt1, f64x2.mul(s1, d1));
+        }
+        if (doSource || doResidual) pairFour(pd, ps, b, mom, cf8, doSource, doResidual);
+      }
+      acc = carry1(carry1(acc, q0), q1);
+    }
+    let s: f64 = 0;
+    let ss: f64 = 0;
+    let dd: f64 = 0;
+    let dt: f64 = 0;
+    for (let f: usize = f4; f < n; f++) {
+      const xd = <f64>load<f32>(pd + (f << 2));
+      const xs = <f64>load<f32>(ps + (f << 2));
+      const e = xd - xs;
+      s += e * e;
+      if (doNorms) {
+        ss += xs * xs;
+        dd += xd * xd;
+        dt += xs * xd;
+      }
+      const at = mom + (f << 3);
+      if (doSource) {
+        const dx = xs - load<f64>(at);
+        store<f64>(at + cf8, load<f64>(at + cf8) + dx);
+        store<f64>(at + cf8 * 2, load<f64>(at + cf8 * 2) + dx * dx);
+      }
+      if (doResidual) {
+        const r = at + cf8 * 3;
+        const dr = xs - xd - load<f64>(r);
+        store<f64>(r + cf8, load<f64>(r + cf8) + dr);
+        store<f64>(r + cf8 * 2, load<f64>(r + cf8 * 2) + dr * dr);
+      }
+    }
+    let total = hsum64(acc) + s;
+    if (!isFinite(total) || total < TINY) total = squaredError64(pd, ps, n);
+    if (doMse) store<f64>(mseOut + (v << 3), total / <f64>features);
+    if (doNorms) {
+      const at = normsOut + (v << 5);
+      store<f64>(at, hsum64x2(ss0, ss1) + ss);
+      store<f64>(at, hsum64x2(dd0, dd1) + dd, 8);
+      store<f64>(at, hsum64x2(dt0, dt1) + dt, 16);
+      store<f64>(at, total, 24);
+    }
+    pd += vecBytes;
+    ps += vecBytes;
+    c++;
+    if (c == <usize>components) c = 0;
+  }
+}
+
+/**
+ * One pass over rows `[rowStart, rowEnd)` of decoded and source activations (float32
+ * `[rows, components, features]`), computing what `flags` asks:
+ * - `flags & 1`: per-vector mean squared errors, f64 `mseOut[v]` (the bits of {@link msePass});
+ * - `flags & 2`: per vector, f64 `normsOut[4 v + k]` for k = 0..3: `‖x‖²`, `‖x̂‖²`, `⟨x, x̂⟩` (float64
+ *   products of float32 values, exact, summed in float64) and `‖x − x̂‖²` (msePass's sum);
+ * - `flags & 4`, `flags & 8`: per-(component, dimension) moments of the source `x` and of the
+ *   residual `x − x̂`, at f64 `momentsOut`: six arrays of `components * features` values, source
+ *   shift | Σ (x − shift) | Σ (x − shift)² | residual shift | Σ (r − shift) | Σ (r − shift)²,
+ *   the shift being the first row's vector. Sums in float64, row after row.
+ * The shifts are set from row `rowStart` and the sums zeroed first, unless `flags & 16`: then the
+ * rows are added to the sums already there (a shard passed in several calls of consecutive rows
+ * gives the same bits as one call).
+ */
+export function pairPass(
+  decoded: usize,
+  source: usize,
+  rowStart: i32,
+  rowEnd: i32,
+  components: i32,
+  features: i32,
+  mseOut: usize,
+  normsOut: usize,
+  momentsOut: usize,
+  flags: i32,
+): void {
+  const cf = <usize>(<u64>components * <u64>features);
+  if (!(flags & 16) && rowEnd > rowStart) {
+    const first = offsetOf(rowStart, components, 0, features);
+    if (flags & 4) {
+      for (let i: usize = 0; i < cf; i++) store<f64>(momentsOut + (i << 3), <f64>load<f32>(source + first + (i << 2)));
+      memory.fill(momentsOut + (cf << 3), 0, cf << 4);
+    }
+    if (flags & 8) {
+      const r = momentsOut + cf * 24;
+      for (let i: usize = 0; i < cf; i++) {
+        const o = first + (i << 2);
+        store<f64>(r + (i << 3), <f64>load<f32>(source + o) - <f64>load<f32>(decoded + o));
+      }
+      memory.fill(r + (cf << 3), 0, cf << 4);
+    }
+  }
+  const doMse = (flags & 1) != 0;
+  switch ((flags >> 1) & 7) {
+    case 0:
+      pairs(decoded, source, rowStart, rowEnd, components, features, mseOut, normsOut, momentsOut, doMse, false, false, false);
+      break;
+    case 1:
+      pairs(decoded, source, rowStart, rowEnd, components, features, mseOut, normsOut, momentsOut, doMse, true, false, false);
+      break;
+    case 2:
+      pairs(decoded, source, rowStart, rowEnd, components, features, mseOut, normsOut, momentsOut, doMse, false, true, false);
+      break;
+    case 3:
+      pairs(decoded, source, rowStart, rowEnd, components, features, mseOut, normsOut, momentsOut, doMse, true, true, false);
+      break;
+    case 4:
+      pairs(decoded, source, rowStart, rowEnd, components, features, mseOut, normsOut, momentsOut, doMse, false, false, true);
+      break;
+    case 5:
+      pairs(decoded, source, rowStart, rowEnd, components, features, mseOut, normsOut, momentsOut, doMse, true, false, true);
+      break;
+    case 6:
+      pairs(decoded, source, rowStart, rowEnd, components, features, mseOut, normsOut, momentsOut, doMse, false, true, true);
+      break;
+    default:
+      pairs(decoded, source, rowStart, rowEnd, components, features, mseOut, normsOut, momentsOut, doMse, true, true, true);
+      break;
+  }
+}
+
 /** Carries four float32x4 partial sums into a float64x2 total (each lane promoted exactly). */
 @inline
 function carry(total: v128, a: v128, b: v128, c: v128, d: v128): v128 {
