@@ -9,13 +9,32 @@ import { BACKEND_ENV, checkGpujsMode, GPUJS_MODE_ENV } from '../pool/backend.js'
 import { UsageError } from './errors.js';
 
 /** The metrics the command computes, by their command-line names. */
-export const METRIC_NAMES = ['l1', 'l2', 'loss', 'l0', 'dead', 'density', 'fired', 'top', 'deadwindow', 'freq', 'actstats', 'acthist'] as const;
+export const METRIC_NAMES = [
+  'l1',
+  'l2',
+  'loss',
+  'l0',
+  'dead',
+  'density',
+  'fired',
+  'top',
+  'deadwindow',
+  'freq',
+  'actstats',
+  'acthist',
+  'ev',
+  'fvu',
+  'cos',
+  'l2ratio',
+  'shrinkage',
+  'nmse',
+] as const;
 
 /** A metric's command-line name. */
 export type MetricName = (typeof METRIC_NAMES)[number];
 
 /** The metrics that need source and decoded activations. */
-export const RECONSTRUCTION_METRICS: readonly MetricName[] = ['l2', 'loss'];
+export const RECONSTRUCTION_METRICS: readonly MetricName[] = ['l2', 'loss', 'ev', 'fvu', 'cos', 'l2ratio', 'shrinkage', 'nmse'];
 
 /** `--top`'s default: activations kept per feature. */
 export const DEFAULT_TOP_K = 10;
@@ -87,7 +106,8 @@ Options:
   --source NAME|FILE     source (input) activations: a tensor name in the same .safetensors
                          files, or for one .npy FILE a .npy file with the same rows
   --decoded NAME|FILE    decoded (reconstructed) activations, as --source
-  --metrics LIST         comma-separated, from: ${METRIC_NAMES.join(', ')}
+  --metrics LIST         comma-separated, from: ${METRIC_NAMES.filter((m) => !RECONSTRUCTION_METRICS.includes(m)).join(', ')},
+                         and with --source/--decoded: ${RECONSTRUCTION_METRICS.join(', ')}
                          (default: l1,l0,dead,density, and l2,loss with --source/--decoded)
   --l1-coefficient X     the L1 coefficient of loss = l2 + X * l1, at least 0 (default 0.001;
                          with 0, loss is l2)

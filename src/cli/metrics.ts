@@ -18,6 +18,12 @@ import { sparseAutoencoderLoss } from '../functional/sparse-autoencoder-loss.js'
 import { topActivations, type TopActivationsMetricState, type TopActivationsResult } from '../functional/top-activations.js';
 import { deadFeaturesOverWindow } from '../functional/dead-features-over-window.js';
 import { float64, type Tensor } from '../tensor.js';
+import { explainedVariance } from '../functional/explained-variance.js';
+import { fractionOfVarianceUnexplained } from '../functional/fraction-of-variance-unexplained.js';
+import { cosineSimilarity } from '../functional/cosine-similarity.js';
+import { l2Ratio } from '../functional/l2-ratio.js';
+import { relativeReconstructionBias } from '../functional/relative-reconstruction-bias.js';
+import { normalizedMse } from '../functional/normalized-mse.js';
 import type { CommandLine, MetricName } from './args.js';
 import type { Inputs } from './inputs.js';
 
@@ -33,11 +39,15 @@ export const PER_FEATURE: readonly MetricName[] = ['density', 'fired', 'top'];
 /** The definitions for the chosen names (keyed by them), over inputs of this shape (`acthist` with its default bins). */
 export function buildDefinitions(
   names: readonly MetricName[],
-  inputs: Pick<Inputs, 'componentAxis' | 'components' | 'features'>,
+  inputs: Pick<Inputs, 'componentAxis' | 'components' | 'features'> & Partial<Pick<Inputs, 'inputFeatures'>>,
   cl: Pick<CommandLine, 'l1Coefficient' | 'deadThreshold' | 'topK' | 'deadWindow'>,
 ): Map<MetricName, TensorDefinition | RecordDefinition> {
   const numComponents = inputs.componentAxis ? inputs.components : undefined;
   const family = { numLearnedFeatures: inputs.features, ...(numComponents === undefined ? {} : { numComponents }) };
+  const inputFeatures = (): number => {
+    if (inputs.inputFeatures === undefined) throw new RangeError('buildDefinitions: ev and fvu need the width of the source activations');
+    return inputs.inputFeatures;
+  };
   const make: Record<MetricName, () => unknown> = {
     l1: () => l1AbsoluteLoss({ numComponents: inputs.components }),
     l2: () => l2ReconstructionLoss({ numComponents: inputs.components }),
@@ -63,6 +73,12 @@ export function buildDefinitions(
     freq: () => featureFrequencyStats(family),
     actstats: () => featureActivationStats(family),
     acthist: () => featureActivationHistogram(family),
+    ev: () => explainedVariance({ numComponents: inputs.components, numFeatures: inputFeatures() }),
+    fvu: () => fractionOfVarianceUnexplained({ numComponents: inputs.components, numFeatures: inputFeatures() }),
+    cos: () => cosineSimilarity({ numComponents: inputs.components }),
+    l2ratio: () => l2Ratio({ numComponents: inputs.components }),
+    shrinkage: () => relativeReconstructionBias({ numComponents: inputs.components }),
+    nmse: () => normalizedMse({ numComponents: inputs.components }),
   };
   const out = new Map<MetricName, TensorDefinition | RecordDefinition>();
   for (const name of names) out.set(name, make[name]() as TensorDefinition | RecordDefinition);

@@ -219,6 +219,18 @@ function describeMetric(name: MetricName, info: RunInfo): string {
       return 'portion of vectors each feature fired for: mean, median';
     case 'fired':
       return 'vectors each feature fired for: min, median, max';
+    case 'ev':
+      return 'explained variance: 1 - sum |x - x^|^2 / sum |x - mean x|^2';
+    case 'fvu':
+      return 'fraction of variance unexplained: sum_d Var(x - x^) / sum_d Var(x)';
+    case 'cos':
+      return 'mean cosine similarity of decoded and source (per vector)';
+    case 'l2ratio':
+      return 'mean |x^| / |x| (per vector; |x| < 1e-4 divides by 1)';
+    case 'shrinkage':
+      return 'relative reconstruction bias: sum |x^|^2 / sum <x, x^>';
+    case 'nmse':
+      return 'mean |x - x^|^2 / |x|^2 (per vector; |x| = 0 left out)';
     case 'top':
       return `largest activation of each feature that fired: min, median, max (top ${groupDigits(info.topK)} kept per feature)`;
     case 'deadwindow':

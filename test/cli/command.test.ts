@@ -345,7 +345,7 @@ describe('sae-metrics on bad input', () => {
       [[rank2, '--workers'], 2, /^sae-metrics: --workers: needs a value$/],
       [[rank2, '--batch-rows', '1.5'], 2, /^sae-metrics: --batch-rows: must be a positive integer, got "1\.5"$/],
       [[rank2, '--backend', 'cuda'], 2, /^sae-metrics: --backend: must be one of auto, wasm, gpujs, js, got "cuda"$/],
-      [[rank2, '--metrics', 'l1,l9'], 2, /^sae-metrics: --metrics: unknown metric "l9" \(known: l1, l2, loss, l0, dead, density, fired, top, deadwindow, freq, actstats, acthist\)$/],
+      [[rank2, '--metrics', 'l1,l9'], 2, /^sae-metrics: --metrics: unknown metric "l9" \(known: l1, l2, loss, l0, dead, density, fired, top, deadwindow, freq, actstats, acthist, ev, fvu, cos, l2ratio, shrinkage, nmse\)$/],
       [[rank2, '--metrics', 'l1,l2'], 2, /^sae-metrics: --metrics: l2 needs --source and --decoded activations$/],
       [[rank2, '--source', rank2], 2, /^sae-metrics: --source: needs --source and --decoded together$/],
       [[rank2, '--dead-threshold', '2'], 2, /^sae-metrics: --dead-threshold: must be a number in \[0, 1\], got "2"$/],
