@@ -418,70 +418,107 @@ function hsum64x2(a: v128, b: v128): f64 {
 }
 
 /**
- * Four features of one vector, at byte offset `b` of decoded `pd` and source `ps`: their float64
- * deviations from the shifts added into the per-dimension sums at `mom + 2 * b` (see {@link pairPass}).
+ * The moments' sums of `k` consecutive rows (`k` at most 4; row `r` of source at `ps + r * rowBytes`,
+ * of decoded at `pd + r * rowBytes`) added into the sums at `mom` (see {@link pairPass}), the
+ * `cf` values of a row taken as one flat vector (components one after another, as the sums are).
+ * Each sum is loaded and stored once per call and the rows are added in order, one by one: the
+ * bits do not depend on how rows are grouped. Deviations and sums in float64.
  */
-@inline
-function pairFour(pd: usize, ps: usize, b: usize, mom: usize, cf8: usize, doSource: bool, doResidual: bool): void {
-  const vs = v128.load(ps + b);
-  const vd = v128.load(pd + b);
-  const s0 = f64x2.promote_low_f32x4(vs);
-  const s1 = f64x2.promote_low_f32x4(v128.shuffle<f32>(vs, vs, 2, 3, 2, 3));
-  const at = mom + (b << 1);
-  if (doSource) {
-    // Layout from `at`: shift | Σ dev | Σ dev², each `cf8` bytes apart.
-    const d0 = f64x2.sub(s0, v128.load(at));
-    const d1 = f64x2.sub(s1, v128.load(at, 16));
-    const a1 = at + cf8;
-    const a2 = a1 + cf8;
-    v128.store(a1, f64x2.add(v128.load(a1), d0));
-    v128.store(a1, f64x2.add(v128.load(a1, 16), d1), 16);
-    v128.store(a2, f64x2.add(v128.load(a2), f64x2.mul(d0, d0)));
-    v128.store(a2, f64x2.add(v128.load(a2, 16), f64x2.mul(d1, d1)), 16);
+function momentRows(ps: usize, pd: usize, rowBytes: usize, k: usize, cf: usize, mom: usize, doSource: bool, doResidual: bool): void {
+  const cf8 = cf << 3;
+  const c4 = cf & ~(<usize>3);
+  for (let i: usize = 0; i < c4; i += 4) {
+    const b = i << 2;
+    const at = mom + (i << 3);
+    if (doSource) {
+      const sh0 = v128.load(at);
+      const sh1 = v128.load(at, 16);
+      let a0 = v128.load(at + cf8);
+      let a1 = v128.load(at + cf8, 16);
+      let q0 = v128.load(at + cf8 * 2);
+      let q1 = v128.load(at + cf8 * 2, 16);
+      for (let r: usize = 0; r < k; r++) {
+        const vs = v128.load(ps + r * rowBytes + b);
+        const d0 = f64x2.sub(f64x2.promote_low_f32x4(vs), sh0);
+        const d1 = f64x2.sub(f64x2.promote_low_f32x4(v128.shuffle<f32>(vs, vs, 2, 3, 2, 3)), sh1);
+        a0 = f64x2.add(a0, d0);
+        a1 = f64x2.add(a1, d1);
+        q0 = f64x2.add(q0, f64x2.mul(d0, d0));
+        q1 = f64x2.add(q1, f64x2.mul(d1, d1));
+      }
+      v128.store(at + cf8, a0);
+      v128.store(at + cf8, a1, 16);
+      v128.store(at + cf8 * 2, q0);
+      v128.store(at + cf8 * 2, q1, 16);
+    }
+    if (doResidual) {
+      const rt = at + cf8 * 3;
+      const sh0 = v128.load(rt);
+      const sh1 = v128.load(rt, 16);
+      let a0 = v128.load(rt + cf8);
+      let a1 = v128.load(rt + cf8, 16);
+      let q0 = v128.load(rt + cf8 * 2);
+      let q1 = v128.load(rt + cf8 * 2, 16);
+      for (let r: usize = 0; r < k; r++) {
+        const vs = v128.load(ps + r * rowBytes + b);
+        const vd = v128.load(pd + r * rowBytes + b);
+        const e0 = f64x2.sub(f64x2.promote_low_f32x4(vs), f64x2.promote_low_f32x4(vd));
+        const e1 = f64x2.sub(
+          f64x2.promote_low_f32x4(v128.shuffle<f32>(vs, vs, 2, 3, 2, 3)),
+          f64x2.promote_low_f32x4(v128.shuffle<f32>(vd, vd, 2, 3, 2, 3)),
+        );
+        const d0 = f64x2.sub(e0, sh0);
+        const d1 = f64x2.sub(e1, sh1);
+        a0 = f64x2.add(a0, d0);
+        a1 = f64x2.add(a1, d1);
+        q0 = f64x2.add(q0, f64x2.mul(d0, d0));
+        q1 = f64x2.add(q1, f64x2.mul(d1, d1));
+      }
+      v128.store(rt + cf8, a0);
+      v128.store(rt + cf8, a1, 16);
+      v128.store(rt + cf8 * 2, q0);
+      v128.store(rt + cf8 * 2, q1, 16);
+    }
   }
-  if (doResidual) {
-    const d0x = f64x2.promote_low_f32x4(vd);
-    const d1x = f64x2.promote_low_f32x4(v128.shuffle<f32>(vd, vd, 2, 3, 2, 3));
-    const r = at + cf8 * 3;
-    const e0 = f64x2.sub(f64x2.sub(s0, d0x), v128.load(r));
-    const e1 = f64x2.sub(f64x2.sub(s1, d1x), v128.load(r, 16));
-    const a1 = r + cf8;
-    const a2 = a1 + cf8;
-    v128.store(a1, f64x2.add(v128.load(a1), e0));
-    v128.store(a1, f64x2.add(v128.load(a1, 16), e1), 16);
-    v128.store(a2, f64x2.add(v128.load(a2), f64x2.mul(e0, e0)));
-    v128.store(a2, f64x2.add(v128.load(a2, 16), f64x2.mul(e1, e1)), 16);
+  for (let i: usize = c4; i < cf; i++) {
+    const at = mom + (i << 3);
+    for (let r: usize = 0; r < k; r++) {
+      const xs = <f64>load<f32>(ps + r * rowBytes + (i << 2));
+      if (doSource) {
+        const dx = xs - load<f64>(at);
+        store<f64>(at + cf8, load<f64>(at + cf8) + dx);
+        store<f64>(at + cf8 * 2, load<f64>(at + cf8 * 2) + dx * dx);
+      }
+      if (doResidual) {
+        const rt = at + cf8 * 3;
+        const dr = xs - <f64>load<f32>(pd + r * rowBytes + (i << 2)) - load<f64>(rt);
+        store<f64>(rt + cf8, load<f64>(rt + cf8) + dr);
+        store<f64>(rt + cf8 * 2, load<f64>(rt + cf8 * 2) + dr * dr);
+      }
+    }
   }
 }
 
+/** Per-vector squared errors and norms of `vectors` vectors from `pd0`, `ps0`, into the outputs from vector `v0` on. */
 @inline
-function pairs(
-  decoded: usize,
-  source: usize,
-  rowStart: i32,
-  rowEnd: i32,
-  components: i32,
+function vectorPass(
+  pd0: usize,
+  ps0: usize,
+  vectors: usize,
   features: i32,
   mseOut: usize,
   normsOut: usize,
-  momentsOut: usize,
+  v0: usize,
   doMse: bool,
   doNorms: bool,
-  doSource: bool,
-  doResidual: bool,
 ): void {
   const f4 = <usize>(features & ~3);
   const n = <usize>features;
   const end = f4 << 2;
   const vecBytes = n << 2;
-  const cf8 = <usize>(<u64>components * <u64>features * 8);
-  const vectors = <usize>(rowEnd - rowStart) * <usize>components;
-  const first = offsetOf(rowStart, components, 0, features);
-  let pd = decoded + first;
-  let ps = source + first;
-  let c: usize = 0;
-  for (let v: usize = 0; v < vectors; v++) {
-    const mom = momentsOut + c * (n << 3);
+  let pd = pd0;
+  let ps = ps0;
+  for (let v: usize = v0; v < v0 + vectors; v++) {
     let acc = f64x2.splat(0);
     let ss0 = f64x2.splat(0);
     let ss1 = f64x2.splat(0);
@@ -514,7 +551,6 @@ function pairs(
           dt0 = f64x2.add(dt0, f64x2.mul(s0, d0));
           dt1 = f64x2.add(dt1, f64x2.mul(s1, d1));
         }
-        if (doSource || doResidual) pairFour(pd, ps, b, mom, cf8, doSource, doResidual);
       }
       acc = carry1(carry1(acc, q0), q1);
     }
@@ -532,18 +568,6 @@ function pairs(
         dd += xd * xd;
         dt += xs * xd;
       }
-      const at = mom + (f << 3);
-      if (doSource) {
-        const dx = xs - load<f64>(at);
-        store<f64>(at + cf8, load<f64>(at + cf8) + dx);
-        store<f64>(at + cf8 * 2, load<f64>(at + cf8 * 2) + dx * dx);
-      }
-      if (doResidual) {
-        const r = at + cf8 * 3;
-        const dr = xs - xd - load<f64>(r);
-        store<f64>(r + cf8, load<f64>(r + cf8) + dr);
-        store<f64>(r + cf8 * 2, load<f64>(r + cf8 * 2) + dr * dr);
-      }
     }
     let total = hsum64(acc) + s;
     if (!isFinite(total) || total < TINY) total = squaredError64(pd, ps, n);
@@ -557,8 +581,38 @@ function pairs(
     }
     pd += vecBytes;
     ps += vecBytes;
-    c++;
-    if (c == <usize>components) c = 0;
+  }
+}
+
+@inline
+function pairs(
+  decoded: usize,
+  source: usize,
+  rowStart: i32,
+  rowEnd: i32,
+  components: i32,
+  features: i32,
+  mseOut: usize,
+  normsOut: usize,
+  momentsOut: usize,
+  doMse: bool,
+  doNorms: bool,
+  doSource: bool,
+  doResidual: bool,
+): void {
+  const cf = <usize>(<u64>components * <u64>features);
+  const rowBytes = cf << 2;
+  const first = offsetOf(rowStart, components, 0, features);
+  const perVector = doMse || doNorms;
+  // Four rows at a time: their vectors' errors and norms, then their moments while they are in cache.
+  for (let row = rowStart; row < rowEnd; row += 4) {
+    const k = <usize>(rowEnd - row < 4 ? rowEnd - row : <i32>4);
+    const o = first + <usize>(row - rowStart) * rowBytes;
+    if (perVector) {
+      const v0 = <usize>(row - rowStart) * <usize>components;
+      vectorPass(decoded + o, source + o, k * <usize>components, features, mseOut, normsOut, v0, doMse, doNorms);
+    }
+    if (doSource || doResidual) momentRows(source + o, decoded + o, rowBytes, k, cf, momentsOut, doSource, doResidual);
   }
 }
 
