@@ -3,7 +3,9 @@
  * beside `mse`): the WebAssembly `pairPass` (pool kernel over a shared memory, and the chunked
  * in-thread kernel) against the JavaScript reference kernel.
  *
- * - the chunked kernel gives the pool kernel's bits on every array, whatever the chunk size;
+ * - the chunked kernel gives the pool kernel's bits on every array, whatever the chunk size (NaN
+ *   included: the kernels write one canonical NaN, where WebAssembly would leave the bits of a NaN
+ *   made from two NaNs to the compiler, which differed between runs);
  * - the moments are the JavaScript kernel's bits (the same float64 operations in the same order);
  *   the norms `‖x‖²`, `‖x̂‖²`, `⟨x, x̂⟩` within 1e-12 of float64 sums (scaled by `Σ|x||x̂|` for the
  *   product), `‖x − x̂‖²` within 1e-6 (msePass's float32 blocks);
@@ -83,14 +85,19 @@ function arrays(stats: ShardStats): Map<string, Float64Array> {
 
 const hex = (a: Float64Array): string => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('hex');
 
-function expectSameBits(actual: ShardStats, expected: ShardStats, what: string, only?: (key: string) => boolean): void {
+/**
+ * Every array byte for byte; with `anyNaN`, a NaN matches any NaN (the JavaScript kernel's NaN
+ * bits are V8's; the WebAssembly kernels write one canonical NaN).
+ */
+function expectSameBits(actual: ShardStats, expected: ShardStats, what: string, only?: (key: string) => boolean, anyNaN = false): void {
   const a = arrays(actual);
   const e = arrays(expected);
   expect([...a.keys()].sort(), what).toEqual([...e.keys()].sort());
   for (const [k, ev] of e) {
     if (only && !only(k)) continue;
     const av = a.get(k) as Float64Array;
-    if (av.length !== ev.length || hex(av) !== hex(ev)) {
+    const same = anyNaN ? av.length === ev.length && av.every((x, j) => Object.is(x, ev[j])) : av.length === ev.length && hex(av) === hex(ev);
+    if (!same) {
       const i = av.findIndex((x, j) => !Object.is(x, ev[j]));
       expect.fail(`${what}: ${k} differs at ${i}: ${av[i]} vs ${ev[i]} (lengths ${av.length}, ${ev.length})`);
     }
@@ -167,12 +174,33 @@ describe('the WebAssembly pass computes the source/decoded statistics itself', (
         const p = pooled.fused(shared, c.rows, needs);
         for (const [i, chunked] of chunkedKernels.entries()) expectSameBits(chunked(plain, c.rows, needs), p, `${what} chunked #${i}`);
         const js = jsFusedKernel(plain, c.rows, needs);
-        expectSameBits(p, js, `${what} against JavaScript`, (k) => k.includes('Moments'));
+        expectSameBits(p, js, `${what} against JavaScript`, (k) => k.includes('Moments'), true);
         expectNear(p, js, what);
         checked++;
       }
     }
     expect(checked).toBe(44 * 15);
+  });
+
+  it('writes every NaN as the one canonical NaN (0x7ff8000000000000), whatever made it', () => {
+    let nans = 0;
+    for (const c of cases()) {
+      const shared = batchOf(place(c.source), place(c.decoded), c.shape);
+      const plain = batchOf(c.source, c.decoded, c.shape);
+      const needs = { mse: true, norms: true, sourceMoments: true, residualMoments: true };
+      for (const stats of [pooled.fused(shared, c.rows, needs), createChunkedWasmKernel()(plain, c.rows, needs)]) {
+        for (const [k, a] of arrays(stats)) {
+          const bits = new BigUint64Array(a.buffer, a.byteOffset, a.length);
+          a.forEach((x, i) => {
+            if (x !== x) {
+              nans++;
+              if (bits[i] !== 0x7ff8000000000000n) expect.fail(`${k}[${i}] is NaN with bits ${(bits[i] as bigint).toString(16)}`);
+            }
+          });
+        }
+      }
+    }
+    expect(nans).toBeGreaterThan(100);
   });
 
   it('gives the same mse bits with or without norms and moments, and error / features = mse', () => {
@@ -206,6 +234,6 @@ describe('the WebAssembly pass computes the source/decoded statistics itself', (
     const fresh = createChunkedWasmKernel({ chunkBytes: 32 })(plain, { start: 5, end: 9 }, needs);
     chunked(plain, { start: 0, end: 10 }, needs);
     expectSameBits(chunked(plain, { start: 5, end: 9 }, needs), fresh, 'after a larger call');
-    expectSameBits(fresh, jsFusedKernel(plain, { start: 5, end: 9 }, needs), 'against JavaScript');
+    expectSameBits(fresh, jsFusedKernel(plain, { start: 5, end: 9 }, needs), 'against JavaScript', undefined, true);
   });
 });

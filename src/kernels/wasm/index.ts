@@ -41,8 +41,22 @@ export function pairFlags(needs: ShardNeeds): number {
 }
 
 /**
+ * `a` with every NaN replaced by the one NaN JavaScript writes: WebAssembly leaves the sign and
+ * payload of a NaN made from two NaNs open, and V8's two compilers of a module may pick
+ * differently, so without this a shard's NaN results could differ in bits between threads.
+ */
+function canonicalNaN(a: Float64Array): Float64Array {
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] as number;
+    if (x !== x) a[i] = Number.NaN;
+  }
+  return a;
+}
+
+/**
  * The statistics of a `pairPass` over `vectors` vectors (`rows` rows) from its outputs in `buffer`:
- * fresh arrays, the norms split out of their interleaved layout, the moments from their shifted sums.
+ * fresh arrays, the norms split out of their interleaved layout, the moments from their shifted
+ * sums, NaN in one form (see {@link canonicalNaN}).
  */
 export function pairStats(
   buffer: ArrayBufferLike,
@@ -53,16 +67,18 @@ export function pairStats(
   size: number,
 ): Pick<ShardStats, 'mse' | 'norms' | 'sourceMoments' | 'residualMoments'> {
   const out: { mse?: Float64Array; norms?: VectorNorms; sourceMoments?: Moments; residualMoments?: Moments } = {};
-  if (needs.mse) out.mse = new Float64Array(buffer, at.mse, vectors).slice();
+  if (needs.mse) out.mse = canonicalNaN(new Float64Array(buffer, at.mse, vectors).slice());
   if (needs.norms) {
     const all = new Float64Array(buffer, at.norms, 4 * vectors);
     const parts = [0, 1, 2, 3].map(() => new Float64Array(vectors));
     for (let v = 0; v < vectors; v++) for (let k = 0; k < 4; k++) (parts[k] as Float64Array)[v] = all[4 * v + k] as number;
-    out.norms = { source: parts[0] as Float64Array, decoded: parts[1] as Float64Array, dot: parts[2] as Float64Array, error: parts[3] as Float64Array };
+    const [source, decoded, dot, error] = parts.map(canonicalNaN) as [Float64Array, Float64Array, Float64Array, Float64Array];
+    out.norms = { source, decoded, dot, error };
   }
-  const moments = (k: number) => {
+  const moments = (k: number): Moments => {
     const from = (i: number) => new Float64Array(buffer, at.moments + 8 * size * (k + i), size).slice();
-    return shiftedMoments(from(0), from(1), from(2), rows);
+    const m = shiftedMoments(from(0), from(1), from(2), rows);
+    return { mean: canonicalNaN(m.mean), m2: canonicalNaN(m.m2) };
   };
   if (needs.sourceMoments) out.sourceMoments = moments(0);
   if (needs.residualMoments) out.residualMoments = moments(3);

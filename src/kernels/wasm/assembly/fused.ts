@@ -430,6 +430,49 @@ function momentRows(ps: usize, pd: usize, rowBytes: usize, k: usize, cf: usize, 
   for (let i: usize = 0; i < c4; i += 4) {
     const b = i << 2;
     const at = mom + (i << 3);
+    if (doSource && doResidual) {
+      // Both: each source value read and promoted once.
+      const rt = at + cf8 * 3;
+      const sh0 = v128.load(at);
+      const sh1 = v128.load(at, 16);
+      const rh0 = v128.load(rt);
+      const rh1 = v128.load(rt, 16);
+      let a0 = v128.load(at + cf8);
+      let a1 = v128.load(at + cf8, 16);
+      let q0 = v128.load(at + cf8 * 2);
+      let q1 = v128.load(at + cf8 * 2, 16);
+      let ra0 = v128.load(rt + cf8);
+      let ra1 = v128.load(rt + cf8, 16);
+      let rq0 = v128.load(rt + cf8 * 2);
+      let rq1 = v128.load(rt + cf8 * 2, 16);
+      for (let r: usize = 0; r < k; r++) {
+        const vs = v128.load(ps + r * rowBytes + b);
+        const vd = v128.load(pd + r * rowBytes + b);
+        const s0 = f64x2.promote_low_f32x4(vs);
+        const s1 = f64x2.promote_low_f32x4(v128.shuffle<f32>(vs, vs, 2, 3, 2, 3));
+        const d0 = f64x2.sub(s0, sh0);
+        const d1 = f64x2.sub(s1, sh1);
+        a0 = f64x2.add(a0, d0);
+        a1 = f64x2.add(a1, d1);
+        q0 = f64x2.add(q0, f64x2.mul(d0, d0));
+        q1 = f64x2.add(q1, f64x2.mul(d1, d1));
+        const e0 = f64x2.sub(f64x2.sub(s0, f64x2.promote_low_f32x4(vd)), rh0);
+        const e1 = f64x2.sub(f64x2.sub(s1, f64x2.promote_low_f32x4(v128.shuffle<f32>(vd, vd, 2, 3, 2, 3))), rh1);
+        ra0 = f64x2.add(ra0, e0);
+        ra1 = f64x2.add(ra1, e1);
+        rq0 = f64x2.add(rq0, f64x2.mul(e0, e0));
+        rq1 = f64x2.add(rq1, f64x2.mul(e1, e1));
+      }
+      v128.store(at + cf8, a0);
+      v128.store(at + cf8, a1, 16);
+      v128.store(at + cf8 * 2, q0);
+      v128.store(at + cf8 * 2, q1, 16);
+      v128.store(rt + cf8, ra0);
+      v128.store(rt + cf8, ra1, 16);
+      v128.store(rt + cf8 * 2, rq0);
+      v128.store(rt + cf8 * 2, rq1, 16);
+      continue;
+    }
     if (doSource) {
       const sh0 = v128.load(at);
       const sh1 = v128.load(at, 16);
