@@ -3,7 +3,7 @@
  * accumulated in float64, turned into a mean and a sum of squared deviations (`M2`). With a shift
  * that is one of the data, the deviations are of the size of the spread, not of the mean, so
  * `s2 − s1² / n` loses no more than a few ulps of `M2` where `Σx² − (Σx)² / n` would lose
- * everything (data with mean 1e4 and spread 1: see test/functional/reconstruction-moments.test.ts).
+ * everything (data with mean 1e4 and spread 1: see test/metrics/reconstruction.test.ts).
  *
  * @module
  */
