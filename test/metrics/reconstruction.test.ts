@@ -66,6 +66,7 @@ interface AnyClass {
   compute(): Tensor;
   state(): MetricState<object>;
   loadState(s: unknown): void;
+  mergeState(s: unknown): void;
   encodeState(): string;
 }
 
@@ -505,6 +506,25 @@ describe('states: exact round trips, hostile states refused', () => {
       const object = m.make(2, 4);
       object.loadState(decodeState(text));
       expect(object.encodeState()).toBe(text);
+    });
+  }
+
+  for (const m of METRICS) {
+    it(`${m.name}: a state made from NaN, infinite and huge activations loads back (its checks accept what the metric makes)`, () => {
+      const metric = m.make(2, 4);
+      const p = pairBatch([6, 2, 4], 77, 0);
+      const awkward = [Number.NaN, Infinity, -Infinity, 3e38, -3e38, 1e-42];
+      awkward.forEach((v, i) => {
+        p.source[i * 5] = v;
+        p.decoded[i * 5 + 2] = v;
+      });
+      metric.update(batchOf(p));
+      metric.update(batchOf(pairBatch([3, 2, 4], 78)));
+      const text = metric.encodeState();
+      const copy = m.make(2, 4);
+      copy.loadState(text);
+      expect(copy.encodeState()).toBe(text);
+      copy.mergeState(text);
     });
   }
 
