@@ -1,8 +1,9 @@
 /**
  * The fused shard pass in plain JavaScript: one pass over the learned activations computes the
  * absolute sums, non-zero counts and fired counts together; one pass over decoded and source
- * activations computes the squared errors, the per-vector norms and the per-dimension moments. Accumulates in float64 (JavaScript numbers); counts in
- * integers. This is the reference kernel: the others must match it.
+ * activations computes the squared errors, the per-vector norms and the per-dimension moments.
+ * Accumulates in float64 (JavaScript numbers); counts in integers. This is the reference kernel:
+ * the others must match it.
  *
  * @module
  */
