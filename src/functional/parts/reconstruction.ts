@@ -13,6 +13,7 @@
 import { fromFusedPass, type StatePart } from '../core.js';
 import { addCount, addF64, notCount, notF64, notNonNegative, notRecord, notZeroWithoutVectors } from './arrays.js';
 import type { Moments, VectorNorms } from '../../kernels/types.js';
+import type { TensorLike } from '../../tensor.js';
 
 /**
  * A per-vector quantity of source `x` and decoded `x̂` (sums over the feature axis):
@@ -81,13 +82,22 @@ export function vectorSumPart(kind: VectorQuantity, numComponents: number): Stat
     id: `vectorSum(quantity=${kind},components=${numComponents})`,
     recipe: { kind: 'vectorSum', args: [kind, numComponents] },
     reads: READS,
-    needs: { norms: true },
+    // The squared errors alone come from the mean squared errors, which L2ReconstructionLoss
+    // shares: ExplainedVariance then costs no norms.
+    needs: kind === 'error' ? { mse: true } : { norms: true },
     init: () => ({ sum: new Float64Array(numComponents), vectors: 0 }),
-    fromStats(stats, rows) {
-      const norms = stats.norms as VectorNorms;
+    fromStats(stats, rows, batch) {
       const sum = new Float64Array(numComponents);
-      const n = norms.source.length;
-      for (let i = 0; i < n; i++) sum[i % numComponents] = (sum[i % numComponents] as number) + vectorQuantity(kind, norms, i);
+      if (kind === 'error') {
+        const mse = stats.mse as Float64Array;
+        const shape = (batch.decodedActivations as TensorLike).shape;
+        const features = shape[shape.length - 1] as number;
+        for (let i = 0; i < mse.length; i++) sum[i % numComponents] = (sum[i % numComponents] as number) + (mse[i] as number) * features;
+      } else {
+        const norms = stats.norms as VectorNorms;
+        const n = norms.source.length;
+        for (let i = 0; i < n; i++) sum[i % numComponents] = (sum[i % numComponents] as number) + vectorQuantity(kind, norms, i);
+      }
       return { sum, vectors: rows.end - rows.start };
     },
     fromBatch: (batch, rows) => fromFusedPass(part, batch, rows),
