@@ -142,7 +142,7 @@ describe('sae-metrics --top, --top-out, --dead-window: bad command lines', () =>
       [['--top-out', ''], 2, /^sae-metrics: --top-out: must not be empty$/],
       [['--dead-window', '10'], 2, /^sae-metrics: --dead-window: sets the window of the deadwindow metric: give --metrics with deadwindow$/],
       [['--dead-window', '-1', '--metrics', 'deadwindow'], 2, /^sae-metrics: --dead-window: (needs a value|must be a positive integer, got "-1").*$/],
-      [['--metrics', 'top,bogus'], 2, /^sae-metrics: --metrics: unknown metric "bogus" \(known: l1, l2, loss, l0, dead, density, fired, top, deadwindow, freq, actstats, acthist\)$/],
+      [['--metrics', 'top,bogus'], 2, /^sae-metrics: --metrics: unknown metric "bogus" \(known: l1, l2, loss, l0, dead, density, fired, top, deadwindow, freq, actstats, acthist, ev, fvu, cos, l2ratio, shrinkage, nmse\)$/],
       [['--top-out', f('no-such-dir/t.json')], 1, /^sae-metrics: \S+no-such-dir\/t\.json: cannot write the top activations \(no such directory\)$/],
     ];
     const results = await limited(cases.map(([args]) => () => cli([f('a.npy'), ...args])));
