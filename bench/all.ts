@@ -1,5 +1,6 @@
 /**
- * Every benchmark question in turn (ceiling, kernels, default path, pool, small batches, peers),
+ * Every benchmark question in turn (ceiling, kernels, default path, pool, SAE evaluation metrics,
+ * small batches, peers),
  * then the README's speed table: the medians of this run, with the machine, the date, the command
  * and the load average at the start and the end. `npm run bench` runs it.
  * Run: node --expose-gc --import tsx bench/all.ts
@@ -13,12 +14,13 @@ import { run as kernels } from './kernels.js';
 import { run as defaultPath } from './default-path.js';
 import { run as pool } from './pool.js';
 import { run as smallBatches } from './small-batches.js';
+import { run as saeEval } from './sae-eval.js';
 import { run as peers } from './peers.js';
 
 const started = new Date();
 const loadAtStart = load();
 const rows: ReadmeRow[] = [];
-for (const question of [ceiling, kernels, defaultPath, pool, smallBatches, peers]) {
+for (const question of [ceiling, kernels, defaultPath, pool, saeEval, smallBatches, peers]) {
   rows.push(...(await question()));
   (globalThis as { gc?: () => void }).gc?.();
 }
