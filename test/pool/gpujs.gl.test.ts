@@ -304,3 +304,45 @@ describe('the command line with --backend gpujs', () => {
     TIMEOUT,
   );
 });
+
+describe("issue 13's statistics in a GL pool: what the GL process does not compute, the worker does", () => {
+  it(
+    'fired entries, norms and moments come from the JS kernel in the workers: the same bits as a js pool, at 1 and 2 workers',
+    async () => {
+      const { CosineSimilarity, DeadFeaturesOverWindow, FeatureActivationHistogram, FeatureActivationStats, FractionOfVarianceUnexplained, MetricCollection, NormalizedMse, TopActivations, tensor } =
+        await import('../../src/index.js');
+      const features = 37;
+      const width = 12;
+      let seed = 5;
+      const next = (): number => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+      const batch = (rows: number) => {
+        const learned = Float32Array.from({ length: rows * features }, () => (next() < 0.3 ? next() * 4 : 0));
+        const src = Float32Array.from({ length: rows * width }, () => next() - 0.5);
+        const dec = Float32Array.from(src, (x) => x + (next() - 0.5) * 0.1);
+        return {
+          learnedActivations: tensor(learned, [rows, features]),
+          sourceActivations: tensor(src, [rows, width]),
+          decodedActivations: tensor(dec, [rows, width]),
+        };
+      };
+      const batches = [batch(70), batch(33), batch(1), batch(48)];
+      const metrics = () =>
+        new MetricCollection({
+          top: new TopActivations({ numLearnedFeatures: features, k: 3 }),
+          deadwindow: new DeadFeaturesOverWindow({ numLearnedFeatures: features, windowVectors: 40 }),
+          actstats: new FeatureActivationStats({ numLearnedFeatures: features }),
+          acthist: new FeatureActivationHistogram({ numLearnedFeatures: features }),
+          cos: new CosineSimilarity(),
+          nmse: new NormalizedMse(),
+          fvu: new FractionOfVarianceUnexplained({ numFeatures: width }),
+        });
+      const run = async (p: MetricPool) =>
+        JSON.stringify(await lastValueFrom(from(batches).pipe(accumulateMetric(metrics(), { pool: p }), toArray())));
+      const js = createMetricPool({ workers: 1, shardRows: SHARD_ROWS, backend: 'js' });
+      pools.push(js);
+      const want = await run(js);
+      for (const workers of [1, 2]) expect(await run(pool(workers, 'headlessgl')), `${workers} workers`).toBe(want);
+    },
+    TIMEOUT,
+  );
+});
