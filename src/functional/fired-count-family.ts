@@ -38,7 +38,7 @@ export function defineFiredCountMetric<O extends FiredCountOptions, R>(
     readonly compute: (state: FiredCountState, shape: FiredCountShape) => R;
   },
 ): MetricDefinition<FiredCountMetricState, R> {
-  const shape = firedCountShape(metric, options, spec.extraOptions);
+  const shape = checkFeatureCells(metric, firedCountShape(metric, options, spec.extraOptions));
   const { numLearnedFeatures, numComponents } = shape;
   return defineMetric({
     metric,

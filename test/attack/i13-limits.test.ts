@@ -1,5 +1,5 @@
 /**
- * Attack on the limits of issue 13's metrics: feature counts, k and bins too large to allocate are
+ * Attack on the limits of issue 13's metrics (and of the fired-count family they build on): feature counts, k and bins too large to allocate are
  * refused at construction with a RangeError naming the metric and the option (not V8's "Invalid
  * typed array length"); vector indices at 2^53 - 1 are exact and one more vector is refused,
  * leaving the state as it was.
@@ -9,8 +9,11 @@ import {
   DeadFeaturesOverWindow,
   FeatureActivationHistogram,
   FeatureActivationStats,
+  FeatureDensityMetric,
   FeatureFrequencyStats,
   InvalidBatchError,
+  NeuronActivityMetric,
+  NeuronFiredCountMetric,
   StateMergeError,
   tensor,
   TopActivations,
@@ -25,6 +28,9 @@ describe('issue 13 metrics: sizes too large to allocate', () => {
     ['DeadFeaturesOverWindow (2^29)', () => new DeadFeaturesOverWindow({ numLearnedFeatures: 2 ** 29, windowVectors: 1 }), /^DeadFeaturesOverWindow: options\.numLearnedFeatures/],
     ['TopActivations k', () => new TopActivations({ numLearnedFeatures: 2, k: 2 ** 53 }), /^TopActivations: options\.k/],
     ['TopActivations features', () => new TopActivations({ numLearnedFeatures: 2 ** 40, k: 1 }), /^TopActivations: options\.(k|numLearnedFeatures) must leave at most 268435456/],
+    ['NeuronFiredCountMetric', () => new NeuronFiredCountMetric({ numLearnedFeatures: 2 ** 40 }), /^NeuronFiredCountMetric: options\.numLearnedFeatures must leave at most 268435456 .* got 1 × 1099511627776/],
+    ['NeuronActivityMetric', () => new NeuronActivityMetric({ numLearnedFeatures: 2 ** 20, numComponents: 2 ** 20 }), /^NeuronActivityMetric: options\.numLearnedFeatures must leave at most 268435456 .* got 1048576 × 1048576/],
+    ['FeatureDensityMetric (2^29)', () => new FeatureDensityMetric({ numLearnedFeatures: 2 ** 29 }), /^FeatureDensityMetric: options\.numLearnedFeatures must leave at most 268435456/],
     ['FeatureActivationHistogram', () => new FeatureActivationHistogram({ numLearnedFeatures: 2 ** 40 }), /^FeatureActivationHistogram: .*more than the limit of 268435456/],
   ];
   for (const [name, make, message] of huge) {
