@@ -12,7 +12,9 @@
  *
  * State: per feature the index of the last vector it fired on (relative to the state's first
  * vector, -1 never) and the vector count; merge (ordered, `a` then `b`) shifts `b`'s indices by
- * `a`'s count and takes the later (the max). So shards, workers and machines merge to the one
+ * `a`'s count and takes the later (the max); indices a state numbered from a declared
+ * `firstVectorIndex` are absolute and do not shift, and overlapping states are refused (see
+ * `parts/vector-index.ts`). So shards, workers and machines merge to the one
  * global answer (sparsify #119: per-rank counters disagree).
  *
  * @module

@@ -12,7 +12,9 @@
  *
  * State: per feature its best `k` entries with indices relative to the state's first vector, and
  * the vector count; merge (ordered, `a` then `b`) shifts `b`'s indices by `a`'s count and keeps
- * the best `k` of both.
+ * the best `k` of both. A state that folded a batch declaring `firstVectorIndex` numbers
+ * absolutely from it: those indices do not shift, and a merge whose vectors overlap is refused
+ * (see `parts/vector-index.ts`).
  *
  * @module
  */

@@ -15,7 +15,9 @@ import {
  * `firstVectorIndex` (a gap beyond the vectors seen: nothing fired in it).
  *
  * State: per feature the index of the last vector it fired on, and the vector count; merges in
- * order (the incoming state's indices shifted by the receiver's count), keeping the later index.
+ * order (the incoming state's indices shifted by the receiver's count), keeping the later index;
+ * indices numbered from a declared `firstVectorIndex` are absolute and do not shift, and a state
+ * whose vectors overlap them is refused (`StateMergeError`).
  *
  * @throws {TypeError | RangeError} on a bad option: `numLearnedFeatures` and `windowVectors`
  *   (required), `numComponents`, positive integers.

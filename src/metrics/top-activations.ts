@@ -18,7 +18,8 @@ import {
  *
  * State: per feature its best `k` entries and the vector count; merges in order, shifting the
  * incoming state's indices by the receiver's count (`mergeState` appends the other state's
- * vectors after this one's).
+ * vectors after this one's); indices numbered from a declared `firstVectorIndex` are absolute and
+ * do not shift, and a state whose vectors overlap them is refused (`StateMergeError`).
  *
  * @throws {TypeError | RangeError} on a bad option: `numLearnedFeatures` and `k` (required),
  *   `numComponents`, positive integers (`k` up to 2^20).

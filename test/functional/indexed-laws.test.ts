@@ -1,14 +1,15 @@
 /**
  * The monoid laws of TopActivations and DeadFeaturesOverWindow (fast-check): identity,
- * associativity of the shift-merge, homomorphism (`update(x ++ y)` equals
+ * associativity of the shift-merge (of parts of one stream, and of states numbered from any
+ * origins: both sides refuse or agree), homomorphism (`update(x ++ y)` equals
  * `merge(update(x), update(y))`, a merge putting the receiver's vectors first, `y`'s declared
- * first vectors shifted by `x`'s count), the merge of a batch's shard partials (each carrying its
+ * first vectors absolute, as in the one stream), the merge of a batch's shard partials (each carrying its
  * first vector, `start`) in any tree, and purity. States compared by their encoded bits and their
  * results. Values come from a small set, so ties are everywhere.
  */
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
-import { tensor, encodeState } from '../../src/index.js';
+import { tensor, encodeState, StateMergeError } from '../../src/index.js';
 import { topActivations, deadFeaturesOverWindow, type Batch, type MetricDefinition, type MetricState } from '../../src/functional/index.js';
 
 const RUNS = 60;
@@ -103,7 +104,8 @@ describe('indexed metrics: monoid laws', () => {
         shapeArb.chain((shape) => fc.tuple(fc.constant(shape), streamArb(shape), streamArb(shape), streamArb(shape))),
         ([shape, x, y, z]) => {
           for (const { name, def } of defsOf(shape)) {
-            const [a, b, c] = [x, y, z].map((s) => run(def, batchesOf(shape, s))) as [MetricState<object>, MetricState<object>, MetricState<object>];
+            const origins = [0, vectorsOf(x), vectorsOf(x) + vectorsOf(y)];
+            const [a, b, c] = [x, y, z].map((s, i) => run(def, batchesOf(shape, s, origins[i]))) as [MetricState<object>, MetricState<object>, MetricState<object>];
             expectSame(def, def.merge(def.merge(a, b), c), def.merge(a, def.merge(b, c)), `${name} associativity`);
           }
         },
@@ -112,12 +114,43 @@ describe('indexed metrics: monoid laws', () => {
     );
   });
 
+  it('associativity whatever the origins: both sides refuse (StateMergeError, arguments untouched) or agree', () => {
+    fc.assert(
+      fc.property(
+        shapeArb.chain((shape) =>
+          fc.tuple(fc.constant(shape), streamArb(shape), streamArb(shape), streamArb(shape), fc.integer({ min: 0, max: 12 }), fc.integer({ min: 0, max: 12 })),
+        ),
+        ([shape, x, y, z, ob, oc]) => {
+          for (const { name, def } of defsOf(shape)) {
+            const states = [run(def, batchesOf(shape, x)), run(def, batchesOf(shape, y, ob)), run(def, batchesOf(shape, z, oc))];
+            const [a, b, c] = states as [MetricState<object>, MetricState<object>, MetricState<object>];
+            const bits = states.map((s) => encodeState(s));
+            const attempt = (f: () => MetricState<object>): MetricState<object> | StateMergeError => {
+              try {
+                return f();
+              } catch (error) {
+                expect(error, `${name}: a refusal`).toBeInstanceOf(StateMergeError);
+                return error as StateMergeError;
+              }
+            };
+            const left = attempt(() => def.merge(def.merge(a, b), c));
+            const right = attempt(() => def.merge(a, def.merge(b, c)));
+            expect(left instanceof StateMergeError, `${name}: one side refused`).toBe(right instanceof StateMergeError);
+            if (!(left instanceof StateMergeError) && !(right instanceof StateMergeError)) expectSame(def, left, right, `${name} associativity`);
+            expect(states.map((s) => encodeState(s)), `${name}: arguments untouched`).toEqual(bits);
+          }
+        },
+      ),
+      { numRuns: RUNS * 2 },
+    );
+  });
+
   it('homomorphism: update(x ++ y) equals merge(update(x), update(y)), y numbered after x', () => {
     fc.assert(
       fc.property(shapeArb.chain((shape) => fc.tuple(fc.constant(shape), streamArb(shape), streamArb(shape))), ([shape, x, y]) => {
         for (const { name, def } of defsOf(shape)) {
           const whole = run(def, [...batchesOf(shape, x), ...batchesOf(shape, y, vectorsOf(x))]);
-          const merged = def.merge(run(def, batchesOf(shape, x)), run(def, batchesOf(shape, y)));
+          const merged = def.merge(run(def, batchesOf(shape, x)), run(def, batchesOf(shape, y, vectorsOf(x))));
           expectSame(def, whole, merged, `${name} homomorphism`);
         }
       }),
@@ -166,7 +199,7 @@ describe('indexed metrics: monoid laws', () => {
       fc.property(shapeArb.chain((shape) => fc.tuple(fc.constant(shape), streamArb(shape), streamArb(shape))), ([shape, x, y]) => {
         for (const { def } of defsOf(shape)) {
           const a = run(def, batchesOf(shape, x));
-          const b = run(def, batchesOf(shape, y));
+          const b = run(def, batchesOf(shape, y, vectorsOf(x)));
           const [ea, eb] = [encodeState(a), encodeState(b)];
           def.merge(a, b);
           def.compute(a);

@@ -10,7 +10,7 @@ import { describeValue } from '../../errors.js';
 import { fromFusedPass, type StatePart } from '../core.js';
 import type { PositiveEntries } from '../../kernels/types.js';
 import { notCount, notF64, notRecord } from './arrays.js';
-import { keepStart, placeAfter, startOf, type Numbered } from './vector-index.js';
+import { notNumbering, numberedKeys, placeAfter, placed, startOf, type Numbered } from './vector-index.js';
 
 /** Last-fired indices `[component, feature]` (row-major), -1 where a feature never fired. */
 export interface LastFiredState extends Numbered {
@@ -19,14 +19,14 @@ export interface LastFiredState extends Numbered {
 
 /** `a` then `b`, into `out` (which may be `b.last`). */
 function mergeInto(a: LastFiredState, b: LastFiredState, out: Float64Array): LastFiredState {
-  const { offset, vectors } = placeAfter(a, b);
+  const p = placeAfter(a, b);
   const x = a.last;
   const y = b.last;
   for (let i = 0; i < out.length; i++) {
     const j = y[i] as number;
-    out[i] = j >= 0 ? j + offset : (x[i] as number);
+    out[i] = j >= 0 ? placed(p, j) : (x[i] as number);
   }
-  return { vectors, last: out, ...keepStart(a.start) };
+  return { vectors: p.vectors, last: out, ...p.numbering };
 }
 
 /** The last-fired part for `numFeatures` features and `numComponents` components (or none). */
@@ -56,7 +56,7 @@ export function lastFiredPart(numFeatures: number, numComponents: number | undef
     merge: (a, b) => mergeInto(a, b, new Float64Array(size)),
     mergeOwned: (a, b) => mergeInto(a, b, b.last),
     invalid(v) {
-      const reason = notRecord(v, ['vectors', 'last']) ?? notCount((v as LastFiredState).vectors, 'vectors');
+      const reason = notRecord(v, numberedKeys(v, ['vectors', 'last'])) ?? notCount((v as LastFiredState).vectors, 'vectors');
       if (reason !== undefined) return reason;
       const { vectors, last } = v as LastFiredState;
       const shape = notF64(last, size, 'last');
@@ -67,7 +67,7 @@ export function lastFiredPart(numFeatures: number, numComponents: number | undef
           return `.last must hold vector indices in [0, ${vectors}) (the vectors counted) or -1 (never fired), got ${describeValue(j)} at index ${i}`;
         }
       }
-      return undefined;
+      return notNumbering(v as LastFiredState, last);
     },
   };
   return part;

@@ -13,7 +13,7 @@ import { fromFusedPass, type StatePart } from '../core.js';
 import type { PositiveEntries } from '../../kernels/types.js';
 import { notCount, notCounts, notRecord } from './arrays.js';
 import { topOfShard } from './top-of-shard.js';
-import { keepStart, placeAfter, startOf, type Numbered } from './vector-index.js';
+import { notNumbering, numberedKeys, placeAfter, placed, startOf, type Numbered } from './vector-index.js';
 
 /**
  * Feature by feature (`[component, feature]` row-major), `counts[g]` entries (at most `k`) in
@@ -27,7 +27,7 @@ export interface TopActivationsState extends Numbered {
 
 /** `a` then `b`: per feature, the best `k` of `a`'s entries and `b`'s (shifted; `a`'s win ties, being earlier). */
 function mergeTop(a: TopActivationsState, b: TopActivationsState, k: number): TopActivationsState {
-  const { offset, vectors } = placeAfter(a, b);
+  const p = placeAfter(a, b);
   const size = a.counts.length;
   const counts = new Float64Array(size);
   let total = 0;
@@ -46,19 +46,19 @@ function mergeTop(a: TopActivationsState, b: TopActivationsState, k: number): To
     const jEnd = j + (b.counts[g] as number);
     const oEnd = o + (counts[g] as number);
     while (o < oEnd) {
-      // Every index of b, shifted, is above every index of a: on equal values a's entry comes first.
+      // Every index of b, placed, is above every index of a: on equal values a's entry comes first.
       if (j >= jEnd || (i < iEnd && (a.values[i] as number) >= (b.values[j] as number))) {
         values[o] = a.values[i] as number;
         indices[o++] = a.indices[i++] as number;
       } else {
         values[o] = b.values[j] as number;
-        indices[o++] = (b.indices[j++] as number) + offset;
+        indices[o++] = placed(p, b.indices[j++] as number);
       }
     }
     i = iEnd;
     j = jEnd;
   }
-  return { vectors, counts, values, indices, ...keepStart(a.start) };
+  return { vectors: p.vectors, counts, values, indices, ...p.numbering };
 }
 
 /** The top-activations part for `numFeatures` features, `numComponents` components (or none) and `k` entries. */
@@ -80,7 +80,7 @@ export function topActivationsPart(numFeatures: number, numComponents: number | 
     invalid(v) {
       const keys = ['vectors', 'counts', 'values', 'indices'];
       const s = v as TopActivationsState;
-      const reason = notRecord(v, keys) ?? notCount(s.vectors, 'vectors') ?? notCounts(s.counts, size, 'counts');
+      const reason = notRecord(v, numberedKeys(v, keys)) ?? notCount(s.vectors, 'vectors') ?? notCounts(s.counts, size, 'counts');
       if (reason !== undefined) return reason;
       let total = 0;
       for (let g = 0; g < size; g++) {
@@ -119,7 +119,7 @@ export function topActivationsPart(numFeatures: number, numComponents: number | 
         }
         o = end;
       }
-      return undefined;
+      return notNumbering(s, s.indices);
     },
   };
   return part;
