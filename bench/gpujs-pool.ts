@@ -19,7 +19,7 @@ import { createMetricPool, reduceMetric, type Batch, type MetricPool, type Metri
 import { blockerText } from '../src/kernels/gpujs/gpu.js';
 import { gpujsBlocker } from '../src/kernels/gpujs/index.js';
 import {
-  agree, batchOf, bytesOf, copyInto, f2, footer, header, LARGE, measure, ordinaryArrays, rate, referenceValues, saeMetrics, table, TOLERANCE, valuesOf,
+  agree, allocatedBatch, bytesOf, f2, footer, header, LARGE, measure, ordinaryArrays, rate, referenceValues, saeMetrics, table, TOLERANCE, valuesOf,
   type Arrays, type Case,
 } from './harness.js';
 
@@ -41,11 +41,6 @@ const ROWS: readonly Row[] = [
   { name: 'js, 2 workers', options: { backend: 'js', workers: 2 } },
 ];
 
-function allocated(pool: MetricPool, a: Arrays): Batch {
-  const t = (f: number): Float32Array => pool.allocate([LARGE.rows, f]).data;
-  return batchOf(copyInto({ learned: t(LARGE.learned), source: t(LARGE.source), decoded: t(LARGE.source) }, a), LARGE);
-}
-
 const bits = (r: Record<string, Tensor>): string =>
   Object.entries(r)
     .map(([k, t]) => `${k}:${Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).toString('base64')}`)
@@ -63,7 +58,7 @@ for (const row of ROWS) {
     continue;
   }
   const pool = createMetricPool({ shardRows: 1024, ...row.options });
-  live.push({ row, pool, batches: arrays.map((a) => allocated(pool, a)) });
+  live.push({ row, pool, batches: arrays.map((a) => allocatedBatch(pool, a)) });
 }
 try {
   const cases: Case[] = live.map((l) => ({

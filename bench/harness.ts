@@ -23,6 +23,7 @@ import {
   type SparseAutoencoderBatch,
   type Tensor,
 } from '../src/index.js';
+import type { AnyMetric, MetricPool } from '../src/index.js';
 import { createWasmKernel, type WasmKernel } from '../src/kernels/wasm/index.js';
 import { WasmArena } from '../src/pool/wasm-arena.js';
 import { WasmReaders } from './wasm-readers.js';
@@ -107,6 +108,12 @@ export function copyInto(to: Arrays, from: Arrays): Arrays {
   return to;
 }
 
+/** A large batch in `pool`'s memory (`pool.allocate`, read in place), holding the values of `from`. */
+export function allocatedBatch(pool: MetricPool, from: Arrays): SparseAutoencoderBatch {
+  const t = (f: number): Float32Array => pool.allocate([LARGE.rows, f]).data;
+  return batchOf(copyInto({ learned: t(LARGE.learned), source: t(LARGE.source), decoded: t(LARGE.source) }, from), LARGE);
+}
+
 export function batchOf(a: Arrays, size: Size): SparseAutoencoderBatch {
   return {
     learnedActivations: tensor(a.learned, [size.rows, size.learned]),
@@ -117,8 +124,8 @@ export function batchOf(a: Arrays, size: Size): SparseAutoencoderBatch {
 
 // ---------------------------------------------------------------- the metrics and their values
 
-/** The six standard metrics, as a collection. */
-export function saeMetrics(numLearnedFeatures: number) {
+/** The six standard metrics, as a collection (with `extra` metrics beside them). */
+export function saeMetrics(numLearnedFeatures: number, extra: Record<string, AnyMetric> = {}) {
   return new MetricCollection({
     sae: new SparseAutoencoderLoss({ l1Coefficient: L1_COEFFICIENT }),
     l1: new L1AbsoluteLoss(),
@@ -126,6 +133,7 @@ export function saeMetrics(numLearnedFeatures: number) {
     l0: new L0NormMetric(),
     density: new FeatureDensityMetric({ numLearnedFeatures }),
     dead: new NeuronActivityMetric({ numLearnedFeatures }),
+    ...extra,
   });
 }
 

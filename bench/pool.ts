@@ -9,16 +9,11 @@
 import { from, lastValueFrom } from 'rxjs';
 import { createMetricPool, reduceMetric, type Batch, type MetricPool, type Tensor } from '../src/index.js';
 import {
-  agree, batchOf, bytesOf, Ceiling, copyInto, f2, footer, header, isMain, LARGE, measure, ordinaryArrays, rate, referenceValues, saeMetrics, table, TOLERANCE, valuesOf,
-  type Arrays, type Case, type ReadmeRow,
+  agree, allocatedBatch, batchOf, bytesOf, Ceiling, f2, footer, header, isMain, LARGE, measure, ordinaryArrays, rate, referenceValues, saeMetrics, table, TOLERANCE, valuesOf,
+  type Case, type ReadmeRow,
 } from './harness.js';
 
 const STREAM = 16;
-
-function allocated(pool: MetricPool, from: Arrays): Batch {
-  const t = (f: number): Float32Array => pool.allocate([LARGE.rows, f]).data;
-  return batchOf(copyInto({ learned: t(LARGE.learned), source: t(LARGE.source), decoded: t(LARGE.source) }, from), LARGE);
-}
 
 export async function run(): Promise<ReadmeRow[]> {
   header('pool: reduceMetric(collection, { pool }) over large batches (wasm backend, shardRows 1024)', [
@@ -28,8 +23,8 @@ export async function run(): Promise<ReadmeRow[]> {
   const ceiling = new Ceiling(arrays, LARGE);
   const pool1 = createMetricPool({ workers: 1, backend: 'wasm' });
   const pool2 = createMetricPool({ workers: 2, backend: 'wasm' });
-  const in1 = arrays.map((a) => allocated(pool1, a));
-  const in2 = arrays.map((a) => allocated(pool2, a));
+  const in1 = arrays.map((a) => allocatedBatch(pool1, a));
+  const in2 = arrays.map((a) => allocatedBatch(pool2, a));
   const ordinary = arrays.map((a) => batchOf(a, LARGE));
   const stream = Array.from({ length: STREAM }, (_, i) => in2[i % 2] as Batch);
   const results: [string, Record<string, Tensor>][] = [];

@@ -12,55 +12,28 @@
  */
 import { from, lastValueFrom } from 'rxjs';
 import {
-  createMetricPool,
   CosineSimilarity,
+  createMetricPool,
   DeadFeaturesOverWindow,
   ExplainedVariance,
   FeatureActivationHistogram,
+  FeatureActivationStats,
+  FeatureFrequencyStats,
   FractionOfVarianceUnexplained,
   L2Ratio,
   NormalizedMse,
+  reduceMetric,
   RelativeReconstructionBias,
   TopActivations,
-  FeatureActivationStats,
-  FeatureFrequencyStats,
-  L0NormMetric,
-  L1AbsoluteLoss,
-  L2ReconstructionLoss,
-  MetricCollection,
-  NeuronActivityMetric,
-  FeatureDensityMetric,
-  reduceMetric,
-  SparseAutoencoderLoss,
   type AnyMetric,
   type Batch,
-  type MetricPool,
 } from '../src/index.js';
 import {
-  batchOf, bytesOf, Ceiling, copyInto, f2, footer, header, isMain, L1_COEFFICIENT, LARGE, measure, ordinaryArrays, rate, table,
-  type Arrays, type Case, type ReadmeRow,
+  allocatedBatch, bytesOf, Ceiling, f2, footer, header, isMain, LARGE, measure, ordinaryArrays, rate, saeMetrics, table,
+  type Case, type ReadmeRow,
 } from './harness.js';
 
 const STREAM = 16;
-
-function allocated(pool: MetricPool, from: Arrays): Batch {
-  const t = (f: number): Float32Array => pool.allocate([LARGE.rows, f]).data;
-  return batchOf(copyInto({ learned: t(LARGE.learned), source: t(LARGE.source), decoded: t(LARGE.source) }, from), LARGE);
-}
-
-/** The six standard metrics and `extra`, as a collection. */
-function collection(extra: Record<string, AnyMetric>): MetricCollection {
-  const numLearnedFeatures = LARGE.learned;
-  return new MetricCollection({
-    sae: new SparseAutoencoderLoss({ l1Coefficient: L1_COEFFICIENT }),
-    l1: new L1AbsoluteLoss(),
-    l2: new L2ReconstructionLoss(),
-    l0: new L0NormMetric(),
-    density: new FeatureDensityMetric({ numLearnedFeatures }),
-    dead: new NeuronActivityMetric({ numLearnedFeatures }),
-    ...extra,
-  });
-}
 
 export async function run(): Promise<ReadmeRow[]> {
   header('SAE evaluation metrics: reduceMetric(six standard metrics + issue 13\'s, { pool }), 2 workers', [
@@ -69,7 +42,7 @@ export async function run(): Promise<ReadmeRow[]> {
   const arrays = [ordinaryArrays(LARGE, 1), ordinaryArrays(LARGE, 2)];
   const ceiling = new Ceiling(arrays, LARGE);
   const pool = createMetricPool({ workers: 2, backend: 'wasm' });
-  const batches = arrays.map((a) => allocated(pool, a));
+  const batches = arrays.map((a) => allocatedBatch(pool, a));
   const stream = Array.from({ length: STREAM }, (_, i) => batches[i % 2] as Batch);
   const o = { numLearnedFeatures: LARGE.learned };
   const reconstruction = (): Record<string, AnyMetric> => ({
@@ -108,7 +81,7 @@ export async function run(): Promise<ReadmeRow[]> {
         case: {
           name: `${name}, a stream of ${STREAM}`,
           run: async () => {
-            results.set(name, (await lastValueFrom(from(stream).pipe(reduceMetric(collection(extra()), { pool })))) as Record<string, unknown>);
+            results.set(name, (await lastValueFrom(from(stream).pipe(reduceMetric(saeMetrics(LARGE.learned, extra()), { pool })))) as Record<string, unknown>);
           },
         },
         batches: STREAM,
