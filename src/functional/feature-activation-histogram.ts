@@ -18,7 +18,7 @@
  *
  * @module
  */
-import { checkOptions, defineMetric, type MetricDefinition, type MetricState } from './core.js';
+import { defineMetric, type MetricDefinition, type MetricState } from './core.js';
 import { optionRangeError, optionTypeError } from '../errors.js';
 import { float64, int64, type Tensor } from '../tensor.js';
 import { firedCountShape, learnedValidator, perFeatureShape, type FiredCountOptions } from './fired-count-family.js';
@@ -92,7 +92,8 @@ export function featureActivationHistogram(
 ): MetricDefinition<FeatureActivationHistogramState, FeatureActivationHistogramResult> {
   const shape = firedCountShape(METRIC, options, ['lowLog10', 'highLog10', 'binsPerDecade']);
   const { numLearnedFeatures, numComponents } = shape;
-  const o = checkOptions(METRIC, options, ['numLearnedFeatures', 'numComponents', 'lowLog10', 'highLog10', 'binsPerDecade']);
+  // firedCountShape checked the options object and its keys.
+  const o: Partial<FeatureActivationHistogramOptions> = options;
   const lowLog10 = integerOption('lowLog10', o.lowLog10 ?? -4, -37, 38);
   const highLog10 = integerOption('highLog10', o.highLog10 ?? 4, -37, 38);
   const binsPerDecade = integerOption('binsPerDecade', o.binsPerDecade ?? 10, 1, 1000);

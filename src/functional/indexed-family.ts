@@ -5,7 +5,7 @@
  * @module
  */
 import { batchError, describeValue } from '../errors.js';
-import { checkActivations, checkBatch, checkOptions } from './core.js';
+import { checkActivations, checkBatch } from './core.js';
 import { checkFeatureCells, firedCountShape } from './fired-count-family.js';
 import type { Batch } from './core.js';
 
@@ -29,9 +29,10 @@ export function indexedShape<O extends IndexedOptions>(
   options: O | undefined,
   extra: readonly string[],
 ): { shape: IndexedShape; options: Partial<O> } {
-  // The fired-count family's check (which refuses undefined options and unknown keys first).
+  // The fired-count family's check, which refuses undefined options and unknown keys first: the
+  // options object is checked once it returns.
   const shape = checkFeatureCells(metric, firedCountShape(metric, options, extra));
-  return { shape, options: checkOptions(metric, options, ['numLearnedFeatures', 'numComponents', ...extra]) };
+  return { shape, options: options as O };
 }
 
 /**
