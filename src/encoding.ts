@@ -112,6 +112,27 @@ function decodeValue(value: unknown, path: string, depth: number): unknown {
 }
 
 /**
+ * A state value (a part's state: numbers, typed arrays, nested records) as plain JSON data, the
+ * way {@link encodeState} writes its parts. For envelopes of their own (the command's part files).
+ *
+ * @internal
+ */
+export function encodeStateValue(value: unknown): unknown {
+  return encodeValue(value);
+}
+
+/**
+ * The inverse of {@link encodeStateValue} on parsed JSON: typed arrays and non-finite numbers
+ * decoded, nesting and keys checked. `path` names the value in errors.
+ *
+ * @internal
+ * @throws {StateDecodeError} naming the field.
+ */
+export function decodeStateValue(value: unknown, path: string): unknown {
+  return decodeValue(value, path, 1);
+}
+
+/**
  * Encodes a metric state as versioned JSON text.
  *
  * @example

@@ -88,7 +88,20 @@ export interface CommandLine {
   readonly deadWindow: number;
   /** Where to write the per-feature activation histograms (`acthist`): a .json path. */
   readonly actHistOut: string | undefined;
+  /** `--shard I/N`: compute shard `index` (0-based) of `count` only. */
+  readonly shard: ShardSpec | undefined;
+  /** `--state-out PART.json`: where the shard's encoded state goes (with `--shard`). */
+  readonly stateOut: string | undefined;
 }
+
+/** A shard of a run: `index` in `[0, count)`. */
+export interface ShardSpec {
+  readonly index: number;
+  readonly count: number;
+}
+
+/** The most shards `--shard` cuts a run into. */
+export const MAX_SHARDS = 1_000_000;
 
 /** The usage text of `--help`. */
 export const USAGE = `Usage: sae-metrics FILE... [options]
@@ -134,10 +147,43 @@ Options:
   --acthist-out OUT.json write each feature's histogram of fired activations (acthist: log10
                          bins from 1e-4 to 1e4, 10 a decade) and its quantiles as JSON for a
                          feature dashboard; computes acthist when --metrics leaves it out
+  --shard I/N            compute only shard I of N (I counts from 0, as SLURM_ARRAY_TASK_ID and
+                         JOB_COMPLETION_INDEX do: 0 to N-1) and write its state to --state-out;
+                         then sae-metrics merge prints the report of all N, the same bits as one
+                         run (the report and output files are given to merge, not here)
+  --state-out PART.json  where --shard writes the shard's state (versioned, with a checksum)
   -h, --help             print this help
   -V, --version          print the version
 
+       sae-metrics merge PART.json... [--json] [--histogram OUT.svg] [--top-out FILE.json]
+                         [--acthist-out OUT.json] [--bins-per-decade N] [--log-y]
+                         checks that the parts are the N shards of one run (same metrics,
+                         options and inputs, every shard once) and prints its report
+
 Exit codes: 0 done, 1 bad input file or run-time error, 2 bad command line.
+`;
+
+/** The usage text of `sae-metrics merge --help`. */
+export const MERGE_USAGE = `Usage: sae-metrics merge PART.json... [options]
+
+Merges the states that sae-metrics FILE... --shard I/N --state-out PART.json wrote for I = 0 to
+N-1 (in any order on the command line) and prints the report of the whole run, the same bits as
+one run over all the files. The parts must be the N shards of one run: the same metrics and
+options, the same inputs (names, shapes, dtypes, sizes and headers), every shard once.
+
+Options:
+  --json                 print one JSON object instead of a table
+  --histogram OUT.svg    write the log10 feature-density histogram (SVG, or PNG for .png); needs
+                         dead, density or fired among the shards' metrics
+  --bins-per-decade N    histogram bins per decade of density, 1 to 100 (default 4)
+  --log-y                the histogram's counts on a log scale
+  --top-out FILE.json    write each feature's K largest activations; needs top among the shards'
+                         metrics (its K is theirs)
+  --acthist-out OUT.json write the per-feature activation histograms; needs acthist among the
+                         shards' metrics
+  -h, --help             print this help
+
+Exit codes: 0 done, 1 a bad or mismatched part file, 2 bad command line.
 `;
 
 function positiveInteger(option: string, value: string | undefined): number | undefined {
@@ -155,13 +201,13 @@ function finiteNumber(option: string, value: string | undefined, fallback: numbe
 }
 
 /** Turns a `parseArgs` error into a one-line usage error naming the option. */
-function parseError(error: unknown): UsageError {
+function parseError(error: unknown, help = 'sae-metrics --help'): UsageError {
   const e = error as { code?: string; message?: string };
   const message = e.message ?? String(error);
   const option = /'(-{1,2}[^', ]+)/.exec(message)?.[1];
   switch (e.code) {
     case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
-      return new UsageError(option ?? 'command line', 'unknown option (see sae-metrics --help)');
+      return new UsageError(option ?? 'command line', `unknown option (see ${help})`);
     case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
       if (/ambiguous/.test(message)) {
         return new UsageError(option ?? 'command line', `needs a value (for a value that starts with '-', write ${option ?? '--option'}=VALUE)`);
@@ -171,6 +217,16 @@ function parseError(error: unknown): UsageError {
       return new UsageError('command line', (message.split('\n', 1)[0] ?? '').trim());
   }
 }
+
+/** The output options, the same for a run and a merge (`parseArgs` options). */
+const OUTPUT_OPTIONS = {
+  json: { type: 'boolean' },
+  histogram: { type: 'string' },
+  'bins-per-decade': { type: 'string' },
+  'log-y': { type: 'boolean' },
+  'top-out': { type: 'string' },
+  'acthist-out': { type: 'string' },
+} as const;
 
 /**
  * Parses and checks the command line (the arguments after the program name).
@@ -196,14 +252,11 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
         workers: { type: 'string' },
         backend: { type: 'string' },
         'batch-rows': { type: 'string' },
-        json: { type: 'boolean' },
-        histogram: { type: 'string' },
-        'bins-per-decade': { type: 'string' },
-        'log-y': { type: 'boolean' },
+        ...OUTPUT_OPTIONS,
         top: { type: 'string' },
-        'top-out': { type: 'string' },
         'dead-window': { type: 'string' },
-        'acthist-out': { type: 'string' },
+        shard: { type: 'string' },
+        'state-out': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
       },
@@ -236,26 +289,20 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
   if ((v.source === undefined) !== (v.decoded === undefined)) {
     throw new UsageError(v.source === undefined ? '--decoded' : '--source', 'needs --source and --decoded together');
   }
-  for (const option of ['tensor', 'source', 'decoded', 'histogram', 'top-out', 'acthist-out'] as const) {
+  for (const option of ['tensor', 'source', 'decoded'] as const) {
     if (v[option] === '') throw new UsageError(`--${option}`, 'must not be empty');
   }
-  if (v.histogram !== undefined && !/\.(svg|png)$/i.test(v.histogram)) {
-    throw new UsageError('--histogram', `must be a path ending in .svg or .png, got ${JSON.stringify(v.histogram)}`);
-  }
-  if (v['top-out'] !== undefined && !/\.json$/i.test(v['top-out'])) {
-    throw new UsageError('--top-out', `must be a path ending in .json, got ${JSON.stringify(v['top-out'])}`);
-  }
+  const outputs = checkOutputs(v);
   const topK = positiveInteger('top', v.top);
   if (topK !== undefined && topK > MAX_TOP_K) throw new UsageError('--top', `must be an integer in [1, ${MAX_TOP_K}], got ${JSON.stringify(v.top)}`);
-  if (v['acthist-out'] !== undefined && !/\.json$/i.test(v['acthist-out'])) {
-    throw new UsageError('--acthist-out', `must be a path ending in .json, got ${JSON.stringify(v['acthist-out'])}`);
-  }
-  const binsPerDecade = positiveInteger('bins-per-decade', v['bins-per-decade']);
-  if (binsPerDecade !== undefined && binsPerDecade > 100) {
-    throw new UsageError('--bins-per-decade', `must be an integer in [1, 100], got ${JSON.stringify(v['bins-per-decade'])}`);
-  }
-  for (const option of ['bins-per-decade', 'log-y'] as const) {
-    if (v[option] !== undefined && v.histogram === undefined) throw new UsageError(`--${option}`, 'shapes the histogram: give --histogram OUT.svg too');
+  const shard = v.shard === undefined ? undefined : parseShard(v.shard);
+  if (v['state-out'] === '') throw new UsageError('--state-out', 'must not be empty');
+  if (shard !== undefined && v['state-out'] === undefined) throw new UsageError('--shard', 'writes the shard\'s state: give --state-out PART.json too');
+  if (shard === undefined && v['state-out'] !== undefined) throw new UsageError('--state-out', 'writes the state of a shard: give --shard I/N too (--shard 0/1 for the whole run)');
+  if (shard !== undefined) {
+    for (const option of ['json', 'histogram', 'top-out', 'acthist-out'] as const) {
+      if (v[option] !== undefined) throw new UsageError(`--${option}`, `is an output of sae-metrics merge: give it there, not with --shard`);
+    }
   }
   const deadWindow = positiveInteger('dead-window', v['dead-window']);
   const reconstruction = v.source !== undefined;
@@ -297,13 +344,98 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
     backendFrom,
     batchRows: positiveInteger('batch-rows', v['batch-rows']),
     components: positiveInteger('components', v.components),
+    ...outputs,
+    topK: topK ?? DEFAULT_TOP_K,
+    deadWindow: deadWindow ?? DEFAULT_DEAD_WINDOW,
+    shard,
+    stateOut: v['state-out'],
+  };
+}
+
+/** The output options, as parsed (`parseArgs`' values). */
+interface OutputValues {
+  readonly json?: boolean | undefined;
+  readonly histogram?: string | undefined;
+  readonly 'bins-per-decade'?: string | undefined;
+  readonly 'log-y'?: boolean | undefined;
+  readonly 'top-out'?: string | undefined;
+  readonly 'acthist-out'?: string | undefined;
+}
+
+/** Checks the output options (the run's and the merge's). */
+function checkOutputs(v: OutputValues): Pick<CommandLine, 'json' | 'histogram' | 'binsPerDecade' | 'logY' | 'topOut' | 'actHistOut'> {
+  for (const option of ['histogram', 'top-out', 'acthist-out'] as const) {
+    if (v[option] === '') throw new UsageError(`--${option}`, 'must not be empty');
+  }
+  if (v.histogram !== undefined && !/\.(svg|png)$/i.test(v.histogram)) {
+    throw new UsageError('--histogram', `must be a path ending in .svg or .png, got ${JSON.stringify(v.histogram)}`);
+  }
+  if (v['top-out'] !== undefined && !/\.json$/i.test(v['top-out'])) {
+    throw new UsageError('--top-out', `must be a path ending in .json, got ${JSON.stringify(v['top-out'])}`);
+  }
+  if (v['acthist-out'] !== undefined && !/\.json$/i.test(v['acthist-out'])) {
+    throw new UsageError('--acthist-out', `must be a path ending in .json, got ${JSON.stringify(v['acthist-out'])}`);
+  }
+  const binsPerDecade = positiveInteger('bins-per-decade', v['bins-per-decade']);
+  if (binsPerDecade !== undefined && binsPerDecade > 100) {
+    throw new UsageError('--bins-per-decade', `must be an integer in [1, 100], got ${JSON.stringify(v['bins-per-decade'])}`);
+  }
+  for (const option of ['bins-per-decade', 'log-y'] as const) {
+    if (v[option] !== undefined && v.histogram === undefined) throw new UsageError(`--${option}`, 'shapes the histogram: give --histogram OUT.svg too');
+  }
+  return {
     json: v.json === true,
     histogram: v.histogram,
     binsPerDecade: binsPerDecade ?? 4,
     logY: v['log-y'] === true,
-    topK: topK ?? DEFAULT_TOP_K,
     topOut: v['top-out'],
-    deadWindow: deadWindow ?? DEFAULT_DEAD_WINDOW,
     actHistOut: v['acthist-out'],
   };
+}
+
+/** `--shard I/N`: I in [0, N), N in [1, {@link MAX_SHARDS}]. */
+function parseShard(value: string): ShardSpec {
+  const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(value);
+  const index = m === null ? NaN : Number(m[1]);
+  const count = m === null ? NaN : Number(m[2]);
+  if (!Number.isSafeInteger(index) || !Number.isSafeInteger(count) || count < 1 || count > MAX_SHARDS) {
+    throw new UsageError('--shard', `must be I/N with N an integer in [1, ${MAX_SHARDS}] and I in [0, N) (counted from 0), got ${JSON.stringify(value)}`);
+  }
+  if (index >= count) {
+    throw new UsageError('--shard', `I counts from 0: it must be in [0, ${count - 1}] for N = ${count}, got ${JSON.stringify(value)}`);
+  }
+  return { index, count };
+}
+
+/** A checked `sae-metrics merge` command line. */
+export interface MergeCommandLine extends Pick<CommandLine, 'json' | 'histogram' | 'binsPerDecade' | 'logY' | 'topOut' | 'actHistOut'> {
+  readonly help: boolean;
+  /** The part files, as given. */
+  readonly parts: readonly string[];
+}
+
+/**
+ * Parses and checks the arguments of `sae-metrics merge` (those after `merge`).
+ *
+ * @throws {UsageError} on an unknown option, a bad value, or no part file.
+ */
+export function parseMergeCommandLine(argv: readonly string[]): MergeCommandLine {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: true,
+      options: {
+        ...OUTPUT_OPTIONS,
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (error) {
+    throw parseError(error, 'sae-metrics merge --help');
+  }
+  const v = parsed.values;
+  const help = v.help === true;
+  if (!help && parsed.positionals.length === 0) throw new UsageError('PART.json', 'no part file given (see sae-metrics merge --help)');
+  return { help, parts: parsed.positionals, ...checkOutputs(v) };
 }

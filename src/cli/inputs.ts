@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { FileHandle } from 'node:fs/promises';
 import { CliError, UsageError } from './errors.js';
 import { DTYPE_BYTES, fileTensor, openActivationFile, type ActivationFile, type FileDType, type TensorRef } from './formats.js';
 
@@ -32,8 +33,19 @@ export interface Inputs {
   readonly dtypes: readonly FileDType[];
   /** Bytes of activation data to read in all. */
   readonly bytes: number;
+  /** Every file opened (FILEs, and .npy --source / --decoded files), in the order opened. */
+  readonly files: readonly InputFile[];
   /** Closes every open file. */
   close(): Promise<void>;
+}
+
+/** A file opened: its path as given, size and header (the bytes before its data). */
+export interface InputFile {
+  readonly path: string;
+  readonly handle: FileHandle;
+  readonly size: number;
+  /** Bytes of its header (its data starts after them). */
+  readonly headerBytes: number;
 }
 
 /** What {@link openInputs} needs from the command line. */
@@ -179,6 +191,7 @@ export async function openInputs(o: InputOptions): Promise<Inputs> {
       inputFeatures: source === undefined ? undefined : (source.shape[source.shape.length - 1] as number),
       dtypes: [...new Set(refs.map((r) => r.dtype))],
       bytes,
+      files: open.map((f) => ({ path: f.path, handle: f.handle, size: f.size, headerBytes: f.header.dataStart })),
       close,
     };
   } catch (error) {

@@ -4,52 +4,17 @@
  *
  * @module
  */
+import { readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
-import { BACKEND_ENV } from '../pool/backend.js';
-import type { MetricPool, MetricPoolOptions } from '../pool/metric-pool.js';
-import { DEFAULT_SHARD_ROWS } from '../pool/plan.js';
-import { parseCommandLine, USAGE, type CommandLine, type MetricName } from './args.js';
+import { parseCommandLine, parseMergeCommandLine, MERGE_USAGE, USAGE, type CommandLine } from './args.js';
+import { computeStates, type RunIO } from './compute.js';
 import { CliError, errorLine } from './errors.js';
-import { densityHistogram, densityStats, histogramSvg, type DensityStats } from './histogram.js';
 import { openInputs, type Inputs } from './inputs.js';
-import { prepareOutput, type PreparedOutput } from './output.js';
-import type { PngRenderer } from './png.js';
 import { groupDigits } from './numbers.js';
-import { ProgressBar, type ProgressStream } from './progress.js';
-import type { RecordDefinition, TensorDefinition } from './metrics.js';
-import { actHistJson, recordValues, RECORD_METRICS } from './feature-stats.js';
-import type { FeatureActivationHistogramResult } from '../functional/feature-activation-histogram.js';
-import type { StreamProgress } from './stream.js';
-import { byComponent, splitComponents, tableReport, writeJsonReport, type ReportValues, type RunInfo } from './report.js';
+import { prepareOutput, type PreparedOutput } from './output.js';
+import type { PreparedOutputs } from './results.js';
 
-/** Where the command writes, and (for tests) how it makes its pool. */
-export interface RunIO {
-  readonly stdout: { write(text: string): unknown; once?(event: 'drain', listener: () => void): unknown };
-  /** stderr: errors, and the progress bar when `isTTY` is true. */
-  readonly stderr: ProgressStream & { readonly isTTY?: boolean };
-  /** Makes the worker pool (default {@link createMetricPool}). */
-  readonly createPool?: (options: MetricPoolOptions) => MetricPool;
-  /** The clock of the progress bar, in milliseconds (default `performance.now`). */
-  readonly now?: () => number;
-  /** Stops the run (Ctrl-C in `main.ts`): the results so far are printed, and the code is 130. */
-  readonly signal?: AbortSignal;
-  /** The environment the backend variables are read from (default `process.env`). */
-  readonly env?: Readonly<Record<string, string | undefined>>;
-}
-
-/** Bytes of float32 data a default batch holds at most (all fields together). */
-export const DEFAULT_BATCH_BYTES = 16 * 1024 * 1024;
-/** Rows a default batch holds at most. */
-export const MAX_DEFAULT_BATCH_ROWS = 4096;
-
-/**
- * The default rows per batch: as many as fit in {@link DEFAULT_BATCH_BYTES} of float32 data (all
- * fields), at most {@link MAX_DEFAULT_BATCH_ROWS}, at least 1.
- */
-export function defaultBatchRows(floatsPerRow: number): number {
-  return Math.max(1, Math.min(MAX_DEFAULT_BATCH_ROWS, Math.floor(DEFAULT_BATCH_BYTES / (4 * floatsPerRow))));
-}
+export { DEFAULT_BATCH_BYTES, MAX_DEFAULT_BATCH_ROWS, defaultBatchRows, stateBytes, type RunIO } from './compute.js';
 
 /** The package version, from the package.json above this module (in src/cli or dist/src/cli). */
 export function packageVersion(): string {
@@ -65,39 +30,6 @@ export function packageVersion(): string {
 }
 
 /**
- * Bytes of the per-feature state: the exact fired count of every feature of every component, a
- * float64 each (what dead, density, fired and the histogram are computed from).
- */
-export function stateBytes(inputs: Pick<Inputs, 'components' | 'features'>): number {
-  return 8 * inputs.components * inputs.features;
-}
-
-/** Writes to the output, waiting for it to drain when it asks to (a slow pipe). */
-async function writeOut(out: RunIO['stdout'], text: string): Promise<void> {
-  if (out.write(text) !== false || typeof out.once !== 'function') return;
-  await new Promise<void>((resolve) => out.once?.('drain', resolve));
-}
-
-/**
- * Makes the pool. An explicit `--backend` beats `SAE_METRICS_BACKEND`, which the pool obeys over
- * its options (as the library documents): with the flag, the pool is made with the variable
- * hidden. A failure names where the backend came from.
- */
-function startPool(cl: CommandLine, create: (options: MetricPoolOptions) => MetricPool, options: MetricPoolOptions): MetricPool {
-  const saved = process.env[BACKEND_ENV];
-  const hide = cl.backendFrom === '--backend' && saved !== undefined;
-  try {
-    if (hide) delete process.env[BACKEND_ENV];
-    return create(options);
-  } catch (error) {
-    const subject = cl.backendFrom === BACKEND_ENV ? `${BACKEND_ENV} (environment)` : (cl.backendFrom ?? 'the worker pool');
-    throw new CliError(subject, `cannot start the worker pool with backend ${cl.backend}: ${(error as Error).message}`);
-  } finally {
-    if (hide) process.env[BACKEND_ENV] = saved;
-  }
-}
-
-/**
  * Runs `sae-metrics` with `argv` (the arguments after the program name). Writes the report to
  * `io.stdout` and nothing else there; writes one line to `io.stderr` on an error (and the
  * progress bar when it is a terminal and the output is not JSON). Output paths are checked before
@@ -105,16 +37,17 @@ function startPool(cl: CommandLine, create: (options: MetricPoolOptions) => Metr
  * written. When `io.signal` aborts (Ctrl-C), no more batches are read, the ones read are folded
  * in, and the results so far are printed (or it says that nothing was computed).
  *
+ * `sae-metrics merge PART.json...` (`argv[0]` is `merge`) merges shards' parts instead (see
+ * {@link runMerge}); `--shard I/N --state-out PART.json` computes one shard and writes its part.
+ *
  * @returns the exit code: 0 done, 1 bad input or run-time error, 2 bad command line, 130
  *   interrupted.
  */
 export async function run(argv: readonly string[], io: RunIO): Promise<number> {
+  if (argv[0] === 'merge') return runMerge(argv.slice(1), io);
   let inputs: Inputs | undefined;
-  let pool: MetricPool | undefined;
-  let progress: ProgressBar | undefined;
-  let histogramFile: PreparedOutput | undefined;
-  let topFile: PreparedOutput | undefined;
-  let actHistFile: PreparedOutput | undefined;
+  let outputs: PreparedOutputs | undefined;
+  let stateFile: PreparedOutput | undefined;
   try {
     const cl = parseCommandLine(argv, io.env ?? process.env);
     if (cl.help) {
@@ -125,185 +58,116 @@ export async function run(argv: readonly string[], io: RunIO): Promise<number> {
       io.stdout.write(`sae-metrics ${packageVersion()}\n`);
       return 0;
     }
-    // An output that cannot be written fails now, not after the whole computation.
-    let renderPng: PngRenderer | undefined;
-    if (cl.histogram !== undefined) {
-      if (/\.png$/i.test(cl.histogram)) renderPng = await (await import('./png.js')).loadPngRenderer(cl.histogram);
-      histogramFile = await prepareOutput(cl.histogram, 'the histogram');
+    if (cl.shard !== undefined) {
+      // An output that cannot be written fails now, not after the whole computation.
+      stateFile = await prepareOutput(cl.stateOut as string, 'the shard state');
+      return await runShard(cl, stateFile, io);
     }
-    if (cl.topOut !== undefined) topFile = await prepareOutput(cl.topOut, 'the top activations');
-    if (cl.actHistOut !== undefined) actHistFile = await prepareOutput(cl.actHistOut, 'the activation histograms');
+    const { computedMetrics, prepareOutputs, writeResults } = await import('./results.js');
+    outputs = await prepareOutputs(cl);
     inputs = await openInputs(cl);
-    // The pool, the metrics and the workers load only now: a bad command line or file fails fast.
-    const [{ createMetricPool }, { buildDefinitions, PER_FEATURE, topDefinition }, { liveBatchLimit, stateOf, streamParts }] = await Promise.all([
-      import('../pool/metric-pool.js'),
-      import('./metrics.js'),
-      import('./stream.js'),
-    ]);
-    const started = performance.now();
-    const floatsPerRow = inputs.components * (inputs.features + 2 * (inputs.inputFeatures ?? 0));
-    const batchRows = cl.batchRows ?? defaultBatchRows(floatsPerRow);
-    const workers = cl.workers ?? availableParallelism();
-    // Shards of a fixed size, whatever the number of workers: the results are the same bits with
-    // any --workers (a batch of default size has up to 4 shards; batches run in parallel too).
-    pool = startPool(cl, io.createPool ?? createMetricPool, { workers, backend: cl.backend, shardRows: DEFAULT_SHARD_ROWS });
-    const names = cl.metrics;
-    // The histogram needs the fired counts, which dead computes from.
-    const computed: MetricName[] = [...names];
-    if (cl.histogram !== undefined && !computed.includes('dead')) computed.push('dead');
-    if (cl.topOut !== undefined && !computed.includes('top')) computed.push('top');
-    if (cl.actHistOut !== undefined && !computed.includes('acthist')) computed.push('acthist');
-    const definitions = buildDefinitions(computed, inputs, cl);
-    if (io.stderr.isTTY === true && !cl.json) {
-      progress = new ProgressBar(io.stderr, { total: inputs.vectors, files: cl.files, ...(io.now === undefined ? {} : { now: io.now }) });
-    }
-    const bar = progress;
-    // A batch's per-feature partial state: S (8 bytes a feature), with top up to K entries of 12
-    // bytes and 24 bytes of bookkeeping a feature, with actstats 4 more S (its moments), with
-    // acthist 82 more S (its counts).
-    const perFeature = computed.some((m) => PER_FEATURE.includes(m) || m === 'dead' || m === 'deadwindow' || RECORD_METRICS.includes(m));
-    const perFeatureBytes = perFeature
-      ? stateBytes(inputs) *
-        (1 + (computed.includes('top') ? (12 * cl.topK + 24) / 8 : 0) + (computed.includes('actstats') ? 4 : 0) + (computed.includes('acthist') ? 82 : 0))
-      : 0;
-    const result = await streamParts(inputs, [...definitions.values()], {
-      pool,
-      batchRows,
-      maxLiveBatches: liveBatchLimit(4 * batchRows * floatsPerRow, perFeatureBytes, pool.maxInFlight),
-      ...(io.signal === undefined ? {} : { signal: io.signal }),
-      ...(bar === undefined ? {} : { onProgress: (p: StreamProgress) => bar.update(p.vectors, p.bytes, p.file) }),
-    });
-    progress?.clear();
+    const computed = computedMetrics(cl.metrics, cl);
+    const c = await computeStates(cl, inputs, computed, io, { progress: !cl.json, totalRows: inputs.vectors });
+    const { result } = c;
     if (result.vectors === 0) {
       io.stderr.write('sae-metrics: interrupted: nothing was computed\n');
       return 130;
     }
-    const elapsedSeconds = (performance.now() - started) / 1000;
-    const components = inputs.components;
-    // Values are computed when reported, one at a time.
-    const valueOf = (name: MetricName): ReportValues => {
-      if (RECORD_METRICS.includes(name)) {
-        const d = definitions.get(name) as RecordDefinition;
-        return recordValues(name, d.compute(stateOf(d, result.parts)), components);
-      }
-      const d = definitions.get(name) as TensorDefinition;
-      return byComponent(d.compute(stateOf(d, result.parts)), components, PER_FEATURE.includes(name));
+    const source = {
+      names: cl.metrics,
+      computed,
+      options: cl,
+      inputs: {
+        files: cl.files,
+        tensor: inputs.segments[0]?.learned.name,
+        source: cl.source,
+        decoded: cl.decoded,
+        componentAxis: inputs.componentAxis,
+        components: inputs.components,
+        features: inputs.features,
+        inputFeatures: inputs.inputFeatures,
+        dtypes: inputs.dtypes,
+        segments: inputs.segments.map((g) => ({ path: g.learned.path, tensor: g.learned.name, rows: g.rows })),
+        totalVectors: inputs.vectors,
+      },
+      parts: result.parts,
+      run: {
+        vectors: result.vectors,
+        interrupted: result.interrupted,
+        backend: c.backend,
+        workers: c.workers,
+        batchRows: c.batchRows,
+        batches: result.batches,
+        bytes: result.bytes,
+        elapsedSeconds: c.elapsedSeconds,
+      },
     };
-    // The exact fired counts of each component, as streamed (the state dead, density and fired share).
-    const firedDefinition = definitions.get('dead') ?? definitions.get('density') ?? definitions.get('fired');
-    const fired =
-      firedDefinition === undefined
-        ? undefined
-        : splitComponents((stateOf(firedDefinition, result.parts).parts as { firedCount: { fired: Float64Array } }).firedCount.fired, components);
-    const stats: DensityStats[] | undefined = names.includes('density') && fired !== undefined ? fired.map((f) => densityStats(f, result.vectors)) : undefined;
-
-    // The histogram goes first (the report's last line says where it went); if it cannot be
-    // written, the report is printed all the same, then the error.
-    let histogramError: unknown;
-    if (histogramFile !== undefined) {
-      try {
-        const componentAxis = inputs.componentAxis;
-        const options = { binsPerDecade: cl.binsPerDecade, deadThreshold: cl.deadThreshold };
-        const panels = (fired as Float64Array[]).map((f, c) => ({ label: componentAxis ? `component ${c}` : '', histogram: densityHistogram(f, result.vectors, options) }));
-        const svg = histogramSvg(panels, {
-          title: cl.files.length === 1 ? (cl.files[0] as string) : `${cl.files.length} files`,
-          tensor: inputs.segments[0]?.learned.name,
-          interrupted: result.interrupted,
-          totalVectors: inputs.vectors,
-          logY: cl.logY,
-        });
-        await histogramFile.commit(renderPng === undefined ? svg : renderPng(svg));
-      } catch (error) {
-        histogramError = error;
-      }
-    }
-    // Written the same way: a failure is reported after the results.
-    let topError: unknown;
-    if (topFile !== undefined) {
-      try {
-        const { topActivationsJson } = await import('./top-json.js');
-        const d = topDefinition(inputs, cl.topK);
-        const files = inputs.segments.map((g) => ({ path: g.learned.path, tensor: g.learned.name, rows: g.rows }));
-        const text = topActivationsJson(d.compute(stateOf(d, result.parts) as Parameters<typeof d.compute>[0]), {
-          k: cl.topK,
-          componentAxis: inputs.componentAxis,
-          components,
-          features: inputs.features,
-          interrupted: result.interrupted,
-          files,
-        });
-        await topFile.commit(text);
-      } catch (error) {
-        topError = error;
-      }
-    }
-    let actHistError: unknown;
-    if (actHistFile !== undefined) {
-      try {
-        const d = definitions.get('acthist') as RecordDefinition;
-        const histograms = d.compute(stateOf(d, result.parts)) as unknown as FeatureActivationHistogramResult;
-        const { lowLog10, highLog10, binsPerDecade } = d.config as { lowLog10: number; highLog10: number; binsPerDecade: number };
-        const text = actHistJson(histograms, {
-          files: cl.files,
-          tensor: inputs.segments[0]?.learned.name,
-          vectors: result.vectors,
-          componentAxis: inputs.componentAxis,
-          lowLog10,
-          highLog10,
-          binsPerDecade,
-        });
-        await actHistFile.commit(text);
-      } catch (error) {
-        actHistError = error;
-      }
-    }
-    const info: RunInfo = {
-      files: cl.files,
-      tensor: inputs.segments[0]?.learned.name,
-      source: cl.source,
-      decoded: cl.decoded,
-      vectors: result.vectors,
-      totalVectors: inputs.vectors,
-      interrupted: result.interrupted,
-      componentAxis: inputs.componentAxis,
-      components: inputs.components,
-      features: inputs.features,
-      inputFeatures: inputs.inputFeatures,
-      dtypes: inputs.dtypes,
-      backend: pool.backend,
-      workers: pool.workers,
-      batchRows,
-      batches: result.batches,
-      bytes: result.bytes,
-      elapsedSeconds,
-      l1Coefficient: cl.l1Coefficient,
-      deadThreshold: cl.deadThreshold,
-      histogram: histogramFile !== undefined && histogramError === undefined ? cl.histogram : undefined,
-      topK: cl.topK,
-      deadWindow: cl.deadWindow,
-      topOut: topFile !== undefined && topError === undefined ? cl.topOut : undefined,
-      actHist: actHistFile !== undefined && actHistError === undefined ? cl.actHistOut : undefined,
-    };
-    if (cl.json) await writeJsonReport(info, names, valueOf, stats, (text) => writeOut(io.stdout, text));
-    else await writeOut(io.stdout, tableReport(info, names, valueOf, stats));
-    if (histogramError !== undefined) io.stderr.write(`${errorLine(histogramError)}\n`);
-    if (topError !== undefined) io.stderr.write(`${errorLine(topError)}\n`);
-    if (actHistError !== undefined) io.stderr.write(`${errorLine(actHistError)}\n`);
-    if (result.interrupted) {
-      io.stderr.write(`sae-metrics: interrupted: the results are over the first ${groupDigits(result.vectors)} of ${groupDigits(inputs.vectors)} vectors\n`);
-      return 130;
-    }
-    const outputError = histogramError ?? topError ?? actHistError;
-    return outputError === undefined ? 0 : outputError instanceof CliError ? outputError.exitCode : 1;
+    return await writeResults(source, cl, outputs, io);
   } catch (error) {
-    progress?.clear();
     io.stderr.write(`${errorLine(error)}\n`);
     return error instanceof CliError ? error.exitCode : 1;
   } finally {
-    await histogramFile?.discard();
-    await topFile?.discard();
-    await actHistFile?.discard();
-    await pool?.close().catch(() => undefined);
+    await outputs?.discard();
+    await stateFile?.discard();
     await inputs?.close();
+  }
+}
+
+/** `--shard I/N --state-out PART.json`: computes the shard, writes its part, says so in one line. */
+async function runShard(cl: CommandLine, stateFile: PreparedOutput, io: RunIO): Promise<number> {
+  const shard = cl.shard as NonNullable<CommandLine['shard']>;
+  const { computeShard, encodePart } = await import('./shard.js');
+  const part = await computeShard(cl, shard, io);
+  await stateFile.commit(encodePart(part));
+  const rows = part.rows.end - part.rows.start;
+  io.stdout.write(
+    `shard ${shard.index} of ${shard.count}: ${groupDigits(rows)} of ${groupDigits(part.inputs.segments.reduce((n, s) => n + (s.learned.shape[0] as number), 0))} vectors (rows ${groupDigits(part.rows.start)} to ${groupDigits(part.rows.end)}), state written to ${stateFile.path}\n`,
+  );
+  return 0;
+}
+
+/**
+ * `sae-metrics merge PART.json... [--json] [--histogram OUT.svg] [--top-out FILE.json]
+ * [--acthist-out OUT.json]`: reads the parts (checksums verified, every state checked), checks
+ * that they are the N shards of one run, merges them through the canonical tree and prints the
+ * run's report, the same bits as a single run over all the files.
+ *
+ * @returns the exit code: 0 done, 1 a bad, mismatched or missing part (or an output file that
+ *   could not be written), 2 bad command line.
+ */
+export async function runMerge(argv: readonly string[], io: Pick<RunIO, 'stdout' | 'stderr'>): Promise<number> {
+  let outputs: PreparedOutputs | undefined;
+  try {
+    const cl = parseMergeCommandLine(argv);
+    if (cl.help) {
+      io.stdout.write(MERGE_USAGE);
+      return 0;
+    }
+    const [{ prepareOutputs, writeResults }, { decodePart, mergeParts }] = await Promise.all([import('./results.js'), import('./shard.js')]);
+    outputs = await prepareOutputs(cl);
+    const parts = [];
+    for (const name of cl.parts) {
+      let text: string;
+      try {
+        text = await readFile(name, 'utf8');
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        throw new CliError(name, code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory, not a file' : `cannot read (${code ?? (error as Error).message})`);
+      }
+      parts.push({ name, part: decodePart(text, name) });
+    }
+    const merged = mergeParts(parts);
+    const needs = (option: string, metric: string, has: boolean): void => {
+      if (!has) throw new CliError(option, `needs the state of ${metric}, which the parts do not hold (their metrics: ${merged.computed.join(',')}): run the shards with ${metric} in --metrics`);
+    };
+    if (cl.histogram !== undefined) needs('--histogram', 'dead, density or fired', ['dead', 'density', 'fired'].some((m) => merged.computed.includes(m as never)));
+    if (cl.topOut !== undefined) needs('--top-out', 'top', merged.computed.includes('top'));
+    if (cl.actHistOut !== undefined) needs('--acthist-out', 'acthist', merged.computed.includes('acthist'));
+    return await writeResults(merged, cl, outputs, io);
+  } catch (error) {
+    io.stderr.write(`${errorLine(error)}\n`);
+    return error instanceof CliError ? error.exitCode : 1;
+  } finally {
+    await outputs?.discard();
   }
 }
