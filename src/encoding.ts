@@ -11,9 +11,11 @@
  *
  * @module
  */
-import { describeValue, StateDecodeError } from './errors.js';
+import { createHash } from 'node:crypto';
+import { describeValue, mergeError, StateDecodeError } from './errors.js';
 import { fieldPath, MAX_STATE_DEPTH, typedArrayName, unknownKey } from './functional/core.js';
-import type { MetricState } from './functional/core.js';
+import type { MetricDefinition, MetricState } from './functional/core.js';
+import { treeMerge } from './pool/plan.js';
 
 export { MAX_STATE_DEPTH };
 
@@ -195,4 +197,128 @@ export function decodeState(text: string): MetricState {
     config: o.config as MetricState['config'],
     parts: decodeValue(o.parts, 'parts', 2) as Record<string, unknown>,
   };
+}
+
+/** The `format` of a shard's encoded state ({@link encodeShardState}). */
+export const SHARD_STATE_FORMAT = 'sae-metrics/state-shard';
+/** The version of the shard encoding this build writes and reads. */
+export const SHARD_STATE_VERSION = 1;
+
+const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
+
+/** Shard `index` of `count` of some work, counted from 0. */
+export interface ShardIndex {
+  readonly index: number;
+  readonly count: number;
+}
+
+function checkShard(fn: string, shard: ShardIndex): void {
+  const { index, count } = shard;
+  if (!Number.isSafeInteger(count) || count < 1) throw new RangeError(`${fn}: shard.count must be a positive integer, got ${describeValue(count)}`);
+  if (!Number.isSafeInteger(index) || index < 0 || index >= count) {
+    throw new RangeError(`${fn}: shard.index must be an integer in [0, ${count}) (counted from 0), got ${describeValue(index)}`);
+  }
+}
+
+/**
+ * Encodes the state of shard `index` of `count` (a part of some work cut into `count` parts, each
+ * computed anywhere) as versioned JSON text with a SHA-256 checksum of the state, for
+ * {@link mergeEncodedStates}.
+ *
+ * @throws {RangeError} when `shard` is not an index in `[0, count)`.
+ */
+export function encodeShardState(state: MetricState<object>, shard: ShardIndex): string {
+  checkShard('encodeShardState', shard);
+  const text = encodeState(state);
+  return `{"format":${JSON.stringify(SHARD_STATE_FORMAT)},"version":${SHARD_STATE_VERSION},"index":${shard.index},"count":${shard.count},"sha256":"${sha256(text)}","state":${text}}`;
+}
+
+/**
+ * Merges the encoded states of the `count` shards of some work (texts from
+ * {@link encodeShardState}, in any order) into one state of `metric` (a metric or its definition),
+ * after checking, as `sae-metrics merge` does, that they make one whole: each text decodes and its
+ * checksum matches, each state belongs to `metric` and its configuration, all say the same
+ * `count`, and every index from 0 to `count - 1` comes exactly once. The states merge in index
+ * order through a fixed balanced tree (the pool's), so the result is the same bits whatever order
+ * the texts arrive in. Nothing is changed when a check fails.
+ *
+ * @throws {StateDecodeError} naming the text (`texts[2]`): not a shard encoding, a newer version,
+ *   a checksum that does not match, a state that does not decode.
+ * @throws {StateMergeError} naming the text: another metric or configuration, another count, a
+ *   duplicate or a missing index.
+ * @example
+ * ```ts
+ * const texts = [[[1, 0, 1]], [[1, 1, 1]]].map((rows, index) => {
+ *   const m = new L0NormMetric();
+ *   m.update({ learnedActivations: tensor(rows) });
+ *   return encodeShardState(m.state(), { index, count: 2 });
+ * });
+ * const whole = new L0NormMetric();
+ * whole.loadState(mergeEncodedStates(whole, texts.reverse()));
+ * whole.compute().item(); // 2.5
+ * ```
+ */
+export function mergeEncodedStates<S extends MetricState<object>>(
+  metric: MetricDefinition<S, unknown> | { readonly definition: MetricDefinition<S, unknown> },
+  texts: readonly string[],
+): S {
+  const fn = 'mergeEncodedStates';
+  const definition: MetricDefinition<S, unknown> = 'definition' in metric ? metric.definition : metric;
+  if (!Array.isArray(texts) || texts.length === 0) throw new TypeError(`${fn}: texts must be a non-empty array of encoded shard states, got ${describeValue(texts)}`);
+  const decodeFail = (i: number, reason: string, cause?: unknown): StateDecodeError =>
+    new StateDecodeError(`texts[${i}] ${reason}`, { function: fn, field: `texts[${i}]`, ...(cause === undefined ? {} : { cause }) });
+  const shards = texts.map((text, i) => {
+    if (typeof text !== 'string') throw decodeFail(i, `must be a string, got ${describeValue(text)}`);
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch (error) {
+      throw decodeFail(i, 'is not JSON (truncated or corrupted?)', error);
+    }
+    const o = (typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? raw : {}) as Record<string, unknown>;
+    if (o.format !== SHARD_STATE_FORMAT) {
+      throw decodeFail(i, `is not an encoded shard state (format ${describeValue(o.format)}, not ${JSON.stringify(SHARD_STATE_FORMAT)}; encode states with encodeShardState)`);
+    }
+    if (typeof o.version === 'number' && o.version > SHARD_STATE_VERSION) {
+      throw decodeFail(i, `is version ${o.version} of ${SHARD_STATE_FORMAT}, newer than this build reads (${SHARD_STATE_VERSION})`);
+    }
+    if (o.version !== SHARD_STATE_VERSION) throw decodeFail(i, `has version ${describeValue(o.version)}; this build reads version ${SHARD_STATE_VERSION}`);
+    const unknown = unknownKey(o, ['format', 'version', 'index', 'count', 'sha256', 'state']);
+    if (unknown !== undefined) throw decodeFail(i, `${unknown.field.replace(/^\./, '')} ${unknown.reason}`);
+    const stateText = JSON.stringify(o.state);
+    if (o.sha256 !== sha256(stateText ?? '')) throw decodeFail(i, 'is corrupted: the SHA-256 of its state does not match the one it carries');
+    let state: MetricState;
+    try {
+      state = decodeState(stateText);
+    } catch (error) {
+      throw decodeFail(i, `has a state that does not decode: ${(error as Error).message}`, error);
+    }
+    const { index, count } = o;
+    if (!Number.isSafeInteger(count) || (count as number) < 1 || !Number.isSafeInteger(index) || (index as number) < 0 || (index as number) >= (count as number)) {
+      throw decodeFail(i, `has no shard index in [0, count): index ${describeValue(index)}, count ${describeValue(count)}`);
+    }
+    try {
+      definition.assertState(state, `texts[${i}]`);
+    } catch (error) {
+      // Named by the text, as every other refusal here.
+      const message = (error as Error).message.replace(`${definition.metric}: `, '');
+      throw mergeError(definition.metric, message.startsWith(`texts[${i}]`) ? message : `texts[${i}]: ${message}`, `texts[${i}]`);
+    }
+    return { i, index: index as number, count: count as number, state: state as S };
+  });
+  const first = shards[0] as (typeof shards)[number];
+  const byIndex = new Map<number, (typeof shards)[number]>();
+  for (const s of shards) {
+    if (s.count !== first.count) {
+      throw mergeError(definition.metric, `texts[${s.i}] is shard ${s.index} of ${s.count}, but texts[0] is of ${first.count}: the shards of different counts overlap or leave gaps`, `texts[${s.i}]`);
+    }
+    const seen = byIndex.get(s.index);
+    if (seen !== undefined) throw mergeError(definition.metric, `texts[${s.i}] is shard ${s.index} of ${s.count} again (texts[${seen.i}] is too)`, `texts[${s.i}]`);
+    byIndex.set(s.index, s);
+  }
+  for (let index = 0; index < first.count; index++) {
+    if (!byIndex.has(index)) throw mergeError(definition.metric, `shard ${index} of ${first.count} is missing (${byIndex.size} of ${first.count} given)`);
+  }
+  const ordered = [...byIndex.keys()].sort((a, b) => a - b).map((k) => (byIndex.get(k) as (typeof shards)[number]).state);
+  return treeMerge(ordered, (a, b) => definition.merge(a, b));
 }

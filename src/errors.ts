@@ -87,8 +87,8 @@ export class StateDecodeError extends TypeError {
   /** The field at fault, as a path (`parts.firedCount.fired`), when one is. */
   readonly field: string | undefined;
 
-  constructor(message: string, options?: { cause?: unknown; field?: string }) {
-    super(`decodeState: ${message}`, options?.cause === undefined ? undefined : { cause: options.cause });
+  constructor(message: string, options?: { cause?: unknown; field?: string; function?: string }) {
+    super(`${options?.function ?? 'decodeState'}: ${message}`, options?.cause === undefined ? undefined : { cause: options.cause });
     this.field = options?.field;
   }
 }

@@ -8,6 +8,7 @@ export { Tensor, tensor, squeezeIfScalar, shapeSize } from './tensor.js';
 export type { DType, NestedArray, TensorLike } from './tensor.js';
 export { InvalidBatchError, StateMergeError, StateDecodeError, WorkerError, PoolClosedError } from './errors.js';
 export { encodeState, decodeState, STATE_FORMAT, STATE_VERSION, MAX_STATE_DEPTH } from './encoding.js';
+export { encodeShardState, mergeEncodedStates, SHARD_STATE_FORMAT, SHARD_STATE_VERSION, type ShardIndex } from './encoding.js';
 export type {
   Batch,
   BatchInput,

@@ -4,7 +4,6 @@
  *
  * @module
  */
-import { readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { parseCommandLine, parseMergeCommandLine, MERGE_USAGE, USAGE, type CommandLine } from './args.js';
 import { computeStates, type RunIO } from './compute.js';
@@ -143,20 +142,9 @@ export async function runMerge(argv: readonly string[], io: Pick<RunIO, 'stdout'
       io.stdout.write(MERGE_USAGE);
       return 0;
     }
-    const [{ prepareOutputs, writeResults }, { decodePart, mergeParts }] = await Promise.all([import('./results.js'), import('./shard.js')]);
+    const [{ prepareOutputs, writeResults }, { mergePartFiles }] = await Promise.all([import('./results.js'), import('./shard.js')]);
     outputs = await prepareOutputs(cl);
-    const parts = [];
-    for (const name of cl.parts) {
-      let text: string;
-      try {
-        text = await readFile(name, 'utf8');
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        throw new CliError(name, code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory, not a file' : `cannot read (${code ?? (error as Error).message})`);
-      }
-      parts.push({ name, part: decodePart(text, name) });
-    }
-    const merged = mergeParts(parts);
+    const merged = mergePartFiles(cl.parts);
     const needs = (option: string, metric: string, has: boolean): void => {
       if (!has) throw new CliError(option, `needs the state of ${metric}, which the parts do not hold (their metrics: ${merged.computed.join(',')}): run the shards with ${metric} in --metrics`);
     };

@@ -17,17 +17,18 @@
  * @module
  */
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { MetricDefinition, StatePart } from '../functional/core.js';
 import { decodeStateValue, encodeStateValue } from '../encoding.js';
 import { METRIC_NAMES, type CommandLine, type MetricName, type ShardSpec } from './args.js';
 import { CliError } from './errors.js';
 import { computeStates, leafPieceRows, type RunIO } from './compute.js';
 import { openInputs, type InputOptions, type Inputs } from './inputs.js';
-import { isExactPart, leafGrid, leafRowRange, shardLeaves, type LeafRange, type TreeNode } from './merge-tree.js';
+import { isExactPart, leafGrid, leafRowRange, MergeCounter, shardLeaves, type LeafRange, type TreeNode } from './merge-tree.js';
 import { buildDefinitions } from './metrics.js';
 import type { InputShape, MetricOptions, ResultInputs, ResultsSource, RunFacts } from './results.js';
 import { computedMetrics } from './results.js';
-import { foldTree, partsOf } from './stream.js';
+import { foldTree, mergeByPart, partsOf } from './stream.js';
 import { groupDigits } from './numbers.js';
 
 /** The `format` of a part file. */
@@ -594,25 +595,28 @@ export function checkParts(parts: readonly NamedPart[]): NamedPart[] {
 }
 
 /**
- * Merges the N shards of one run (checked by {@link checkParts}) as a single run merges its
- * leaves: the exact parts left to right in shard order, the others by rebuilding the canonical
- * tree from the parts' nodes. The result is what a single run's report is made from.
- *
- * @throws {CliError} when the parts do not belong together (see {@link checkParts}).
+ * Merges the N shards of one run, checked by {@link checkParts} and in shard order, as a single run
+ * merges its leaves: the exact parts left to right, the others through the canonical tree rebuilt
+ * from the parts' nodes. `load` gives each part with its states, one at a time (the parts in
+ * `ordered` may have none, to keep only one part's states alive).
  */
-export function mergeParts(parts: readonly NamedPart[]): ResultsSource {
-  const ordered = checkParts(parts);
+export function foldCheckedParts(ordered: readonly NamedPart[], load: (p: NamedPart) => Part): ResultsSource {
   const first = (ordered[0] as NamedPart).part;
   const all = partsOf(definitionsOf(first.setup, first.inputs));
   const exactParts = all.filter(isExactPart);
   const treeParts = all.filter((p) => !isExactPart(p));
-  const states = new Map<string, unknown>();
-  for (const part of exactParts) {
-    let s: unknown = part.init();
-    for (const { part: p } of ordered) s = part.merge(s, p.exact.get(part.id));
-    states.set(part.id, s);
+  const exact = new Map<string, unknown>(exactParts.map((p) => [p.id, p.init()]));
+  const counter = new MergeCounter<ReadonlyMap<string, unknown>>((a, b) => mergeByPart(treeParts, a, b));
+  for (const named of ordered) {
+    const part = load(named);
+    // The decoded states are this merge's own: a part may take the later one's memory.
+    for (const p of exactParts) {
+      const [a, b] = [exact.get(p.id), part.exact.get(p.id)];
+      exact.set(p.id, p.mergeOwned === undefined ? p.merge(a, b) : p.mergeOwned(a, b));
+    }
+    for (const node of part.nodes) counter.push(node);
   }
-  for (const [id, s] of foldTree(treeParts, ordered.flatMap(({ part: p }) => p.nodes))) states.set(id, s);
+  const states = new Map([...exact, ...foldTree(treeParts, counter.nodes())]);
   const inputs = resultInputs(first.setup, first.inputs);
   const sum = (f: (r: PartRun) => number): number => ordered.reduce((n, { part: p }) => n + f(p.run), 0);
   const run: RunFacts = {
@@ -633,4 +637,51 @@ export function mergeParts(parts: readonly NamedPart[]): ResultsSource {
     parts: new Map(all.map((p) => [p.id, states.get(p.id)])),
     run,
   };
+}
+
+/**
+ * Merges the N shards of one run, given in any order (see {@link checkParts} for what is checked,
+ * and {@link foldCheckedParts} for how they merge). The result is what a single run's report is
+ * made from (`writeResults`).
+ *
+ * @throws {CliError} when the parts do not belong together.
+ */
+export function mergeParts(parts: readonly NamedPart[]): ResultsSource {
+  return foldCheckedParts(checkParts(parts), (p) => p.part);
+}
+
+/** A part without its states (what {@link checkParts} needs). */
+function withoutStates(part: Part): Part {
+  return { ...part, exact: new Map(), nodes: [] };
+}
+
+/** Reads a file as text, with the one-line errors of the command. */
+function readText(name: string): string {
+  try {
+    return readFileSync(name, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new CliError(name, code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory, not a file' : `cannot read (${code ?? (error as Error).message})`);
+  }
+}
+
+/**
+ * {@link mergeParts} of part files, with one part's states alive at a time: every file is read,
+ * decoded and checked, then read again in shard order and folded in (a file that changed in
+ * between is refused).
+ *
+ * @throws {CliError} naming the file and the problem.
+ */
+export function mergePartFiles(names: readonly string[]): ResultsSource {
+  const hashes = new Map<string, string>();
+  const summaries = names.map((name) => {
+    const text = readText(name);
+    hashes.set(name, sha256(text));
+    return { name, part: withoutStates(decodePart(text, name)) };
+  });
+  return foldCheckedParts(checkParts(summaries), ({ name }) => {
+    const text = readText(name);
+    if (sha256(text) !== hashes.get(name)) throw new CliError(name, 'changed while it was being merged: merge again');
+    return decodePart(text, name);
+  });
 }

@@ -173,7 +173,7 @@ function* batchPlans(inputs: Inputs, grid: LeafGrid, range: LeafRange, batchRows
 }
 
 /** The state of every part of `parts`, by id, merged (`a` first) by each part's `merge`. */
-function mergeByPart(parts: readonly StatePart<unknown>[], a: ReadonlyMap<string, unknown>, b: ReadonlyMap<string, unknown>): Map<string, unknown> {
+export function mergeByPart(parts: readonly StatePart<unknown>[], a: ReadonlyMap<string, unknown>, b: ReadonlyMap<string, unknown>): Map<string, unknown> {
   return new Map(parts.map((p) => [p.id, p.merge(a.get(p.id), b.get(p.id))]));
 }
 
