@@ -88,8 +88,8 @@ function fileSets(): FileSet[] {
   const rows = (min: number, max: number): number => min + Math.floor(r() * (max - min));
   const leaves = (ns: number[]): number => ns.reduce((a, n) => a + Math.ceil(n / 1024), 0);
   const F = 20;
-  // .npy files: one shorter than a leaf, none a multiple of 1024.
-  const npyRows = [rows(2100, 3300), rows(40, 900), rows(1100, 2000)];
+  // .npy files: one shorter than a leaf, one with no rows, one of exactly a leaf.
+  const npyRows = [rows(2100, 3300), rows(40, 900), 0, rows(1100, 2000), 1024];
   const npy = npyRows.map((n, i) => write(f(`n${i}.npy`), npyBytes(floats(n * F, 10 + i, 0.25), [n, F])));
   // .safetensors with a component axis, source and decoded: [n, 2, 12] and [n, 2, 6].
   const stRows = [rows(300, 1000), rows(2050, 3000), rows(1, 60)];
@@ -111,8 +111,12 @@ function fileSets(): FileSet[] {
   write(f('one.npy'), npyBytes(floats(one * 16, 51, 0.2), [one, 16]));
   write(f('one-source.npy'), npyBytes(src, [one, 8]));
   write(f('one-decoded.npy'), npyBytes(src.map((x, j) => x * 0.9 + (j % 7) * 0.01), [one, 8]));
+  // Quarters with many ties (top's and deadwindow's order across shard boundaries), one FILE a leaf short.
+  const tieRows = [rows(1500, 2500), 1023, rows(500, 1500)];
+  const ties = tieRows.map((n, i) => write(f(`t${i}.npy`), npyBytes(floats(n * 8, 80 + i, 0.3).map((x) => Math.round(x * 4) / 4), [n, 8])));
   return [
     { name: '.npy files', args: npy, metrics: LEARNED, leaves: leaves(npyRows) },
+    { name: '.npy files with ties', args: ties, metrics: 'top,deadwindow,acthist,dead,density,fired,l0', leaves: leaves(tieRows) },
     {
       name: '.safetensors with components, source and decoded',
       args: [...st, '--tensor', 'learned', '--source', 'source', '--decoded', 'decoded'],
@@ -181,7 +185,7 @@ describe('merge of N shards = one run, bit for bit', () => {
   }, 120_000);
 
   it('a run gives the same bits with any --workers and any --batch-rows of 1024 or more (batches are aligned runs of leaves)', async () => {
-    const set = sets[1] as FileSet;
+    const set = sets[2] as FileSet;
     const runs = [];
     for (const [w, b] of [
       [1, '1024'],
