@@ -342,9 +342,15 @@ function readSetup(r: Reader, v: unknown): PartSetup {
       if (!(METRIC_NAMES as readonly unknown[]).includes(m)) r.fail(`setup.${field}[${i}]`, `is not a metric name, got ${JSON.stringify(m)}`);
       return m as MetricName;
     });
+  const metrics = names('metrics');
+  const computed = names('computed');
+  if (metrics.length === 0) r.fail('setup.metrics', 'must name at least one metric');
+  if (new Set(computed).size !== computed.length) r.fail('setup.computed', `must name each metric once, got ${computed.join(',')}`);
+  const missing = metrics.find((m) => !computed.includes(m));
+  if (missing !== undefined) r.fail('setup.computed', `must hold every metric of setup.metrics, but not ${missing}`);
   return {
-    metrics: names('metrics'),
-    computed: names('computed'),
+    metrics,
+    computed,
     l1Coefficient: r.number(o.l1Coefficient, 'setup.l1Coefficient'),
     deadThreshold: r.number(o.deadThreshold, 'setup.deadThreshold'),
     topK: r.integer(o.topK, 'setup.topK', 1),
@@ -388,6 +394,7 @@ function readInputs(r: Reader, v: unknown): InputsIdentity {
     }
   }
   if ((segments[0]?.learned.shape[segments[0].learned.shape.length - 1] ?? 0) < 1) r.fail('inputs.segments[0].learned.shape', 'must have features');
+  if (segments.every((s) => s.learned.shape[0] === 0)) r.fail('inputs.segments', 'must have rows: every FILE has none');
   return { files, segments };
 }
 

@@ -312,6 +312,14 @@ describe('merge refuses parts that do not make one run: one line naming the part
       states[id] = { sum: 1 };
     });
     await refuses([badState], /: nodes\[0\]\.states\["rowLossSum\([^"]*\)"\] is not a state of rowLossSum/);
+    const notComputed = reseal('notcomputed.json', (c) => {
+      (c.setup as { metrics: string[] }).metrics = ['l1', 'fired'];
+    });
+    await refuses([notComputed], /: setup\.computed must hold every metric of setup\.metrics, but not fired\n$/);
+    const noRows = reseal('norows.json', (c) => {
+      for (const seg of (c.inputs as { segments: { learned: { shape: number[] } }[] }).segments) seg.learned.shape[0] = 0;
+    });
+    await refuses([noRows], /: inputs\.segments must have rows: every FILE has none\n$/);
   }, 60_000);
 
   it('leaves an existing output file as it was, and asks for the states an output needs', async () => {
