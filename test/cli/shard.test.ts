@@ -14,6 +14,7 @@ import { createMetricPool, type MetricPool, type MetricPoolOptions } from '../..
 import { run } from '../../src/cli/run.js';
 import { mulberry32 } from '../support/random.js';
 import { npyBytes, safetensorsBytes, scratchDir, write } from './files.js';
+import { cli, limited, requireBuilt } from './run-cli.js';
 
 const tmp = scratchDir('sae-metrics-shard-');
 const f = tmp.path;
@@ -385,4 +386,55 @@ describe('--shard and --state-out on the command line', () => {
     expect(r.stderr).toBe('sae-metrics: --top: K = 1048576 is too large for 512 features: top keeps components x features x K values, at most 268435456, got 536870912\n');
     expect(r.code).toBe(2);
   });
+});
+
+describe('a shard stopped (Ctrl-C), and the built command', () => {
+  const a = write(f('i.npy'), npyBytes(floats(3000 * 6, 90, 0.4), [3000, 6]));
+
+  it('writes nothing when interrupted, says so, and exits 130', async () => {
+    const controller = new AbortController();
+    const out = f('stopped.json');
+    const err: string[] = [];
+    const code = await run([a, '--batch-rows', '100', '--workers', '1', '--shard', '0/2', '--state-out', out], {
+      stdout: { write: () => true },
+      stderr: { write: (s: string) => err.push(s) > 0, isTTY: false },
+      signal: controller.signal,
+      createPool: (options) => {
+        const pool = createMetricPool(options);
+        const evaluate = pool.evaluate.bind(pool);
+        let calls = 0;
+        pool.evaluate = (...args) => {
+          if (++calls === 2) controller.abort();
+          return evaluate(...args);
+        };
+        return pool;
+      },
+    });
+    expect(err.join('')).toBe('sae-metrics: interrupted: shard 0 of 2 was stopped: nothing was written\n');
+    expect(code).toBe(130);
+    expect(() => readFileSync(out)).toThrow(/ENOENT/);
+  });
+
+  it('runs as a process: two shards, then merge, with the exit codes and output of a run', async () => {
+    requireBuilt();
+    const args = [a, '--metrics', 'l1,l0,dead,actstats', '--workers', '1'];
+    const single = await cli([...args, '--json']);
+    expect(single.code).toBe(0);
+    const parts = [0, 1].map((i) => f(`proc-${i}.json`));
+    const shards = await limited(parts.map((p, i) => () => cli([...args, '--shard', `${i}/2`, '--state-out', p])));
+    for (const [i, s] of shards.entries()) {
+      expect(s.stderr).toBe('');
+      // 3 leaves: shard 0 has leaf 0 (floor(1 x 3 / 2) = 1), shard 1 leaves 1 and 2.
+      expect(s.stdout).toBe(`shard ${i} of 2: ${i === 0 ? '1,024' : '1,976'} of 3,000 vectors (rows ${i === 0 ? '0 to 1,024' : '1,024 to 3,000'}), state written to ${parts[i]}\n`);
+      expect(s.code).toBe(0);
+    }
+    const merged = await cli(['merge', ...parts.reverse(), '--json']);
+    expect(merged.stderr).toBe('');
+    expect(merged.code).toBe(0);
+    expect(comparable(merged.stdout)).toEqual(comparable(single.stdout));
+    const missing = await cli(['merge', parts[0] as string]);
+    expect(missing).toEqual({ code: 1, stdout: '', stderr: 'sae-metrics: merge: shard 0 of 2 is missing (given: 1)\n' });
+    const usage = await cli([a, '--shard', '2/2', '--state-out', f('u.json')]);
+    expect(usage.code).toBe(2);
+  }, 60_000);
 });
