@@ -148,17 +148,16 @@ Options:
                          bins from 1e-4 to 1e4, 10 a decade) and its quantiles as JSON for a
                          feature dashboard; computes acthist when --metrics leaves it out
   --shard I/N            compute only shard I of N (I counts from 0, as SLURM_ARRAY_TASK_ID and
-                         JOB_COMPLETION_INDEX do: 0 to N-1) and write its state to --state-out;
-                         then sae-metrics merge prints the report of all N, the same bits as one
-                         run (the report and output files are given to merge, not here)
+                         JOB_COMPLETION_INDEX do: 0 to N-1) and write its state to --state-out
+                         (give every shard the same FILEs, options and --backend); the report
+                         and output files come from sae-metrics merge
   --state-out PART.json  where --shard writes the shard's state (versioned, with a checksum)
   -h, --help             print this help
   -V, --version          print the version
 
-       sae-metrics merge PART.json... [--json] [--histogram OUT.svg] [--top-out FILE.json]
-                         [--acthist-out OUT.json] [--bins-per-decade N] [--log-y]
-                         checks that the parts are the N shards of one run (same metrics,
-                         options and inputs, every shard once) and prints its report
+Then: sae-metrics merge PART.json... [--json] [--histogram OUT.svg] [--top-out FILE.json] ...
+      checks that the parts are the N shards of one run and prints its report, the same bits
+      as one run over all the FILEs (see sae-metrics merge --help)
 
 Exit codes: 0 done, 1 bad input file or run-time error, 2 bad command line.
 `;
