@@ -18,6 +18,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { constants } from 'node:buffer';
 import type { MetricDefinition, StatePart } from '../functional/core.js';
 import { decodeStateValue, encodeStateValue } from '../encoding.js';
 import { METRIC_NAMES, type CommandLine, type MetricName, type ShardSpec } from './args.js';
@@ -259,8 +260,32 @@ export async function computeShard(cl: CommandLine, shard: ShardSpec, io: RunIO)
 const encodeStates = (states: ReadonlyMap<string, unknown>): Record<string, unknown> =>
   Object.fromEntries([...states].map(([id, s]) => [id, encodeStateValue(s)]));
 
-/** A part as the text of a part file (see the module's description). */
+/** The longest string this Node can make (V8's limit, about 512 Mi characters): a part file's text must fit in it. */
+export const MAX_PART_CHARS = constants.MAX_STRING_LENGTH;
+
+/** Bytes of the typed arrays of some states (what their base64 text is about 4/3 of). */
+function stateBytesOf(value: unknown): number {
+  if (ArrayBuffer.isView(value)) return value.byteLength;
+  if (typeof value !== 'object' || value === null) return 0;
+  let n = 0;
+  for (const v of value instanceof Map ? value.values() : Object.values(value)) n += stateBytesOf(v);
+  return n;
+}
+
+/**
+ * A part as the text of a part file (see the module's description).
+ *
+ * @throws {CliError} when the text would be longer than {@link MAX_PART_CHARS} (states of tens of
+ *   millions of features, or of a million with acthist).
+ */
 export function encodePart(part: Part): string {
+  const bytes = stateBytesOf(part.exact) + part.nodes.reduce((n, node) => n + stateBytesOf(node.state), 0);
+  if (Math.ceil(bytes / 3) * 4 > MAX_PART_CHARS) {
+    throw new CliError(
+      `shard ${part.shard.index} of ${part.shard.count}`,
+      `its states take ${groupDigits(bytes)} bytes, ${groupDigits(Math.ceil(bytes / 3) * 4)} characters of base64: past the ${groupDigits(MAX_PART_CHARS)} a part file (one JSON text) can hold; compute fewer per-feature metrics in each run (the states grow with the features, not the rows)`,
+    );
+  }
   const content = JSON.stringify({
     shard: part.shard,
     leafCount: part.leafCount,
@@ -668,6 +693,7 @@ function readText(name: string): string {
     return readFileSync(name, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ERR_STRING_TOO_LONG') throw new CliError(name, `is longer than the ${groupDigits(MAX_PART_CHARS)} characters a part file can hold: not a part sae-metrics wrote`);
     throw new CliError(name, code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory, not a file' : `cannot read (${code ?? (error as Error).message})`);
   }
 }

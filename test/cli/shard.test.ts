@@ -8,7 +8,7 @@
  * floats, so that float sums and moments round differently in another grouping (the test fails
  * with a left fold of the shards: see the last test of the first block).
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync, truncateSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createMetricPool, type MetricPool, type MetricPoolOptions } from '../../src/index.js';
 import { run } from '../../src/cli/run.js';
@@ -287,6 +287,12 @@ describe('merge refuses parts that do not make one run: one line naming the part
     const foreign = bad('foreign.json', JSON.stringify({ format: 'sae-metrics/state', version: 1, metric: 'L0NormMetric', config: {}, parts: {} }));
     await refuses([foreign], /is not a shard state of sae-metrics \(its format is "sae-metrics\/state", not "sae-metrics\/shard-state"\)\n$/);
     await refuses([f('nowhere.json')], new RegExp(`^sae-metrics: ${esc(f('nowhere.json'))}: no such file\\n$`));
+    // Longer than the longest string Node makes (a sparse file: no disk, read as zeros).
+    const huge = f('huge.json');
+    write(huge, Buffer.alloc(0));
+    truncateSync(huge, 2 ** 29);
+    await refuses([huge], new RegExp(`^sae-metrics: ${esc(huge)}: is longer than the 536,870,888 characters a part file can hold: not a part sae-metrics wrote\\n$`));
+    rmSync(huge);
     // Hostile: a state changed and the checksum made again. Every state is checked as untrusted.
     const { createHash } = await import('node:crypto');
     const reseal = (name: string, edit: (content: Record<string, unknown>) => void): string => {
