@@ -701,19 +701,19 @@ function readText(name: string): string {
 /**
  * {@link mergeParts} of part files, with one part's states alive at a time: every file is read,
  * decoded and checked, then read again in shard order and folded in (a file that changed in
- * between is refused).
+ * between is refused). `read` reads a file as text (default: from disk, with one-line errors).
  *
  * @throws {CliError} naming the file and the problem.
  */
-export function mergePartFiles(names: readonly string[]): ResultsSource {
+export function mergePartFiles(names: readonly string[], read: (name: string) => string = readText): ResultsSource {
   const hashes = new Map<string, string>();
   const summaries = names.map((name) => {
-    const text = readText(name);
+    const text = read(name);
     hashes.set(name, sha256(text));
     return { name, part: withoutStates(decodePart(text, name)) };
   });
   return foldCheckedParts(checkParts(summaries), ({ name }) => {
-    const text = readText(name);
+    const text = read(name);
     if (sha256(text) !== hashes.get(name)) throw new CliError(name, 'changed while it was being merged: merge again');
     return decodePart(text, name);
   });

@@ -329,6 +329,22 @@ describe('merge refuses parts that do not make one run: one line naming the part
     await refuses([noRows], /: inputs\.segments must have rows: every FILE has none\n$/);
   }, 60_000);
 
+  it('refuses a part file that changed between the check and the merge (each is read twice)', async () => {
+    const p = await threeParts();
+    const { mergePartFiles } = await import('../../src/cli/shard.js');
+    const other = readFileSync(await part('other-1.json', 1, 3, ['--workers', '2', '--batch-rows', '1024']), 'utf8');
+    const reads = new Map<string, number>();
+    const read = (name: string): string => {
+      const n = (reads.get(name) ?? 0) + 1;
+      reads.set(name, n);
+      // The second read of shard 1 finds another valid part (same run, other batches).
+      return name === p[1] && n === 2 ? other : readFileSync(name, 'utf8');
+    };
+    expect(() => mergePartFiles(p, read)).toThrow(new RegExp(`^${esc(p[1] as string)}: changed while it was being merged: merge again$`));
+    expect([...reads.values()]).toEqual([2, 2, 1]);
+    expect(mergePartFiles(p, (name) => readFileSync(name, 'utf8')).parts.size).toBeGreaterThan(0);
+  });
+
   it('leaves an existing output file as it was, and asks for the states an output needs', async () => {
     const p = await threeParts();
     const top = write(f('kept-top.json'), Buffer.from('before'));
