@@ -26,6 +26,7 @@ import { firedCountPart, type FiredCountState } from './parts/fired-count.js';
 import {
   activationHistogramPart,
   binCount,
+  denseHistogram,
   histogramEdges,
   type ActivationHistogramState,
   type HistogramBins,
@@ -129,8 +130,10 @@ export function featureActivationHistogram(
       return undefined;
     },
     compute({ histogram }) {
+      // A batch's partial (forward) may be sparse: spread out, so a fresh array; a state's is copied.
+      const counts = denseHistogram(histogram, total);
       return {
-        counts: int64(histogram.counts.slice(), [...perFeatureShape(shape), slots]),
+        counts: int64(counts === histogram.counts ? counts.slice() : counts, [...perFeatureShape(shape), slots]),
         edges: float64(edges.slice(), [edges.length]),
       };
     },

@@ -1,6 +1,6 @@
 /**
- * TopActivations' per-shard selection (`topOfShard`, and each of its two ways: entries bucketed
- * by value before insertion, and insertion in arrival order) against a plain reference: per feature, all its entries sorted by value descending then row
+ * TopActivations' per-shard selection (`topOfShard`: feature by feature from the entries grouped
+ * by feature, in row order) against a plain reference: per feature, all its entries sorted by value descending then row
  * ascending, the first k kept. Random fired entries (fast-check) with ties everywhere: values from
  * a small set, among them values that share a bucket (1 and the next float32 up), values a bucket
  * apart, the smallest subnormal, the largest float32 and Infinity; any k, with and without a
@@ -9,8 +9,8 @@
  */
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
-import type { PositiveEntries } from '../../src/kernels/types.js';
-import { topByBuckets, topInArrivalOrder, topOfShard } from '../../src/functional/parts/top-of-shard.js';
+import { positivesOf, type FiredShard } from '../support/fired-entries.js';
+import { topOfShard } from '../../src/functional/parts/top-of-shard.js';
 import { topActivationsPart, type TopActivationsState } from '../../src/functional/parts/top-activations.js';
 import type { Batch } from '../../src/functional/index.js';
 
@@ -18,15 +18,8 @@ const f32 = Math.fround;
 /** Fired values: ties are likely; 1 and 1 + 2^-23 share a bucket, 1 + 2^-20 is the next bucket. */
 const POOL = [1, 1, 1 + 2 ** -23, 1 + 2 ** -20, 0.5, 2, 2, 3, 1e-45, 3.4028234663852886e38, Infinity].map(f32);
 
-interface Shard {
-  readonly features: number;
-  readonly components: number;
-  readonly rows: number;
+interface Shard extends FiredShard {
   readonly k: number;
-  /** Per vector `(row, component)`, per feature: the fired value, or undefined. */
-  readonly cells: (number | undefined)[];
-  /** Floats stored before the values in their buffer. */
-  readonly pad: number;
 }
 
 const shardArb: fc.Arbitrary<Shard> = fc
@@ -46,27 +39,6 @@ const shardArb: fc.Arbitrary<Shard> = fc
       })
       .map((draws) => ({ ...s, cells: draws.map(([u, x]) => (u < s.density ? x : undefined)) })),
   );
-
-function positivesOf(s: Shard): PositiveEntries {
-  const vectors = s.rows * s.components;
-  const offsets = new Float64Array(vectors + 1);
-  const features: number[] = [];
-  const values: number[] = [];
-  for (let v = 0; v < vectors; v++) {
-    offsets[v] = features.length;
-    for (let f = 0; f < s.features; f++) {
-      const x = s.cells[v * s.features + f];
-      if (x !== undefined) {
-        features.push(f);
-        values.push(x);
-      }
-    }
-  }
-  offsets[vectors] = features.length;
-  const stored = new Float32Array(s.pad + values.length);
-  stored.set(values, s.pad);
-  return { offsets, features: Uint32Array.from(features), values: stored.subarray(s.pad) };
-}
 
 /** Per feature `[component, feature]`: every entry, sorted (value descending, row ascending), the first k. */
 function reference(s: Shard): { counts: number[]; values: number[]; rows: number[] } {
@@ -97,7 +69,7 @@ describe('topOfShard', () => {
     fc.assert(
       fc.property(shardArb, (s) => {
         const want = reference(s);
-        for (const top of [topOfShard, topByBuckets, topInArrivalOrder]) {
+        for (const top of [topOfShard]) {
           const got = top(positivesOf(s), s.features, s.components, s.k);
           expect(bitsOf(got.counts), top.name).toEqual(bitsOf(want.counts));
           expect(bitsOf(got.values), top.name).toEqual(bitsOf(want.values));
@@ -138,7 +110,7 @@ describe('topOfShard', () => {
       pad: 1,
       cells: [1, 1, 1, 1, 1, 1, 1 + 2 ** -20, 1 + 2 ** -23, 1 + 2 ** -20, 1 + 2 ** -23].map(f32),
     };
-    for (const top of [topByBuckets, topInArrivalOrder]) {
+    for (const top of [topOfShard]) {
       expect(Array.from(top(positivesOf(s), 1, 1, 4).rows), top.name).toEqual([6, 8, 7, 9]);
       expect(Array.from(top(positivesOf(s), 1, 1, 6).rows), top.name).toEqual([6, 8, 7, 9, 0, 1]);
     }

@@ -5,7 +5,7 @@
  * activations).
  *
  * A shard's moments are exact two-pass ones (the sum, then the squared deviations from the shard's
- * mean); shards merge with Chan et al.'s parallel rule
+ * mean), over each feature's entries grouped by `fired-by-feature.ts`; shards merge with Chan et al.'s parallel rule
  * (`mean = ma + d nb / n`, `M2 = M2a + M2b + d^2 na nb / n`, `d = mb - ma`), which is associative
  * up to rounding (about 1e-16 relative a merge) and exact for the counts and the maximum. A fixed
  * shard plan and merge tree (the pool's) give the same bits whatever the worker count.
@@ -15,6 +15,7 @@
 import { fromFusedPass, type StatePart } from '../core.js';
 import type { PositiveEntries } from '../../kernels/types.js';
 import { addCount, notCounts, notF64, notRecord } from './arrays.js';
+import { firedByFeature } from './fired-by-feature.js';
 
 /** Moments of each feature's fired activations, `[component, feature]` row-major. */
 export interface ActivationMomentsState {
@@ -31,34 +32,40 @@ export interface ActivationMomentsState {
 /** Relative slack for the bounds a state from elsewhere is checked against (rounding of merges). */
 const SLACK = 1e-9;
 
-/** The moments of the positive entries of a shard, `components` vectors a row. */
+/**
+ * The moments of the positive entries of a shard, `components` vectors a row: per feature, from
+ * its entries in row order (see `fired-by-feature.ts`), the sum and maximum, then the squared
+ * deviations from the mean (the order a walk over the vectors adds them in).
+ */
 export function momentsOf(p: PositiveEntries, components: number, features: number): ActivationMomentsState {
   const size = components * features;
   const count = new Float64Array(size);
   const mean = new Float64Array(size);
   const m2 = new Float64Array(size);
   const max = new Float64Array(size);
-  const vectors = p.offsets.length - 1;
-  // First pass: counts, sums (in `mean`) and maxima.
-  for (let v = 0; v < vectors; v++) {
-    const base = (v % components) * features;
-    for (let i = p.offsets[v] as number, end = p.offsets[v + 1] as number; i < end; i++) {
-      const k = base + (p.features[i] as number);
-      const x = p.values[i] as number;
-      count[k] = (count[k] as number) + 1;
-      mean[k] = (mean[k] as number) + x;
-      if (x > (max[k] as number)) max[k] = x;
+  const { starts, values } = firedByFeature(p, components, features);
+  for (let k = 0; k < size; k++) {
+    const s = starts[k] as number;
+    const e = starts[k + 1] as number;
+    if (s === e) continue;
+    let sum = 0;
+    let top = 0;
+    for (let i = s; i < e; i++) {
+      const x = values[i] as number;
+      sum += x;
+      if (x > top) top = x;
     }
-  }
-  for (let k = 0; k < size; k++) if ((count[k] as number) > 0) mean[k] = (mean[k] as number) / (count[k] as number);
-  // Second pass: squared deviations from each feature's mean.
-  for (let v = 0; v < vectors; v++) {
-    const base = (v % components) * features;
-    for (let i = p.offsets[v] as number, end = p.offsets[v + 1] as number; i < end; i++) {
-      const k = base + (p.features[i] as number);
-      const d = (p.values[i] as number) - (mean[k] as number);
-      m2[k] = (m2[k] as number) + d * d;
+    const n = e - s;
+    const m = sum / n;
+    let d2 = 0;
+    for (let i = s; i < e; i++) {
+      const d = (values[i] as number) - m;
+      d2 += d * d;
     }
+    count[k] = n;
+    mean[k] = m;
+    m2[k] = d2;
+    max[k] = top;
   }
   return { count, mean, m2, max };
 }

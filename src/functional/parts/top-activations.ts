@@ -13,7 +13,7 @@ import { fromFusedPass, type StatePart } from '../core.js';
 import type { PositiveEntries } from '../../kernels/types.js';
 import { notCount, notCounts, notRecord } from './arrays.js';
 import { topOfShard } from './top-of-shard.js';
-import { notNumbering, numberedKeys, placeAfter, placed, startOf, type Numbered } from './vector-index.js';
+import { notNumbering, numberedKeys, placeAfter, startOf, type Numbered } from './vector-index.js';
 
 /**
  * Feature by feature (`[component, feature]` row-major), `counts[g]` entries (at most `k`) in
@@ -28,11 +28,20 @@ export interface TopActivationsState extends Numbered {
 /** `a` then `b`: per feature, the best `k` of `a`'s entries and `b`'s (shifted; `a`'s win ties, being earlier). */
 function mergeTop(a: TopActivationsState, b: TopActivationsState, k: number): TopActivationsState {
   const p = placeAfter(a, b);
-  const size = a.counts.length;
+  // placed(p, j), inlined: this loop runs per batch over every kept entry, on the pool's thread.
+  const { shift, below, absolute } = p;
+  const ac = a.counts;
+  const bc = b.counts;
+  const av = a.values;
+  const ai = a.indices;
+  const bv = b.values;
+  const bi = b.indices;
+  const size = ac.length;
   const counts = new Float64Array(size);
   let total = 0;
   for (let g = 0; g < size; g++) {
-    const n = Math.min(k, (a.counts[g] as number) + (b.counts[g] as number));
+    const sum = (ac[g] as number) + (bc[g] as number);
+    const n = sum < k ? sum : k;
     counts[g] = n;
     total += n;
   }
@@ -42,17 +51,18 @@ function mergeTop(a: TopActivationsState, b: TopActivationsState, k: number): To
   let j = 0;
   let o = 0;
   for (let g = 0; g < size; g++) {
-    const iEnd = i + (a.counts[g] as number);
-    const jEnd = j + (b.counts[g] as number);
+    const iEnd = i + (ac[g] as number);
+    const jEnd = j + (bc[g] as number);
     const oEnd = o + (counts[g] as number);
     while (o < oEnd) {
       // Every index of b, placed, is above every index of a: on equal values a's entry comes first.
-      if (j >= jEnd || (i < iEnd && (a.values[i] as number) >= (b.values[j] as number))) {
-        values[o] = a.values[i] as number;
-        indices[o++] = a.indices[i++] as number;
+      if (j >= jEnd || (i < iEnd && (av[i] as number) >= (bv[j] as number))) {
+        values[o] = av[i] as number;
+        indices[o++] = ai[i++] as number;
       } else {
-        values[o] = b.values[j] as number;
-        indices[o++] = placed(p, b.indices[j++] as number);
+        const x = bi[j] as number;
+        values[o] = bv[j++] as number;
+        indices[o++] = x + (x < below ? shift : absolute);
       }
     }
     i = iEnd;
