@@ -112,10 +112,19 @@ describe('positives from the WebAssembly pass, bit for bit with the JS kernel', 
     { shape: [2000, 3, 40], density: 0.1, rows: [3, 1999] },
     { shape: [40, 64], density: 0, rows: [0, 40] },
     { shape: [12, 8], density: 0.3, rows: [4, 4] },
+    // Rows of several blocks of 64 values, read 16 values a step, then 4 at the end of a row, then a scalar tail.
+    { shape: [50, 2, 303], density: 0.3, rows: [1, 50] },
+    { shape: [20, 1021], density: 0.05, rows: [0, 20] },
   ];
+  // Every combination of the learned statistics beside the positives (one pass gives them all).
   const needsSets: ShardNeeds[] = [
     { positives: true },
     { positives: true, fired: true },
+    { positives: true, abs: true },
+    { positives: true, nonZero: true },
+    { positives: true, abs: true, nonZero: true },
+    { positives: true, fired: true, abs: true },
+    { positives: true, fired: true, nonZero: true },
     { positives: true, fired: true, abs: true, nonZero: true },
   ];
 

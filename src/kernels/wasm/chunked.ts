@@ -157,33 +157,34 @@ export function createChunkedWasmKernel(options: ChunkedWasmKernelOptions = {}):
     const out: { abs?: Float64Array; nonZero?: Float64Array; fired?: Float64Array; positives?: PositiveEntries } = {};
     if (learned !== undefined) {
       const { data, components: c, features: f } = learned;
-      // With positives, positivesPass counts the fired entries as it lists them (one read of a chunk).
-      const learnedFlags = needs.positives ? flags & 3 : flags;
+      // With positives, learnedPositivesPass gives them with the learned statistics (one read of a chunk).
       let layout = positivesLayout(lv, memory.buffer.byteLength - positivesAt);
       let total = 0;
-      const chunks = (withLearned: boolean, positivesFlags: number | undefined): void => {
+      const chunks = (withLearned: boolean, positives: boolean): void => {
         // The first call zeroes the counts (also for an empty range); the others add to them.
         let r = rows.start;
         do {
           const k = Math.min(learnedPer, rows.end - r);
           heap.set(data.subarray(r * learnedRow, (r + k) * learnedRow), 0);
           const first = r === rows.start ? 0 : 8;
-          if (withLearned && learnedFlags !== 0) exports.learnedPass(0, 0, k, c, f, absAt + 8 * (r - rows.start) * c, nonZeroAt, firedAt, learnedFlags | first);
-          if (positivesFlags !== undefined) {
-            const offsetsOut = positivesAt + 4 * (r - rows.start) * c;
-            total = exports.positivesPass(0, 0, k, c, f, firedAt, offsetsOut, positivesAt + layout.featuresAt, positivesAt + layout.valuesAt, total, layout.capacity, positivesFlags | first);
-          }
+          const absOut = absAt + 8 * (r - rows.start) * c;
+          const offsetsOut = positivesAt + 4 * (r - rows.start) * c;
+          const featuresOut = positivesAt + layout.featuresAt;
+          const valuesOut = positivesAt + layout.valuesAt;
+          if (!positives) exports.learnedPass(0, 0, k, c, f, absOut, nonZeroAt, firedAt, flags | first);
+          else if (withLearned) total = exports.learnedPositivesPass(0, 0, k, c, f, absOut, nonZeroAt, firedAt, offsetsOut, featuresOut, valuesOut, total, layout.capacity, flags | first);
+          else total = exports.positivesPass(0, 0, k, c, f, firedAt, offsetsOut, featuresOut, valuesOut, total, layout.capacity, 0);
           r += k;
         } while (r < rows.end);
       };
-      chunks(true, needs.positives ? flags & 4 : undefined);
+      chunks(true, needs.positives === true);
       if (needs.positives) {
         if (total > layout.capacity) {
           // More entries than the guess: room for all of them, and the entries again (no counts).
           reserve(positivesAt + positivesBytes(lv, total));
           layout = positivesLayout(lv, memory.buffer.byteLength - positivesAt);
           total = 0;
-          chunks(false, 0);
+          chunks(false, true);
         }
         if (elements > 0) density = total / elements;
         out.positives = readPositives(memory.buffer, positivesAt, lv, total, layout);

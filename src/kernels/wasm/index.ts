@@ -130,16 +130,22 @@ export interface FusedExports {
     capacity: number,
     flags: number,
   ): number;
-}
-
-/** Input bytes of the row blocks a pass with positives reads twice (the learned pass, then the positives'): cache-sized. */
-export const POSITIVES_BLOCK_BYTES = 256 * 1024;
-
-/** Rows per block for rows of `rowBytes` bytes: whole groups of four rows (the learned pass's unit) when they fit. */
-export function rowsPerBlock(rowBytes: number, blockBytes: number): number {
-  if (rowBytes === 0) return 2 ** 30;
-  const rows = Math.max(1, Math.floor(blockBytes / rowBytes));
-  return rows >= 4 ? rows - (rows % 4) : rows;
+  learnedPositivesPass(
+    x: number,
+    rowStart: number,
+    rowEnd: number,
+    components: number,
+    features: number,
+    absOut: number,
+    nonZeroOut: number,
+    firedOut: number,
+    offsetsOut: number,
+    featuresOut: number,
+    valuesOut: number,
+    start: number,
+    capacity: number,
+    flags: number,
+  ): number;
 }
 
 /**
@@ -449,26 +455,12 @@ export function createWasmKernel(memory: WebAssembly.Memory, module?: WebAssembl
     if (learned !== undefined) {
       const { pointer, components: c, features: f } = learned;
       if (needs.positives) {
-        // Fired counts and positives in one read by positivesPass; abs and non-zero counts by the
-        // learned pass over the same block of rows just before, while it is in cache.
+        // Abs sums, non-zero and fired counts and the positives in one read of each vector.
         const vectors = (rows.end - rows.start) * c;
         const elements = vectors * f;
         let at = positivesRegion(positivesBytes(vectors, positivesGuess(elements, density)));
         let layout = positivesLayout(vectors, positivesRegion.bytes());
-        const block = rowsPerBlock(4 * c * f, POSITIVES_BLOCK_BYTES);
-        const learnedFlags = flags & 3;
-        let total = 0;
-        let r = rows.start;
-        do {
-          const end = Math.min(rows.end, r + block);
-          const first = r === rows.start ? 0 : 8;
-          if (learnedFlags !== 0) {
-            exports.learnedPass(pointer, r, end, c, f, base + absAt + 8 * (r - rows.start) * c, base + nonZeroAt, base + firedAt, learnedFlags | first);
-          }
-          const offsetsOut = at + 4 * (r - rows.start) * c;
-          total = exports.positivesPass(pointer, r, end, c, f, base + firedAt, offsetsOut, at + layout.featuresAt, at + layout.valuesAt, total, layout.capacity, (flags & 4) | first);
-          r = end;
-        } while (r < rows.end);
+        const total = exports.learnedPositivesPass(pointer, rows.start, rows.end, c, f, base + absAt, base + nonZeroAt, base + firedAt, at, at + layout.featuresAt, at + layout.valuesAt, 0, layout.capacity, flags);
         if (total > layout.capacity) {
           // More entries than the guess: room for all of them, and the entries again (no counts).
           at = positivesRegion(positivesBytes(vectors, total));

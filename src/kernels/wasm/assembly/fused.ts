@@ -17,6 +17,7 @@
 // Counts are exact (i32 lanes; a lane counts at most rows * features / 4 < 2^31 elements).
 // positivesPass lists the fired (x > 0) entries of a shard with their counts: float32 values are
 // copied, never computed, so its entries are the same bits as any other kernel's.
+// learnedPositivesPass gives learnedPass's statistics (the same bits) and the entries in one read.
 //
 // The module uses no memory of its own (no data segments, no stack): only the pointers it gets.
 
@@ -861,6 +862,144 @@ function positives(
     }
     for (; b < end; b += 16) k = lanes(i32x4.bitmask(f32x4.gt(v128.load(p + b), zero)), p, b, fc, featuresOut, valuesOut, k, cap, doFired);
     for (let o: usize = end; o < n << 2; o += 4) k = lanes(<i32>(load<f32>(p + o) > 0), p, o, fc, featuresOut, valuesOut, k, cap, doFired);
+    p += n << 2;
+    c = c + 1 == <usize>components ? 0 : c + 1;
+  }
+  return <i32>k;
+}
+
+/**
+ * `learnedPass` (flags 1 to 7 as there, 8 to add to the counts) and `positivesPass` in one read of
+ * each vector: the |x| sums, non-zero counts and fired counts of `learnedPass` and the fired
+ * entries of `positivesPass`, the same outputs and bits (each vector's |x| blocks are added in
+ * the same order as `learnedPass` adds them). Fired counts come from the entries. Returns the
+ * index after the last entry, as `positivesPass`.
+ */
+export function learnedPositivesPass(
+  x: usize,
+  rowStart: i32,
+  rowEnd: i32,
+  components: i32,
+  features: i32,
+  absOut: usize,
+  nonZeroOut: usize,
+  firedOut: usize,
+  offsetsOut: usize,
+  featuresOut: usize,
+  valuesOut: usize,
+  start: i32,
+  capacity: i32,
+  flags: i32,
+): i32 {
+  if (!(flags & 8)) {
+    if (flags & 2) memory.fill(nonZeroOut, 0, <usize>components << 2);
+    if (flags & 4) memory.fill(firedOut, 0, <usize>(<u64>components * <u64>features * 4));
+  }
+  switch (flags & 7) {
+    case 1:
+      return vectorsAndPositives(x, rowStart, rowEnd, components, features, absOut, nonZeroOut, firedOut, offsetsOut, featuresOut, valuesOut, start, capacity, true, false, false);
+    case 2:
+      return vectorsAndPositives(x, rowStart, rowEnd, components, features, absOut, nonZeroOut, firedOut, offsetsOut, featuresOut, valuesOut, start, capacity, false, true, false);
+    case 3:
+      return vectorsAndPositives(x, rowStart, rowEnd, components, features, absOut, nonZeroOut, firedOut, offsetsOut, featuresOut, valuesOut, start, capacity, true, true, false);
+    case 4:
+      return vectorsAndPositives(x, rowStart, rowEnd, components, features, absOut, nonZeroOut, firedOut, offsetsOut, featuresOut, valuesOut, start, capacity, false, false, true);
+    case 5:
+      return vectorsAndPositives(x, rowStart, rowEnd, components, features, absOut, nonZeroOut, firedOut, offsetsOut, featuresOut, valuesOut, start, capacity, true, false, true);
+    case 6:
+      return vectorsAndPositives(x, rowStart, rowEnd, components, features, absOut, nonZeroOut, firedOut, offsetsOut, featuresOut, valuesOut, start, capacity, false, true, true);
+    case 7:
+      return vectorsAndPositives(x, rowStart, rowEnd, components, features, absOut, nonZeroOut, firedOut, offsetsOut, featuresOut, valuesOut, start, capacity, true, true, true);
+    default:
+      return vectorsAndPositives(x, rowStart, rowEnd, components, features, absOut, nonZeroOut, firedOut, offsetsOut, featuresOut, valuesOut, start, capacity, false, false, false);
+  }
+}
+
+@inline
+function vectorsAndPositives(
+  x: usize,
+  rowStart: i32,
+  rowEnd: i32,
+  components: i32,
+  features: i32,
+  absOut: usize,
+  nonZeroOut: usize,
+  firedOut: usize,
+  offsetsOut: usize,
+  featuresOut: usize,
+  valuesOut: usize,
+  start: i32,
+  capacity: i32,
+  doAbs: bool,
+  doNz: bool,
+  doFired: bool,
+): i32 {
+  const zero = f32x4.splat(0);
+  const mask = absMask(features);
+  const n = <usize>features;
+  const f4 = <usize>(features & ~3);
+  const end = f4 << 2;
+  const vectors = <usize>(rowEnd - rowStart) * <usize>components;
+  const cap = <u32>capacity;
+  let k = <u32>start;
+  let p = x + offsetOf(rowStart, components, 0, features);
+  let c: usize = 0;
+  for (let v: usize = 0; v < vectors; v++) {
+    store<u32>(offsetsOut + (v << 2), k);
+    const fc = firedOut + c * (n << 2);
+    let acc = f64x2.splat(0);
+    let nz = i32x4.splat(0);
+    let b: usize = 0;
+    while (b < end) {
+      // A block of at most 16 vectors (16 values per lane) in float32, then carried: learnedPass's blocks.
+      const blockEnd = b + 256 < end ? b + 256 : end;
+      let a = f32x4.splat(0);
+      for (; b + 64 <= blockEnd; b += 64) {
+        const v0 = v128.load(p + b);
+        const v1 = v128.load(p + b, 16);
+        const v2 = v128.load(p + b, 32);
+        const v3 = v128.load(p + b, 48);
+        if (doAbs) {
+          a = f32x4.add(a, v128.and(v0, mask));
+          a = f32x4.add(a, v128.and(v1, mask));
+          a = f32x4.add(a, v128.and(v2, mask));
+          a = f32x4.add(a, v128.and(v3, mask));
+        }
+        if (doNz) nz = i32x4.add(nz, i32x4.add(i32x4.add(f32x4.ne(v0, zero), f32x4.ne(v1, zero)), i32x4.add(f32x4.ne(v2, zero), f32x4.ne(v3, zero))));
+        const bits = i8x16.bitmask(
+          i8x16.narrow_i16x8_s(
+            i16x8.narrow_i32x4_s(f32x4.gt(v0, zero), f32x4.gt(v1, zero)),
+            i16x8.narrow_i32x4_s(f32x4.gt(v2, zero), f32x4.gt(v3, zero)),
+          ),
+        );
+        if (bits != 0) k = lanes(bits, p, b, fc, featuresOut, valuesOut, k, cap, doFired);
+      }
+      for (; b < blockEnd; b += 16) {
+        const v0 = v128.load(p + b);
+        if (doAbs) a = f32x4.add(a, v128.and(v0, mask));
+        if (doNz) nz = i32x4.add(nz, f32x4.ne(v0, zero));
+        const bits = i32x4.bitmask(f32x4.gt(v0, zero));
+        if (bits != 0) k = lanes(bits, p, b, fc, featuresOut, valuesOut, k, cap, doFired);
+      }
+      if (doAbs) acc = carry1(acc, a);
+    }
+    let s: f64 = 0;
+    let nzTail: i32 = 0;
+    for (let o: usize = end; o < n << 2; o += 4) {
+      const value = load<f32>(p + o);
+      if (doAbs) s += <f64>Mathf.abs(value);
+      if (doNz) nzTail += <i32>(value != 0);
+      k = lanes(<i32>(value > 0), p, o, fc, featuresOut, valuesOut, k, cap, doFired);
+    }
+    if (doAbs) {
+      let total = hsum64(acc) + s;
+      if (!isFinite(total)) total = absSum64(p, n);
+      store<f64>(absOut + (v << 3), total);
+    }
+    if (doNz) {
+      const at = nonZeroOut + (c << 2);
+      store<u32>(at, load<u32>(at) + <u32>nzTail - hsum32(nz));
+    }
     p += n << 2;
     c = c + 1 == <usize>components ? 0 : c + 1;
   }
