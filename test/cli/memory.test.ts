@@ -5,6 +5,8 @@
  *
  *   peak RSS <= 250 MB + B + (4 + W / 2) * S
  *
+ * and with acthist (at 2^20 features: its counts H = 82 S are 688 MB) 3 H more.
+ *
  * with S = 8 * components * features bytes (the fired counts), B the bytes of one batch, W the
  * workers. The file is sparse on disk (a few rows written, the rest holes).
  */
@@ -22,16 +24,16 @@ const F = 2 ** 24;
 const S = 8 * F;
 const B = 4 * F; // one row per batch: a row is past the 16 MiB batch size
 
-/** A [2, F] float32 .npy file: row 0 fires features [0, 1024), row 1 features [0, 512); holes elsewhere. */
-function wideFile(): string {
-  const path = tmp.path('wide.npy');
-  const header = npyBytes(new Float32Array(0), [2, F]);
+/** A [2, features] float32 .npy file: row 0 fires features [0, 1024), row 1 features [0, 512); holes elsewhere. */
+function wideFile(features = F): string {
+  const path = tmp.path(`wide-${features}.npy`);
+  const header = npyBytes(new Float32Array(0), [2, features]);
   const fd = openSync(path, 'w');
   try {
     writeSync(fd, header);
-    ftruncateSync(fd, header.length + 2 * B);
+    ftruncateSync(fd, header.length + 8 * features);
     writeSync(fd, new Uint8Array(new Float32Array(1024).fill(1).buffer), 0, 4096, header.length);
-    writeSync(fd, new Uint8Array(new Float32Array(512).fill(2).buffer), 0, 2048, header.length + B);
+    writeSync(fd, new Uint8Array(new Float32Array(512).fill(2).buffer), 0, 2048, header.length + 4 * features);
   } finally {
     closeSync(fd);
   }
@@ -76,6 +78,27 @@ describe('the command line stays within its stated memory bound, whatever the wi
       expect(json.stdout.length).toBeGreaterThan(2 * 2 * F);
       expect(json.stdout.slice(0, 200)).toContain(`"features":${F}`);
       expect(json.peak, `json, ${workers} workers: ${(json.peak / 1e6).toFixed(0)} MB`).toBeLessThanOrEqual(bound);
+    }
+  }, 240_000);
+
+  it('at 2^20 features with acthist and --acthist-out: within the bound plus 3 H (H its counts, 82 S), with 1 and 2 workers', async () => {
+    requireBuilt();
+    const features = 2 ** 20;
+    const s = 8 * features;
+    const h = 82 * s;
+    const file = wideFile(features);
+    for (const workers of [1, 2]) {
+      // B: both rows are one batch (8 MiB, under the default 16 MiB).
+      const bound = 250e6 + 8 * features + (4 + workers / 2) * s + 3 * h;
+      const out = tmp.path(`acthist-${workers}.json`);
+      const run = await measured([file, '--workers', String(workers), '--metrics', 'l1,l0,dead,density,fired,acthist', '--acthist-out', out]);
+      expect(run.stderr).toBe('');
+      expect(run.code).toBe(0);
+      expect(run.stdout).toMatch(/^ {2}fired +1,536 /m);
+      const head = readFileSync(out, 'utf8').slice(0, 4000);
+      expect(head).toContain('"format":"sae-metrics/feature-activation-histogram"');
+      expect(head).toContain('{"feature":0,"fired":2,');
+      expect(run.peak, `acthist, ${workers} workers: ${(run.peak / 1e6).toFixed(0)} MB`).toBeLessThanOrEqual(bound);
     }
   }, 240_000);
 
