@@ -14,8 +14,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { positivesOf, type FiredShard } from '../support/fired-entries.js';
-import { FeatureActivationHistogram } from '../../src/index.js';
-import { tensor } from '../../src/index.js';
+import { encodeState, FeatureActivationHistogram, StateMergeError, tensor } from '../../src/index.js';
 import { firedByFeature } from '../../src/functional/parts/fired-by-feature.js';
 import { activationMomentsPart, type ActivationMomentsState } from '../../src/functional/parts/activation-moments.js';
 import {
@@ -218,13 +217,13 @@ describe("the histogram's sparse partial", () => {
         expect(isSparseHistogram(folded)).toBe(false);
         expect(hex(folded.counts)).toBe(hex(want));
       }),
-      { numRuns: 150, seed: 1313 },
+      { numRuns: 100, seed: 1313 },
     );
     function cellsFor(s: Shard, t: Shard): (number | undefined)[] {
       const n = t.rows * s.components * s.features;
       return Array.from({ length: n }, (_, i) => t.cells[i % Math.max(1, t.cells.length)]);
     }
-  });
+  }, 60_000);
 
   it('refuses a sum past 2^53 - 1 with a RangeError, in every form, leaving the inputs as they were', () => {
     const s: Shard = { features: 2, components: 1, rows: 1, cells: [f32(0.5), undefined], pad: 0 };
@@ -264,5 +263,32 @@ describe("the histogram's sparse partial", () => {
     expect(Array.from(state.counts.data)).toEqual([0, 0, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 1]);
     const parts = (m.state() as { parts: { histogram: object } }).parts;
     expect(Object.keys(parts.histogram)).toEqual(['counts']);
+  });
+
+  it('is never taken as a state from elsewhere: loadState and mergeState refuse it, naming the field, and the state stays', () => {
+    const m = new FeatureActivationHistogram({ numLearnedFeatures: 2, lowLog10: -1, highLog10: 1, binsPerDecade: 1 });
+    m.update({ learnedActivations: tensor([[0.5, 2]]) });
+    const before = encodeState(m.state());
+    const state = m.state() as unknown as { metric: string; config: object; parts: { firedCount: object; histogram: object } };
+    const partial = m.definition.parts.histogram?.fromStats?.(
+      { positives: { offsets: new Float64Array([0, 2]), features: new Uint32Array([0, 1]), values: new Float32Array([0.5, 2]) } },
+      { start: 0, end: 1 },
+      {} as Batch,
+    );
+    expect(isSparseHistogram(partial as SparseHistogram)).toBe(true);
+    // As made (its cells a Uint32Array), and as plain data that passes the copy (float64 cells).
+    const asPlain = { shards: [{ cells: new Float64Array([2, 7]), cellCounts: new Float64Array([1, 1]) }] };
+    for (const [histogram, reason] of [
+      [partial, /^FeatureActivationHistogram: (the incoming )?state\.parts\.histogram\.shards\[0\]\.cells must be plain data/],
+      [asPlain, /^FeatureActivationHistogram: (the incoming )?state\.parts\.histogram\.shards is not a field/],
+    ] as const) {
+      const hostile = { ...state, parts: { ...state.parts, histogram } };
+      for (const apply of [(s: unknown) => m.loadState(s as never), (s: unknown) => m.mergeState(s as never)]) {
+        const error = thrown(() => apply(hostile));
+        expect(error).toBeInstanceOf(StateMergeError);
+        expect(error.message).toMatch(reason);
+        expect(encodeState(m.state())).toBe(before);
+      }
+    }
   });
 });
