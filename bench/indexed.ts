@@ -94,13 +94,15 @@ export async function run(): Promise<ReadmeRow[]> {
     }
     const second = part.fromStats?.(stats, { start: SHARD_ROWS, end: 2 * SHARD_ROWS }, batch) as TopActivationsState;
     const last = lastFiredPart(LARGE.learned, undefined);
-    // A fresh `positives` object a run: the grouping by feature is built once per shard (per
-    // object) and shared by the per-feature parts; here it is paid each run, as by a part alone.
+    // A fresh `positives` object: not grouped by feature (as for top alone); `stats`' positives
+    // are grouped (as when actstats or acthist grouped them first: top then takes the groups).
     const fresh2 = (): typeof stats => ({ positives: { ...positives } });
+    firedByFeature(positives, 1, LARGE.learned);
     const cases: Case[] = [
       { name: `top partial, arrival-order insertion (baseline), k=${k}`, run: () => (sink += arrivalOrderTop(positives, LARGE.learned, k).values.length) },
-      { name: `top partial (entries grouped by feature, the grouping included), k=${k}`, run: () => (sink += (part.fromStats?.(fresh2(), rows, batch) as TopActivationsState).values.length) },
-      { name: 'the grouping by feature alone (shared by the per-feature parts of a shard)', run: () => (sink += firedByFeature({ ...positives }, 1, LARGE.learned).rows.length) },
+      { name: `top partial (${k <= 4 ? 'arrival order into k fixed slots' : 'bucketed by value, then inserted'}), k=${k}`, run: () => (sink += (part.fromStats?.(fresh2(), rows, batch) as TopActivationsState).values.length) },
+      { name: `top partial from the entries grouped by feature (by another part), k=${k}`, run: () => (sink += (part.fromStats?.(stats, rows, batch) as TopActivationsState).values.length) },
+      { name: 'the grouping by feature (once a shard, shared by the per-feature parts)', run: () => (sink += firedByFeature({ ...positives }, 1, LARGE.learned).rows.length) },
       { name: `top merge of two shards' partials, k=${k}`, run: () => (sink += part.merge(fresh, second).values.length) },
       { name: 'last-fired partial (DeadFeaturesOverWindow)', run: () => (sink += (last.fromStats?.(stats, rows, batch) as { vectors: number }).vectors) },
       { name: 'count of the entries by feature (one plain pass)', run: () => (sink += countByFeature(positives, LARGE.learned).length) },

@@ -1,6 +1,7 @@
 /**
- * TopActivations' per-shard selection (`topOfShard`: feature by feature from the entries grouped
- * by feature, in row order) against a plain reference: per feature, all its entries sorted by value descending then row
+ * TopActivations' per-shard selection (`topOfShard`, and each of its three ways: entries bucketed
+ * by value before insertion, insertion in arrival order, and feature by feature from the entries
+ * grouped by feature, which it takes where another part grouped them) against a plain reference: per feature, all its entries sorted by value descending then row
  * ascending, the first k kept. Random fired entries (fast-check) with ties everywhere: values from
  * a small set, among them values that share a bucket (1 and the next float32 up), values a bucket
  * apart, the smallest subnormal, the largest float32 and Infinity; any k, with and without a
@@ -10,7 +11,8 @@
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import { positivesOf, type FiredShard } from '../support/fired-entries.js';
-import { topOfShard } from '../../src/functional/parts/top-of-shard.js';
+import { topByBuckets, topByFeature, topInArrivalOrder, topOfShard } from '../../src/functional/parts/top-of-shard.js';
+import { firedByFeature } from '../../src/functional/parts/fired-by-feature.js';
 import { topActivationsPart, type TopActivationsState } from '../../src/functional/parts/top-activations.js';
 import type { Batch } from '../../src/functional/index.js';
 
@@ -69,7 +71,9 @@ describe('topOfShard', () => {
     fc.assert(
       fc.property(shardArb, (s) => {
         const want = reference(s);
-        for (const top of [topOfShard]) {
+        // topOfShard with the entries grouped by feature already (by another part of the shard) takes them.
+        const grouped = (p: ReturnType<typeof positivesOf>, f: number, c: number, k: number) => (firedByFeature(p, c, f), topOfShard(p, f, c, k));
+        for (const top of [topOfShard, topByBuckets, topInArrivalOrder, topByFeature, grouped]) {
           const got = top(positivesOf(s), s.features, s.components, s.k);
           expect(bitsOf(got.counts), top.name).toEqual(bitsOf(want.counts));
           expect(bitsOf(got.values), top.name).toEqual(bitsOf(want.values));
@@ -110,7 +114,7 @@ describe('topOfShard', () => {
       pad: 1,
       cells: [1, 1, 1, 1, 1, 1, 1 + 2 ** -20, 1 + 2 ** -23, 1 + 2 ** -20, 1 + 2 ** -23].map(f32),
     };
-    for (const top of [topOfShard]) {
+    for (const top of [topByBuckets, topInArrivalOrder, topByFeature]) {
       expect(Array.from(top(positivesOf(s), 1, 1, 4).rows), top.name).toEqual([6, 8, 7, 9]);
       expect(Array.from(top(positivesOf(s), 1, 1, 6).rows), top.name).toEqual([6, 8, 7, 9, 0, 1]);
     }

@@ -46,6 +46,12 @@ export function firedByFeature(p: PositiveEntries, components: number, features:
   return value;
 }
 
+/** Whether the grouping of `p` (for `components` and `features`) is built already. */
+export function builtByFeature(p: PositiveEntries, components: number, features: number): boolean {
+  const known = built.get(p);
+  return known !== undefined && known.components === components && known.features === features;
+}
+
 function group(p: PositiveEntries, components: number, features: number): FiredByFeature {
   const { offsets, features: feature } = p;
   const n = p.values.length;
