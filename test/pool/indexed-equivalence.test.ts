@@ -137,7 +137,8 @@ describe(`indexed metrics through pools of 1, 2 and 4 workers (shardRows ${SHARD
           want.entries.forEach((e, g) => expect(indices.slice(g * 4, g * 4 + e.length)).toEqual(e.map((x) => x[1])));
           expect(top.compute().vectors.item()).toBe(want.vectors);
         }
-      });
+        // Every pool and both operators over the stream: seconds on a loaded 2-core machine.
+      }, 30_000);
     }
   }
 
