@@ -185,7 +185,7 @@ Options:
 Exit codes: 0 done, 1 a bad or mismatched part file, 2 bad command line.
 `;
 
-function positiveInteger(option: string, value: string | undefined): number | undefined {
+export function positiveInteger(option: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const n = /^\s*\d+\s*$/.test(value) ? Number(value) : NaN;
   if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`--${option}`, `must be a positive integer, got ${JSON.stringify(value)}`);
@@ -200,7 +200,7 @@ function finiteNumber(option: string, value: string | undefined, fallback: numbe
 }
 
 /** Turns a `parseArgs` error into a one-line usage error naming the option. */
-function parseError(error: unknown, help = 'sae-metrics --help'): UsageError {
+export function parseError(error: unknown, help = 'sae-metrics --help'): UsageError {
   const e = error as { code?: string; message?: string };
   const message = e.message ?? String(error);
   const option = /'(-{1,2}[^', ]+)/.exec(message)?.[1];

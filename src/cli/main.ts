@@ -30,4 +30,11 @@ process.on('SIGINT', () => {
   interrupt.abort();
 });
 
-process.exitCode = await run(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, signal: interrupt.signal });
+const argv = process.argv.slice(2);
+const queueCommand = argv[0] === 'coordinate' || argv[0] === 'worker';
+// A worker (or coordinator) stopped by its supervisor finishes as on Ctrl-C.
+if (queueCommand) process.on('SIGTERM', () => (interrupt.signal.aborted ? process.exit(143) : interrupt.abort()));
+process.exitCode = await run(argv, { stdout: process.stdout, stderr: process.stderr, signal: interrupt.signal });
+// BullMQ's connections may still hold the event loop (reconnecting to a Redis that is gone):
+// stdout and stderr are written (pipes and files are synchronous here), so leave now.
+if (queueCommand) process.exit(process.exitCode);

@@ -44,6 +44,8 @@ export function packageVersion(): string {
  */
 export async function run(argv: readonly string[], io: RunIO): Promise<number> {
   if (argv[0] === 'merge') return runMerge(argv.slice(1), io);
+  if (argv[0] === 'coordinate') return (await import('./queue/coordinate.js')).runCoordinate(argv.slice(1), io);
+  if (argv[0] === 'worker') return (await import('./queue/worker.js')).runWorker(argv.slice(1), io);
   let inputs: Inputs | undefined;
   let outputs: PreparedOutputs | undefined;
   let stateFile: PreparedOutput | undefined;

@@ -1,0 +1,144 @@
+/**
+ * `sae-metrics worker --redis URL [--workers N]`: takes shard jobs from a BullMQ queue, one at a
+ * time, and computes each with a local worker pool.
+ *
+ * @module
+ */
+import { randomBytes } from 'node:crypto';
+import { rename, unlink, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import type { Job } from 'bullmq';
+import { parseCommandLine, type CommandLine } from '../args.js';
+import type { RunIO } from '../compute.js';
+import { CliError, errorLine } from '../errors.js';
+import { parseWorkerCommandLine, WORKER_USAGE, type WorkerCommandLine } from './args.js';
+import { jobDataProblem, sha256Hex, type ShardJobData, type ShardJobResult } from './protocol.js';
+import { loadQueueModules, openRedis, overLink, type QueueModules, type RedisLink } from './redis.js';
+
+/** Times a job may be found stalled (its worker gone) and put back before it fails. */
+export const MAX_STALLED_COUNT = 3;
+
+/** The file a worker writes a shard's state to when it is too large to return through Redis. */
+export function partFilePath(data: Pick<ShardJobData, 'identity' | 'cwd' | 'run' | 'shard'>): string {
+  const first = data.identity.files[0]?.path ?? '.';
+  return join(dirname(resolve(data.cwd, first)), `.sae-metrics-${data.run}-shard-${data.shard.index}-of-${data.shard.count}.json`);
+}
+
+interface Context {
+  readonly modules: QueueModules;
+  readonly options: WorkerCommandLine;
+  readonly who: string;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  log(line: string): void;
+}
+
+/** Computes one shard job; an error that retrying cannot mend is an `UnrecoverableError`. */
+async function processShard(job: Job, ctx: Context): Promise<ShardJobResult> {
+  const { UnrecoverableError } = ctx.modules.bullmq;
+  const fatal = (problem: string): Error => new UnrecoverableError(`worker ${ctx.who}: ${problem}`);
+  const problem = jobDataProblem(job.data);
+  if (problem !== undefined) throw fatal(`job ${job.id ?? '?'} ${problem}`);
+  const data = job.data as ShardJobData;
+  const name = `run ${data.run} shard ${data.shard.index} of ${data.shard.count}`;
+  ctx.log(`${name}: started${job.attemptsStarted > 1 ? ` (start ${job.attemptsStarted}: taken over from a worker that stopped)` : ''}`);
+  const started = performance.now();
+  try {
+    process.chdir(data.cwd);
+  } catch (error) {
+    throw fatal(`cannot enter the coordinator's working directory ${data.cwd} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): files must be at the same paths on every machine`);
+  }
+  let cl: CommandLine;
+  try {
+    cl = parseCommandLine(data.argv, ctx.env);
+  } catch (error) {
+    throw fatal(`the job's command line: ${(error as Error).message}`);
+  }
+  if (ctx.options.workers !== undefined) cl = { ...cl, workers: ctx.options.workers };
+  const { computeShard, encodePart, identityDifference, identityOfCommandLine } = await import('../shard.js');
+  let diff: string | undefined;
+  try {
+    diff = identityDifference(data.identity, await identityOfCommandLine(cl));
+  } catch (error) {
+    throw fatal(`cannot read the inputs: ${(error as Error).message}`);
+  }
+  if (diff !== undefined) throw fatal(`its files differ from the coordinator's: ${diff}`);
+  const quiet: RunIO = { stdout: { write: () => true }, stderr: { write: () => true, isTTY: false }, env: ctx.env };
+  const part = await computeShard(cl, data.shard, quiet);
+  // The files may have changed between the check and the read.
+  diff = identityDifference(data.identity, part.inputs);
+  if (diff !== undefined) throw fatal(`its files changed while the shard was computed: ${diff}`);
+  const text = encodePart(part);
+  const bytes = Buffer.byteLength(text);
+  const sha256 = sha256Hex(text);
+  const seconds = ((performance.now() - started) / 1000).toFixed(2);
+  if (bytes <= data.inlineMax) {
+    ctx.log(`${name}: done in ${seconds} s (${bytes} bytes of state, returned through Redis)`);
+    return { run: data.run, shard: data.shard.index, sha256, bytes, text };
+  }
+  const path = partFilePath(data);
+  const temporary = `${path}.${randomBytes(4).toString('hex')}.tmp`;
+  try {
+    await writeFile(temporary, text);
+    await rename(temporary, path);
+  } catch (error) {
+    await unlink(temporary).catch(() => undefined);
+    throw new Error(`worker ${ctx.who}: cannot write the shard's state to ${path}: ${(error as Error).message}`);
+  }
+  ctx.log(`${name}: done in ${seconds} s (${bytes} bytes of state, written to ${path})`);
+  return { run: data.run, shard: data.shard.index, sha256, bytes, path };
+}
+
+/**
+ * Runs `sae-metrics worker` (`argv`: the arguments after `worker`) until `io.signal` aborts
+ * (Ctrl-C, SIGTERM), which lets the job in hand finish. Writes one line to stderr per job started,
+ * done or failed.
+ *
+ * @returns the exit code: 0 stopped, 1 Redis unreachable or lost, 2 bad command line.
+ */
+export async function runWorker(argv: readonly string[], io: RunIO): Promise<number> {
+  let link: RedisLink | undefined;
+  try {
+    const options = parseWorkerCommandLine(argv);
+    if (options.help) {
+      io.stdout.write(WORKER_USAGE);
+      return 0;
+    }
+    const modules = await loadQueueModules('worker');
+    link = openRedis(modules, options.redis, options.connectTimeoutMs);
+    const who = `${hostname()}:${process.pid}`;
+    const log = (line: string): void => void io.stderr.write(`sae-metrics worker ${who}: ${line}\n`);
+    const ctx: Context = { modules, options, who, env: io.env ?? process.env, log };
+    const connection = link.connection();
+    await link.ready();
+    const worker = new modules.bullmq.Worker(options.queue, (job: Job) => processShard(job, ctx), {
+      connection,
+      concurrency: 1,
+      lockDuration: options.stalledMs,
+      stalledInterval: options.stalledMs,
+      maxStalledCount: MAX_STALLED_COUNT,
+    });
+    // Connection errors are the link's to judge (it fails after the timeout); BullMQ retries them.
+    worker.on('error', () => undefined);
+    worker.on('failed', (job, error) => {
+      const d = job?.data as Partial<ShardJobData> | undefined;
+      log(`run ${d?.run ?? '?'} shard ${d?.shard?.index ?? '?'} of ${d?.shard?.count ?? '?'}: failed: ${errorLine(error).replace(/^sae-metrics: /, '')}`);
+    });
+    worker.on('stalled', (jobId) => log(`job ${jobId} stalled (its worker stopped): put back in the queue`));
+    log(`waiting for shard jobs on queue ${options.queue} at ${link.shown}`);
+    const stop = new Promise<void>((done) => {
+      if (io.signal?.aborted === true) done();
+      io.signal?.addEventListener('abort', () => done(), { once: true });
+    });
+    await overLink(link, stop);
+    log('stopping: the job in hand finishes first');
+    await overLink(link, worker.close());
+    log('stopped');
+    return 0;
+  } catch (error) {
+    io.stderr.write(`${errorLine(error)}\n`);
+    return error instanceof CliError ? error.exitCode : 1;
+  } finally {
+    link?.close();
+  }
+}

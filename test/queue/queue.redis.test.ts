@@ -1,0 +1,254 @@
+/**
+ * `sae-metrics coordinate` and `sae-metrics worker` against a real redis-server on a free loopback
+ * port (started here, stopped after): the report is the single run's, bit for bit, for any number
+ * of shards and worker processes; a worker killed with SIGKILL mid-shard has its job taken by
+ * another after the stalled-job timeout; a shard delivered twice counts once; a worker whose files
+ * differ fails the job at once and the coordinator exits with that error; Redis unreachable, silent
+ * or stopped mid-run is one line and exit code 1 within the connection timeout.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { Queue, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { comparable, floats } from '../support/reports.js';
+import { npyBytes, safetensorsBytes, scratchDir, write } from '../cli/files.js';
+import { cli, requireBuilt } from '../cli/run-cli.js';
+import { freePort, startCli, startRedis, startWorker, stopChild, type CliProcess, type RedisServer } from './processes.js';
+
+const tmp = scratchDir('i14-queue-test-');
+const f = tmp.path;
+
+const LEARNED = 'l1,l0,dead,density,fired,top,deadwindow,freq,actstats,acthist';
+const RECON = 'l2,loss,ev,fvu,cos,l2ratio,shrinkage,nmse';
+
+let redis: RedisServer;
+const workers: CliProcess[] = [];
+let queueNumber = 0;
+/** A queue of its own for each test: nothing left by one test reaches the next. */
+const nextQueue = (): string => `t${++queueNumber}`;
+
+beforeAll(async () => {
+  requireBuilt();
+  redis = await startRedis();
+});
+afterEach(async () => {
+  await Promise.all(workers.splice(0).map((w) => stopChild(w.child, 'SIGKILL')));
+});
+afterAll(async () => {
+  await redis?.stop();
+  tmp.remove();
+});
+
+/** Files of random sizes (not multiples of 1024, one shorter than a leaf). */
+function npySet(tag: string, rowsList: readonly number[], features: number, seed: number): string[] {
+  return rowsList.map((n, i) => write(f(`${tag}${i}.npy`), npyBytes(floats(n * features, seed + i, 0.25), [n, features])));
+}
+
+/** Runs the single run and the coordinator over the same files; both must exit 0. */
+async function bothRuns(url: string, queue: string, args: readonly string[], coordinatorArgs: readonly string[], tag: string) {
+  const outputs = (who: string): string[] => ['--top-out', f(`${tag}-${who}-top.json`), '--acthist-out', f(`${tag}-${who}-acthist.json`), '--histogram', f(`${tag}-${who}-hist.svg`)];
+  const files = (who: string): string[] => ['top.json', 'acthist.json', 'hist.svg'].map((x) => readFileSync(f(`${tag}-${who}-${x}`), 'utf8'));
+  const single = await cli([...args, '--json', '--backend', 'js', ...outputs('single')]);
+  expect(single.stderr).toBe('');
+  expect(single.code).toBe(0);
+  const queued = await cli(['coordinate', '--redis', url, '--queue', queue, ...args, '--json', '--backend', 'js', ...outputs('queue'), ...coordinatorArgs], {}, 150_000);
+  expect(queued.stderr).toBe('');
+  expect(queued.code).toBe(0);
+  return { single, queued, singleFiles: files('single'), queueFiles: files('queue') };
+}
+
+describe('coordinate + workers = one run, bit for bit', () => {
+  it('N = 1, 3, 5 and more shards than leaves, 2 and 3 worker processes, every metric and output; states inline and in files', async () => {
+    const queue = nextQueue();
+    const npy = npySet('a', [2500, 700, 1024, 1900], 20, 10);
+    // A component axis and source/decoded activations (the reconstruction metrics' float sums).
+    const st = [650, 2300].map((n, i) => {
+      const source = floats(n * 2 * 6, 30 + i);
+      return write(
+        f(`s${i}.safetensors`),
+        safetensorsBytes({
+          learned: { dtype: 'F32', shape: [n, 2, 12], data: floats(n * 2 * 12, 20 + i, 0.3) },
+          source: { dtype: 'F32', shape: [n, 2, 6], data: source },
+          decoded: { dtype: 'F32', shape: [n, 2, 6], data: source.map((x, j) => x * 0.9 + (j % 5) * 0.013) },
+        }),
+      );
+    });
+    workers.push(await startWorker(redis.url, ['--queue', queue]), await startWorker(redis.url, ['--queue', queue, '--workers', '2']));
+    const sets = [
+      { args: [...npy, '--metrics', LEARNED, '--top', '3', '--dead-window', '1500'], leaves: 3 + 1 + 1 + 2 },
+      { args: [...st, '--tensor', 'learned', '--source', 'source', '--decoded', 'decoded', '--metrics', `${LEARNED},${RECON}`, '--top', '2'], leaves: 1 + 3 },
+    ];
+    let round = 0;
+    for (const [k, set] of sets.entries()) {
+      for (const shards of [1, 3, 5, set.leaves + 2]) {
+        if (round === 2) workers.push(await startWorker(redis.url, ['--queue', queue]));
+        // Every other run returns its states through files beside the inputs.
+        const inline = round % 2 === 0 ? [] : ['--inline-max', '0'];
+        const r = await bothRuns(redis.url, queue, set.args, ['--shards', String(shards), ...inline], `set${k}-n${shards}`);
+        expect(comparable(r.queued.stdout), `set ${k}, ${shards} shards`).toEqual(comparable(r.single.stdout));
+        expect(r.queueFiles, `set ${k}, ${shards} shards: --top-out, --acthist-out, --histogram`).toEqual(r.singleFiles);
+        round++;
+      }
+    }
+    // The state files were written (the workers said so) and removed after the merge.
+    expect(workers.some((w) => w.stderrLines().some((l) => /written to .*\.sae-metrics-.*\.json/.test(l)))).toBe(true);
+    expect(readdirSync(tmp.dir).filter((n) => n.startsWith('.sae-metrics-'))).toEqual([]);
+  });
+});
+
+/** The run queue and parent job the coordinator made on `queue` (polls Redis until it is there). */
+async function findRun(client: Redis, queue: string): Promise<{ run: string; parent: Job; runQueue: Queue }> {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    const keys = await client.keys(`bull:${queue}.run.*:meta`);
+    const run = keys[0]?.split(':')[1]?.slice(`${queue}.run.`.length);
+    if (run !== undefined) {
+      const runQueue = new Queue(`${queue}.run.${run}`, { connection: client.duplicate() });
+      const [parent] = await runQueue.getJobs(['waiting-children']);
+      if (parent !== undefined) return { run, parent, runQueue };
+      await runQueue.close();
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`no run on queue ${queue}`);
+}
+
+describe('at-least-once delivery', () => {
+  it('a worker killed with SIGKILL mid-shard: another takes its job after the stalled-job timeout, and the answer is the same bits', async () => {
+    const queue = nextQueue();
+    // Shards big enough that a worker is still computing when it is killed.
+    const files = npySet('k', [26_000, 21_000, 9_500], 96, 60);
+    const args = [...files, '--metrics', 'l1,l0,dead,density,actstats,top', '--top', '4'];
+    const stall = ['--queue', queue, '--stalled-ms', '1500'];
+    const victim = await startWorker(redis.url, stall);
+    workers.push(victim);
+    const coordinator = startCli(['coordinate', '--redis', redis.url, '--queue', queue, ...args, '--json', '--backend', 'js', '--shards', '6']);
+    const started = await victim.waitFor(/shard \d+ of 6: started/);
+    victim.child.kill('SIGKILL');
+    await victim.exit();
+    const shard = /shard (\d+) of 6/.exec(started)?.[1];
+    // It died before finishing the shard it had started.
+    expect(victim.stderrLines().filter((l) => new RegExp(`shard ${shard} of 6: done`).test(l))).toEqual([]);
+    workers.push(await startWorker(redis.url, stall), await startWorker(redis.url, stall));
+    const { code } = await coordinator.exit();
+    expect(coordinator.stderrLines()).toEqual([]);
+    expect(code).toBe(0);
+    // Another worker started that shard again, as a job taken over.
+    const retaken = workers.slice(1).flatMap((w) => w.stderrLines()).filter((l) => new RegExp(`shard ${shard} of 6: started \\(start 2`).test(l));
+    expect(retaken).toHaveLength(1);
+    const single = await cli([...args, '--json', '--backend', 'js']);
+    expect(single.code).toBe(0);
+    expect(comparable(coordinator.stdout())).toEqual(comparable(single.stdout));
+  });
+
+  it('a shard delivered twice (a second job for shard 0 in the same flow) counts once', async () => {
+    const queue = nextQueue();
+    const files = npySet('d', [3000, 1500], 24, 90);
+    const args = [...files, '--metrics', `${LEARNED}`, '--top', '3'];
+    const coordinator = startCli(['coordinate', '--redis', redis.url, '--queue', queue, ...args, '--json', '--backend', 'js', '--shards', '3']);
+    const client = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: null });
+    try {
+      const { run, parent, runQueue } = await findRun(client, queue);
+      const shards = new Queue(queue, { connection: client.duplicate() });
+      const first = (await shards.getJob(`${run}.0`)) as Job;
+      // The same shard's job again, a child of the same parent: the parent waits for both.
+      await shards.add('shard', first.data, { jobId: `${run}.0.again`, parent: { id: parent.id as string, queue: runQueue.qualifiedName } });
+      expect(await parent.getDependenciesCount()).toMatchObject({ unprocessed: 4 });
+      workers.push(await startWorker(redis.url, ['--queue', queue]));
+      const { code } = await coordinator.exit();
+      expect(coordinator.stderrLines()).toEqual([]);
+      expect(code).toBe(0);
+      // Both jobs of shard 0 were computed.
+      expect(workers[0]?.stderrLines().filter((l) => /shard 0 of 3: done/.test(l))).toHaveLength(2);
+      await shards.close();
+      await runQueue.close();
+    } finally {
+      client.disconnect();
+    }
+    const single = await cli([...args, '--json', '--backend', 'js']);
+    expect(comparable(coordinator.stdout())).toEqual(comparable(single.stdout));
+  });
+});
+
+describe('a worker whose files differ from the coordinator\'s', () => {
+  it('fails the job at once (no retry), and the coordinator exits 1 with that error in one line', async () => {
+    const queue = nextQueue();
+    const [a, b] = npySet('m', [2000, 1200], 16, 120) as [string, string];
+    const coordinator = startCli(['coordinate', '--redis', redis.url, '--queue', queue, a, b, '--json', '--shards', '2']);
+    const client = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: null });
+    try {
+      const { runQueue } = await findRun(client, queue);
+      await runQueue.close();
+    } finally {
+      client.disconnect();
+    }
+    // The coordinator has queued its jobs with b's identity; now b has other rows.
+    write(b, npyBytes(floats(1300 * 16, 121, 0.25), [1300, 16]));
+    const worker = await startWorker(redis.url, ['--queue', queue]);
+    workers.push(worker);
+    const { code } = await coordinator.exit();
+    expect(code).toBe(1);
+    expect(coordinator.stdout()).toBe('');
+    const lines = coordinator.stderrLines();
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(new RegExp(`^sae-metrics: shard [01] of 2: worker [^ ]+: its files differ from the coordinator's: ${b.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} has 83,328 bytes, not 76,928$`));
+    // Each job started once and failed: no retry of a job that cannot succeed.
+    const log = worker.stderrLines();
+    const started = log.filter((l) => /: started/.test(l));
+    expect(started.length).toBeGreaterThan(0);
+    expect(new Set(started).size).toBe(started.length);
+    expect(log.filter((l) => /: failed: .*its files differ/.test(l))).toHaveLength(started.length);
+  });
+});
+
+describe('Redis unreachable or gone: one line, exit code 1, within the connection timeout', () => {
+  it('nothing listening: coordinate and worker', async () => {
+    const port = await freePort();
+    const files = npySet('u', [100], 4, 150);
+    for (const args of [['coordinate', '--redis', `redis://127.0.0.1:${port}`, '--connect-timeout', '1', ...files], ['worker', '--redis', `redis://127.0.0.1:${port}`, '--connect-timeout', '1']]) {
+      const t0 = Date.now();
+      const r = await cli(args, {}, 30_000);
+      expect(r.code, args[0]).toBe(1);
+      expect(r.stderr).toBe(`sae-metrics: --redis: redis://127.0.0.1:${port}: cannot connect to Redis within 1 s (connect ECONNREFUSED 127.0.0.1:${port})\n`);
+      expect(r.stdout).toBe('');
+      expect(Date.now() - t0).toBeLessThan(25_000);
+    }
+  });
+
+  it('a server that accepts and never answers', async () => {
+    const sockets: Socket[] = [];
+    const server: Server = createServer((s) => sockets.push(s));
+    const port = await new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)));
+    try {
+      const r = await cli(['worker', '--redis', `redis://127.0.0.1:${port}`, '--connect-timeout', '1.5'], {}, 30_000);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(new RegExp(`^sae-metrics: --redis: redis://127\\.0\\.0\\.1:${port}: cannot connect to Redis within 1\\.5 s[^\\n]*\\n$`));
+    } finally {
+      for (const s of sockets) s.destroy();
+      server.close();
+    }
+  });
+
+  it('Redis stopped mid-run: the coordinator and the worker each exit 1 with one error line', async () => {
+    const own = await startRedis();
+    try {
+      const files = npySet('r', [26_000, 20_000], 96, 170);
+      const worker = await startWorker(own.url, ['--connect-timeout', '2']);
+      workers.push(worker);
+      const coordinator = startCli(['coordinate', '--redis', own.url, '--connect-timeout', '2', ...files, '--shards', '8']);
+      await worker.waitFor(/started/);
+      const t0 = Date.now();
+      await stopChild(own.process, 'SIGKILL');
+      const [c, w] = await Promise.all([coordinator.exit(), worker.exit()]);
+      expect(c.code).toBe(1);
+      expect(coordinator.stdout()).toBe('');
+      expect(coordinator.stderrLines()).toEqual([`sae-metrics: --redis: ${own.url}: the connection to Redis was lost and not back within 2 s (connect ECONNREFUSED 127.0.0.1:${own.port})`]);
+      expect(w.code).toBe(1);
+      expect(worker.stderrLines().at(-1)).toBe(`sae-metrics: --redis: ${own.url}: the connection to Redis was lost and not back within 2 s (connect ECONNREFUSED 127.0.0.1:${own.port})`);
+      expect(Math.max(c.at, w.at) - t0).toBeLessThan(30_000);
+    } finally {
+      await own.stop();
+    }
+  });
+});
