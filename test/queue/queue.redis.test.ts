@@ -129,7 +129,7 @@ describe('at-least-once delivery', () => {
     await victim.exit();
     const shard = /shard (\d+) of 6/.exec(started)?.[1];
     // It died before finishing the shard it had started.
-    expect(victim.stderrLines().filter((l) => new RegExp(`shard ${shard} of 6: done`).test(l))).toEqual([]);
+    expect(victim.stderrLines().filter((l) => new RegExp(`shard ${shard} of 6: (computed|done)`).test(l))).toEqual([]);
     workers.push(await startWorker(redis.url, stall), await startWorker(redis.url, stall));
     const { code } = await coordinator.exit();
     expect(coordinator.stderrLines()).toEqual([]);
@@ -167,6 +167,69 @@ describe('at-least-once delivery', () => {
       client.disconnect();
     }
     const single = await cli([...args, '--json', '--backend', 'js']);
+    expect(comparable(coordinator.stdout())).toEqual(comparable(single.stdout));
+  });
+
+  it('a worker frozen mid-shard (SIGSTOP) past its lock: another takes the job; the frozen one, resumed, finishes late and its completion is refused, and it goes on working', async () => {
+    const queue = nextQueue();
+    const files = npySet('z', [30_000, 18_000], 96, 200);
+    const args = [...files, '--metrics', 'l1,l0,dead,density,actstats', '--backend', 'js'];
+    const stall = ['--queue', queue, '--stalled-ms', '1500'];
+    const frozen = await startWorker(redis.url, stall);
+    workers.push(frozen);
+    const coordinator = startCli(['coordinate', '--redis', redis.url, '--queue', queue, ...args, '--json', '--shards', '3']);
+    const started = await frozen.waitFor(/shard \d+ of 3: started/);
+    frozen.child.kill('SIGSTOP');
+    const shard = /shard (\d+) of 3/.exec(started)?.[1] as string;
+    const other = await startWorker(redis.url, stall);
+    workers.push(other);
+    await other.waitFor(new RegExp(`shard ${shard} of 3: started \\(start 2`));
+    // Both now compute the same shard; only the lock holder's completion counts.
+    frozen.child.kill('SIGCONT');
+    const { code } = await coordinator.exit();
+    expect(coordinator.stderrLines()).toEqual([]);
+    expect(code).toBe(0);
+    const single = await cli([...args, '--json']);
+    expect(comparable(coordinator.stdout())).toEqual(comparable(single.stdout));
+    // The resumed worker computed that shard too, and its completion was refused (its lock was gone).
+    await frozen.waitFor(new RegExp(`shard ${shard} of 3: computed`));
+    const run = /run (\w+)/.exec(started)?.[1] as string;
+    // Refused whether the run is still on (the lock is another's) or over (the job is gone).
+    await frozen.waitFor(new RegExp(`job ${run}\\.${shard}: this worker's result was refused: (it held the job past its lock|the job is gone)`));
+    expect(frozen.stderrLines().filter((l) => new RegExp(`shard ${shard} of 3: done`).test(l))).toEqual([]);
+    // It is still a working worker: alone now, it computes a whole run.
+    await stopChild(other.child);
+    const again = await cli(['coordinate', '--redis', redis.url, '--queue', queue, ...args, '--json', '--shards', '2'], {}, 120_000);
+    expect(again.stderr).toBe('');
+    expect(comparable(again.stdout)).toEqual(comparable(single.stdout));
+  });
+
+  it('SIGTERM lets the job in hand finish: the worker exits 0 and that shard is not computed again', async () => {
+    const queue = nextQueue();
+    const files = npySet('g', [30_000, 12_000], 96, 230);
+    const args = [...files, '--metrics', 'l1,l0,dead,density', '--backend', 'js'];
+    const leaving = await startWorker(redis.url, ['--queue', queue, '--stalled-ms', '1500']);
+    workers.push(leaving);
+    const coordinator = startCli(['coordinate', '--redis', redis.url, '--queue', queue, ...args, '--json', '--shards', '3']);
+    const started = await leaving.waitFor(/shard \d+ of 3: started/);
+    const shard = /shard (\d+) of 3/.exec(started)?.[1] as string;
+    leaving.child.kill('SIGTERM');
+    const { code: leftWith } = await leaving.exit();
+    expect(leftWith).toBe(0);
+    const log = leaving.stderrLines();
+    const run = /run (\w+)/.exec(started)?.[1] as string;
+    expect(log.slice(-4).map((l) => l.replace(/^sae-metrics worker [^ ]+: /, '').replace(/ in [\d.]+ s .*/, ''))).toEqual([
+      'stopping: the job in hand finishes first',
+      `run ${run} shard ${shard} of 3: computed`,
+      `run ${run} shard ${shard} of 3: done`,
+      'stopped',
+    ]);
+    const rest = await startWorker(redis.url, ['--queue', queue, '--stalled-ms', '1500']);
+    workers.push(rest);
+    const { code } = await coordinator.exit();
+    expect(code).toBe(0);
+    expect(rest.stderrLines().filter((l) => new RegExp(`shard ${shard} of 3: started`).test(l))).toEqual([]);
+    const single = await cli([...args, '--json']);
     expect(comparable(coordinator.stdout())).toEqual(comparable(single.stdout));
   });
 });

@@ -17,7 +17,7 @@ import type { PreparedOutputs } from '../results.js';
 import type { InputsIdentity, NamedPart, Part } from '../shard.js';
 import { COORDINATE_USAGE, parseCoordinateCommandLine } from './args.js';
 import { JOB_FORMAT, JOB_VERSION, jobResultProblem, sha256Hex, type ShardJobData, type ShardJobResult } from './protocol.js';
-import { loadQueueModules, openRedis, overLink, type RedisLink } from './redis.js';
+import { loadQueueModules, openRedis, type RedisLink } from './redis.js';
 
 /** Input bytes per shard when `--shards` is not given. */
 export const DEFAULT_SHARD_BYTES = 256 * 1024 * 1024;
@@ -105,6 +105,14 @@ export async function runCoordinate(argv: readonly string[], io: RunIO): Promise
     const { FlowProducer, Queue, Worker } = modules.bullmq;
     link = openRedis(modules, c.redis, c.connectTimeoutMs);
     const l = link;
+    // Ctrl-C (or SIGTERM) stops any wait: the run's jobs are removed, nothing is merged.
+    const interrupted = new Promise<never>((_, reject) => {
+      const stop = (): void => reject(new CliError('interrupted', `the run's jobs were removed from the queue; nothing was merged`, 130));
+      if (io.signal?.aborted === true) stop();
+      io.signal?.addEventListener('abort', stop, { once: true });
+    });
+    interrupted.catch(() => undefined);
+    const wait = <T>(work: Promise<T>): Promise<T> => Promise.race([work, l.lost, interrupted]);
     const run = randomBytes(6).toString('hex');
     const runQueue = `${c.queue}.run.${run}`;
     // A backend from the environment goes to the workers as a flag: their environment may differ.
@@ -125,9 +133,8 @@ export async function runCoordinate(argv: readonly string[], io: RunIO): Promise
     shards.on('error', () => undefined);
     const parents = new Queue(runQueue, { connection: link.connection() });
     parents.on('error', () => undefined);
-    await link.ready();
-    const flow = await overLink(
-      link,
+    await wait(link.ready());
+    const flow = await wait(
       producer.add({
         name: 'merge',
         queueName: runQueue,
@@ -167,10 +174,6 @@ export async function runCoordinate(argv: readonly string[], io: RunIO): Promise
         while (!stopped) {
           await new Promise((r) => setTimeout(r, POLL_MS));
           if (stopped) return;
-          if (io.signal?.aborted === true) {
-            reject(new CliError('interrupted', `the run's jobs were removed from the queue; nothing was merged`, 130));
-            return;
-          }
           const state = await parents.getJobState(parentId).catch(() => 'unknown');
           if (state === 'failed') {
             reject(await failedShard(shards, run));
@@ -182,11 +185,11 @@ export async function runCoordinate(argv: readonly string[], io: RunIO): Promise
     });
     let childValues: Record<string, unknown>;
     try {
-      childValues = await overLink(l, Promise.race([values, failure]));
+      childValues = await wait(Promise.race([values, failure]));
     } finally {
       stopped = true;
     }
-    await overLink(l, parentWorker.close());
+    await wait(parentWorker.close());
     const arrived = onePerShard(childValues, run, count);
     for (const a of arrived) if (a.result.path !== undefined) stateFiles.push(a.result.path);
     // Every part is checked without its states first, then folded in shard order one at a time.

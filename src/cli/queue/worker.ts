@@ -16,6 +16,9 @@ import { parseWorkerCommandLine, WORKER_USAGE, type WorkerCommandLine } from './
 import { jobDataProblem, sha256Hex, type ShardJobData, type ShardJobResult } from './protocol.js';
 import { loadQueueModules, openRedis, overLink, type QueueModules, type RedisLink } from './redis.js';
 
+/** Errors of a connection to Redis (which the link's timeout judges), as ioredis and BullMQ word them. */
+const CONNECTION_ERROR = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EPIPE|Connection is closed|connect /i;
+
 /** Times a job may be found stalled (its worker gone) and put back before it fails. */
 export const MAX_STALLED_COUNT = 3;
 
@@ -73,7 +76,7 @@ async function processShard(job: Job, ctx: Context): Promise<ShardJobResult> {
   const sha256 = sha256Hex(text);
   const seconds = ((performance.now() - started) / 1000).toFixed(2);
   if (bytes <= data.inlineMax) {
-    ctx.log(`${name}: done in ${seconds} s (${bytes} bytes of state, returned through Redis)`);
+    ctx.log(`${name}: computed in ${seconds} s (${bytes} bytes of state, returned through Redis)`);
     return { run: data.run, shard: data.shard.index, sha256, bytes, text };
   }
   const path = partFilePath(data);
@@ -85,7 +88,7 @@ async function processShard(job: Job, ctx: Context): Promise<ShardJobResult> {
     await unlink(temporary).catch(() => undefined);
     throw new Error(`worker ${ctx.who}: cannot write the shard's state to ${path}: ${(error as Error).message}`);
   }
-  ctx.log(`${name}: done in ${seconds} s (${bytes} bytes of state, written to ${path})`);
+  ctx.log(`${name}: computed in ${seconds} s (${bytes} bytes of state, written to ${path})`);
   return { run: data.run, shard: data.shard.index, sha256, bytes, path };
 }
 
@@ -109,8 +112,13 @@ export async function runWorker(argv: readonly string[], io: RunIO): Promise<num
     const who = `${hostname()}:${process.pid}`;
     const log = (line: string): void => void io.stderr.write(`sae-metrics worker ${who}: ${line}\n`);
     const ctx: Context = { modules, options, who, env: io.env ?? process.env, log };
+    const stop = new Promise<void>((done) => {
+      if (io.signal?.aborted === true) done();
+      io.signal?.addEventListener('abort', () => done(), { once: true });
+    });
     const connection = link.connection();
-    await link.ready();
+    await overLink(link, Promise.race([link.ready(), stop]));
+    if (io.signal?.aborted === true) return 130;
     const worker = new modules.bullmq.Worker(options.queue, (job: Job) => processShard(job, ctx), {
       connection,
       concurrency: 1,
@@ -118,18 +126,25 @@ export async function runWorker(argv: readonly string[], io: RunIO): Promise<num
       stalledInterval: options.stalledMs,
       maxStalledCount: MAX_STALLED_COUNT,
     });
-    // Connection errors are the link's to judge (it fails after the timeout); BullMQ retries them.
-    worker.on('error', () => undefined);
+    // Connection errors are the link's to judge (it fails after the timeout; BullMQ retries them);
+    // others (a completion refused because the job's lock was lost) are said.
+    worker.on('error', (error) => {
+      if (CONNECTION_ERROR.test(error.message)) return;
+      const lost = /^(Lock mismatch|Missing lock|Missing key) for job (\S+?)\.? /.exec(error.message);
+      if (lost === null) log(`error: ${errorLine(error).replace(/^sae-metrics: /, '')}`);
+      else if (lost[1] === 'Missing key') log(`job ${lost[2]}: this worker's result was refused: the job is gone (another worker took it over when its lock ran out, and its run is over)`);
+      else log(`job ${lost[2]}: this worker's result was refused: it held the job past its lock, and another worker has taken it over`);
+    });
+    worker.on('completed', (job) => {
+      const d = job.data as Partial<ShardJobData>;
+      log(`run ${d.run ?? '?'} shard ${d.shard?.index ?? '?'} of ${d.shard?.count ?? '?'}: done`);
+    });
     worker.on('failed', (job, error) => {
       const d = job?.data as Partial<ShardJobData> | undefined;
       log(`run ${d?.run ?? '?'} shard ${d?.shard?.index ?? '?'} of ${d?.shard?.count ?? '?'}: failed: ${errorLine(error).replace(/^sae-metrics: /, '')}`);
     });
     worker.on('stalled', (jobId) => log(`job ${jobId} stalled (its worker stopped): put back in the queue`));
     log(`waiting for shard jobs on queue ${options.queue} at ${link.shown}`);
-    const stop = new Promise<void>((done) => {
-      if (io.signal?.aborted === true) done();
-      io.signal?.addEventListener('abort', () => done(), { once: true });
-    });
     await overLink(link, stop);
     log('stopping: the job in hand finishes first');
     await overLink(link, worker.close());
