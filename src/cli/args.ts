@@ -158,6 +158,11 @@ Options:
 Then: sae-metrics merge PART.json... [--json] [--histogram OUT.svg] [--top-out FILE.json] ...
       checks that the parts are the N shards of one run and prints its report, the same bits
       as one run over all the FILEs (see sae-metrics merge --help)
+Or, with workers on a Redis queue (BullMQ):
+      sae-metrics worker --redis URL [--workers N]   on each machine, until stopped
+      sae-metrics coordinate --redis URL FILE... [options] [--shards N]
+      queues the run's shards, waits for the workers and prints the report, the same bits as
+      one run (see sae-metrics coordinate --help and sae-metrics worker --help)
 
 Exit codes: 0 done, 1 bad input file or run-time error, 2 bad command line.
 `;

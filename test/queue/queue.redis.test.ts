@@ -234,6 +234,27 @@ describe('at-least-once delivery', () => {
   });
 });
 
+describe('stopping the coordinator', () => {
+  it('Ctrl-C while it waits: exit 130, one line, and the run\'s jobs are gone from Redis', async () => {
+    const queue = nextQueue();
+    const files = npySet('i', [3000], 8, 260);
+    const coordinator = startCli(['coordinate', '--redis', redis.url, '--queue', queue, ...files, '--shards', '3']);
+    const client = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: null });
+    try {
+      const { run, runQueue } = await findRun(client, queue);
+      await runQueue.close();
+      expect(await client.exists(`bull:${queue}:${run}.0`)).toBe(1);
+      coordinator.child.kill('SIGINT');
+      const { code } = await coordinator.exit();
+      expect(code).toBe(130);
+      expect(coordinator.stderrLines()).toEqual(["sae-metrics: interrupted: the run's jobs were removed from the queue; nothing was merged"]);
+      expect(await client.keys(`bull:${queue}*${run}*`)).toEqual([]);
+    } finally {
+      client.disconnect();
+    }
+  });
+});
+
 describe('a worker whose files differ from the coordinator\'s', () => {
   it('fails the job at once (no retry), and the coordinator exits 1 with that error in one line', async () => {
     const queue = nextQueue();

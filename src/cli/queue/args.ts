@@ -13,7 +13,7 @@ export const DEFAULT_QUEUE = 'sae-metrics';
 /** Seconds a connection to Redis may be down (or not yet up) before the command fails. */
 export const DEFAULT_CONNECT_TIMEOUT_S = 10;
 /** Bytes of encoded state a worker returns through Redis; a larger one goes to a file beside the inputs. */
-export const DEFAULT_INLINE_MAX = 1024 * 1024;
+export const DEFAULT_INLINE_MAX = 256 * 1024;
 /** Milliseconds of BullMQ's job lock and stalled-job check (BullMQ's own default). */
 export const DEFAULT_STALLED_MS = 30_000;
 
@@ -32,7 +32,8 @@ parent folds their states in shard order, and this command prints the report, th
 one run over all the files. Every FILE must be readable at the same path on every worker (a
 relative path is taken from this command's working directory, which must exist there too).
 
-Options (and every option of sae-metrics FILE..., but --shard and --state-out):
+Options (and every option of sae-metrics FILE..., but --shard and --state-out; --workers N is
+the threads of each worker started without its own --workers):
 ${SHARED_USAGE}
   --shards N             shards to cut the run into (default: one per 256 MiB of input, at most
                          one per 1024 vectors)

@@ -10,6 +10,7 @@ import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { Job } from 'bullmq';
 import { parseCommandLine, type CommandLine } from '../args.js';
+import type { MetricPool, MetricPoolOptions } from '../../pool/metric-pool.js';
 import type { RunIO } from '../compute.js';
 import { CliError, errorLine } from '../errors.js';
 import { parseWorkerCommandLine, WORKER_USAGE, type WorkerCommandLine } from './args.js';
@@ -28,7 +29,37 @@ export function partFilePath(data: Pick<ShardJobData, 'identity' | 'cwd' | 'run'
   return join(dirname(resolve(data.cwd, first)), `.sae-metrics-${data.run}-shard-${data.shard.index}-of-${data.shard.count}.json`);
 }
 
+/**
+ * Pools kept across a worker's jobs, one per set of pool options: a thread pool starts once, not
+ * once a shard. The pool a shard gets closes nothing; {@link closePools} closes them at the end.
+ */
+class KeptPools {
+  private readonly pools = new Map<string, MetricPool>();
+
+  constructor(private readonly create: (options: MetricPoolOptions) => MetricPool) {}
+
+  get(options: MetricPoolOptions): MetricPool {
+    const key = JSON.stringify(options);
+    let pool = this.pools.get(key);
+    if (pool === undefined) this.pools.set(key, (pool = this.create(options)));
+    const kept = pool;
+    return new Proxy(kept, {
+      get(target, property) {
+        if (property === 'close') return async () => undefined;
+        const value = Reflect.get(target, property, target) as unknown;
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+  }
+
+  async closePools(): Promise<void> {
+    await Promise.all([...this.pools.values()].map((p) => p.close().catch(() => undefined)));
+    this.pools.clear();
+  }
+}
+
 interface Context {
+  readonly pools: KeptPools;
   readonly modules: QueueModules;
   readonly options: WorkerCommandLine;
   readonly who: string;
@@ -66,7 +97,7 @@ async function processShard(job: Job, ctx: Context): Promise<ShardJobResult> {
     throw fatal(`cannot read the inputs: ${(error as Error).message}`);
   }
   if (diff !== undefined) throw fatal(`its files differ from the coordinator's: ${diff}`);
-  const quiet: RunIO = { stdout: { write: () => true }, stderr: { write: () => true, isTTY: false }, env: ctx.env };
+  const quiet: RunIO = { stdout: { write: () => true }, stderr: { write: () => true, isTTY: false }, env: ctx.env, createPool: (o) => ctx.pools.get(o) };
   const part = await computeShard(cl, data.shard, quiet);
   // The files may have changed between the check and the read.
   diff = identityDifference(data.identity, part.inputs);
@@ -101,6 +132,7 @@ async function processShard(job: Job, ctx: Context): Promise<ShardJobResult> {
  */
 export async function runWorker(argv: readonly string[], io: RunIO): Promise<number> {
   let link: RedisLink | undefined;
+  let pools: KeptPools | undefined;
   try {
     const options = parseWorkerCommandLine(argv);
     if (options.help) {
@@ -111,7 +143,8 @@ export async function runWorker(argv: readonly string[], io: RunIO): Promise<num
     link = openRedis(modules, options.redis, options.connectTimeoutMs);
     const who = `${hostname()}:${process.pid}`;
     const log = (line: string): void => void io.stderr.write(`sae-metrics worker ${who}: ${line}\n`);
-    const ctx: Context = { modules, options, who, env: io.env ?? process.env, log };
+    pools = new KeptPools(io.createPool ?? (await import('../../pool/metric-pool.js')).createMetricPool);
+    const ctx: Context = { pools, modules, options, who, env: io.env ?? process.env, log };
     const stop = new Promise<void>((done) => {
       if (io.signal?.aborted === true) done();
       io.signal?.addEventListener('abort', () => done(), { once: true });
@@ -155,5 +188,6 @@ export async function runWorker(argv: readonly string[], io: RunIO): Promise<num
     return error instanceof CliError ? error.exitCode : 1;
   } finally {
     link?.close();
+    await pools?.closePools();
   }
 }
