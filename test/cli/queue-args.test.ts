@@ -4,10 +4,12 @@
  * result checks of the protocol, and one result kept per shard. Their runs against a real
  * redis-server are in test/queue/queue.redis.test.ts (`npm run test:redis`).
  */
+import { writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { scratchDir } from './files.js';
 import { run } from '../../src/cli/run.js';
 import { parseCoordinateCommandLine, parseWorkerCommandLine } from '../../src/cli/queue/args.js';
-import { defaultShardCount, onePerShard } from '../../src/cli/queue/coordinate.js';
+import { defaultShardCount, onePerShard, partText } from '../../src/cli/queue/coordinate.js';
 import { JOB_FORMAT, JOB_VERSION, jobDataProblem, jobResultProblem, sha256Hex } from '../../src/cli/queue/protocol.js';
 import { redactUrl } from '../../src/cli/queue/redis.js';
 import { partFilePath } from '../../src/cli/queue/worker.js';
@@ -116,5 +118,29 @@ describe('the protocol', () => {
     expect(defaultShardCount(id(100, 10))).toBe(1);
     expect(defaultShardCount(id(3 * 256 * 1024 * 1024 + 1, 10_000_000))).toBe(4);
     expect(defaultShardCount(id(3 * 256 * 1024 * 1024 + 1, 2048))).toBe(2);
+  });
+
+  it('a state returned in a file is read and its checksum verified; a changed, short or missing file is one line naming it', async () => {
+    const tmp = scratchDir('i14-queue-part-');
+    try {
+      const text = '{"a part": 1}';
+      const path = tmp.path('p.json');
+      writeFileSync(path, text);
+      const result = { run: 'r', shard: 1, sha256: sha256Hex(text), bytes: text.length, path };
+      expect(await partText({ key: 'k', result })).toBe(text);
+      expect(await partText({ key: 'k', result: { run: 'r', shard: 1, sha256: sha256Hex(text), bytes: text.length, text } })).toBe(text);
+      writeFileSync(path, text.replace('1', '2'));
+      await expect(partText({ key: 'k', result })).rejects.toThrow(`${path}: shard 1's state does not match the checksum its worker returned (changed or truncated)`);
+      writeFileSync(path, text.slice(0, 5));
+      await expect(partText({ key: 'k', result })).rejects.toThrow(`${path}: shard 1's state does not match the checksum its worker returned (changed or truncated)`);
+      await expect(partText({ key: 'k', result: { ...result, path: tmp.path('gone.json') } })).rejects.toThrow(
+        `${tmp.path('gone.json')}: cannot read shard 1's state that a worker wrote there (ENOENT): files must be at the same paths on every machine`,
+      );
+      await expect(partText({ key: 'bull:q:r.1', result: { run: 'r', shard: 1, sha256: sha256Hex(text), bytes: text.length, text: `${text} ` } })).rejects.toThrow(
+        "shard job bull:q:r.1: shard 1's state does not match the checksum its worker returned (changed or truncated)",
+      );
+    } finally {
+      tmp.remove();
+    }
   });
 });

@@ -23,7 +23,7 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Resolves when something answers PING with PONG on 127.0.0.1:port. */
+/** Resolves when something answers PING with PONG (or asks for a password) on 127.0.0.1:port. */
 function pong(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = new Socket();
@@ -34,7 +34,7 @@ function pong(port: number): Promise<boolean> {
     socket.setTimeout(1000, () => done(false));
     socket.once('error', () => done(false));
     socket.connect(port, '127.0.0.1', () => socket.write('PING\r\n'));
-    socket.on('data', (d) => done(d.toString().startsWith('+PONG')));
+    socket.on('data', (d) => done(/^(\+PONG|-NOAUTH)/.test(d.toString())));
   });
 }
 
@@ -67,13 +67,13 @@ export function requireRedisServer(): void {
   }
 }
 
-/** Starts redis-server on a free loopback port with a temporary directory, no persistence. */
-export async function startRedis(): Promise<RedisServer> {
+/** Starts redis-server on a free loopback port with a temporary directory, no persistence (and `extra` arguments). */
+export async function startRedis(extra: readonly string[] = []): Promise<RedisServer> {
   requireRedisServer();
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
     const dir = mkdtempSync(join(tmpdir(), 'i14-queue-redis-'));
-    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], {
+    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', ...extra], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let log = '';

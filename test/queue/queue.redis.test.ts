@@ -314,6 +314,27 @@ describe('Redis unreachable or gone: one line, exit code 1, within the connectio
     }
   });
 
+  it('a password: the right one works, a wrong one is one line that does not show it', async () => {
+    const own = await startRedis(['--requirepass', 's3cret']);
+    try {
+      const queue = nextQueue();
+      const files = npySet('p', [2100], 8, 280);
+      const good = own.url.replace('redis://', 'redis://:s3cret@');
+      workers.push(await startWorker(good, ['--queue', queue]));
+      const ok = await cli(['coordinate', '--redis', good, '--queue', queue, ...files, '--json', '--shards', '2'], {}, 60_000);
+      expect(ok.stderr).toBe('');
+      expect(ok.code).toBe(0);
+      const single = await cli([...files, '--json']);
+      expect(comparable(ok.stdout)).toEqual(comparable(single.stdout));
+      const bad = await cli(['worker', '--redis', own.url.replace('redis://', 'redis://:notmine42@'), '--connect-timeout', '1'], {}, 30_000);
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toMatch(new RegExp(`^sae-metrics: --redis: redis://:\\*\\*\\*@127\\.0\\.0\\.1:${own.port}: cannot connect to Redis within 1 s \\((WRONGPASS|ERR)[^\\n]*\\)\\n$`));
+      expect(bad.stderr).not.toContain('notmine42');
+    } finally {
+      await own.stop();
+    }
+  });
+
   it('Redis stopped mid-run: the coordinator and the worker each exit 1 with one error line', async () => {
     const own = await startRedis();
     try {

@@ -32,7 +32,7 @@ export function defaultShardCount(identity: InputsIdentity): number {
 }
 
 /** One shard's result as it came back, checked and with its text at hand (or where to read it). */
-interface Arrived {
+export interface Arrived {
   readonly key: string;
   readonly result: ShardJobResult;
 }
@@ -51,7 +51,7 @@ export function onePerShard(values: Readonly<Record<string, unknown>>, run: stri
 }
 
 /** The encoded part of a result: inline, or read from its file; its checksum verified. */
-async function partText(a: Arrived): Promise<string> {
+export async function partText(a: Arrived): Promise<string> {
   const { result } = a;
   let text: string;
   if (result.text !== undefined) text = result.text;
