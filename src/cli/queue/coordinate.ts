@@ -69,14 +69,27 @@ export async function partText(a: Arrived): Promise<string> {
   return text;
 }
 
-/** Why the run failed: the first failed shard job of the run and its reason. */
-async function failedShard(queue: { getJobs(types: 'failed'[], start: number, end: number): Promise<Job[]> }, run: string): Promise<CliError> {
-  const failed = (await queue.getJobs(['failed'], 0, -1)).filter((j) => (j.data as Partial<ShardJobData> | undefined)?.run === run);
-  failed.sort((a, b) => (a.finishedOn ?? 0) - (b.finishedOn ?? 0));
-  const first = failed[0];
-  if (first === undefined) return new CliError('coordinate', 'the run failed, and no failed shard job was found (removed from the queue?)');
-  const d = first.data as ShardJobData;
-  return new CliError(`shard ${d.shard.index} of ${d.shard.count}`, first.failedReason || 'failed with no reason given');
+/** What {@link failedShard} reads from the queues. */
+interface FailureSources {
+  readonly parents: { getJob(id: string): Promise<Job | undefined> };
+  readonly shards: { readonly qualifiedName: string; getJob(id: string): Promise<Job | undefined>; getJobs(types: 'failed'[], start: number, end: number): Promise<Job[]> };
+}
+
+/**
+ * Why the run failed: the failed shard job its parent names (BullMQ's `child <key> failed`), or
+ * else the first failed job of the run on the shard queue, and its reason.
+ */
+async function failedShard(q: FailureSources, parentId: string, run: string): Promise<CliError> {
+  const named = /^child (\S+) failed/.exec((await q.parents.getJob(parentId))?.failedReason ?? '')?.[1];
+  const prefix = `${q.shards.qualifiedName}:`;
+  let failed = named?.startsWith(prefix) === true ? await q.shards.getJob(named.slice(prefix.length)) : undefined;
+  if (failed === undefined) {
+    const all = (await q.shards.getJobs(['failed'], 0, -1)).filter((j) => (j.data as Partial<ShardJobData> | undefined)?.run === run);
+    failed = all.sort((a, b) => (a.finishedOn ?? 0) - (b.finishedOn ?? 0))[0];
+  }
+  if (failed === undefined) return new CliError('coordinate', 'the run failed, and no failed shard job was found (removed from the queue?)');
+  const d = failed.data as ShardJobData;
+  return new CliError(`shard ${d.shard.index} of ${d.shard.count}`, failed.failedReason || 'failed with no reason given');
 }
 
 /**
@@ -176,7 +189,7 @@ export async function runCoordinate(argv: readonly string[], io: RunIO): Promise
           if (stopped) return;
           const state = await parents.getJobState(parentId).catch(() => 'unknown');
           if (state === 'failed') {
-            reject(await failedShard(shards, run));
+            reject(await failedShard({ parents, shards }, parentId, run));
             return;
           }
         }
