@@ -32,6 +32,7 @@ describe('command lines', () => {
     ['--shard', ['coordinate', '--redis', 'redis://h', 'a.npy', '--shard', '0/2', '--state-out', 'p.json'], '--shard: is set by coordinate for each shard job: give --shards N instead'],
     ['--state-out', ['coordinate', '--redis', 'redis://h', 'a.npy', '--state-out=p.json'], '--state-out: is set by coordinate for each shard job: give --shards N instead'],
     ['--shards 0', ['coordinate', '--redis', 'redis://h', 'a.npy', '--shards', '0'], '--shards: must be a positive integer, got "0"'],
+    ['--shards past the most', ['coordinate', '--redis', 'redis://h', 'a.npy', '--shards', '1000001'], '--shards: must be an integer in [1, 1000000], got "1000001"'],
     ['--inline-max -1', ['coordinate', '--redis', 'redis://h', 'a.npy', '--inline-max=-1'], '--inline-max: must be an integer number of bytes >= 0, got "-1"'],
     ['--queue with a colon', ['worker', '--redis', 'redis://h', '--queue', 'a:b'], `--queue: must be 1 to 100 letters, digits, '_', '.' or '-', got "a:b"`],
     ['--connect-timeout 0', ['worker', '--redis', 'redis://h', '--connect-timeout', '0'], '--connect-timeout: must be a number of seconds in [0.1, 3600], got "0"'],

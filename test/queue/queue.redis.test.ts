@@ -234,6 +234,45 @@ describe('at-least-once delivery', () => {
   });
 });
 
+describe('hostile jobs', () => {
+  it('a job of another version, not a job, a bad command line or a missing directory fails once with its reason, and the worker goes on', async () => {
+    const queue = nextQueue();
+    const files = npySet('h', [1500], 8, 300);
+    const worker = await startWorker(redis.url, ['--queue', queue]);
+    workers.push(worker);
+    const client = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: null });
+    const shards = new Queue(queue, { connection: client });
+    const identity = { files: [], segments: [] };
+    const job = { format: 'sae-metrics/queue-shard', version: 1, run: 'h1', argv: files, cwd: '/', shard: { index: 0, count: 1 }, identity, inlineMax: 0 };
+    const cases: [string, unknown, string][] = [
+      ['v2', { ...job, version: 2 }, 'job v2 is a version 2 shard job; this worker runs version 1 (upgrade the workers and the coordinator together)'],
+      ['other', { hello: 'world' }, 'job other is not a sae-metrics shard job (format undefined)'],
+      ['argv', { ...job, argv: [...files, '--metrics', 'nope'] }, 'the job\'s command line: --metrics: unknown metric "nope"'],
+      ['cwd', { ...job, cwd: '/no/such/dir' }, "cannot enter the coordinator's working directory /no/such/dir (ENOENT): files must be at the same paths on every machine"],
+      ['differs', job, "its files differ from the coordinator's: 1 input files (" + files[0] + '), not 0 ()'],
+    ];
+    try {
+      for (const [id, data] of cases) await shards.add('shard', data, { jobId: id });
+      for (const [id, , reason] of cases) {
+        const deadline = Date.now() + 30_000;
+        let state = '';
+        while (Date.now() < deadline && (state = await shards.getJobState(id)) !== 'failed') await new Promise((r) => setTimeout(r, 50));
+        expect(state, id).toBe('failed');
+        const failed = (await shards.getJob(id)) as Job;
+        expect(failed.failedReason, id).toMatch(new RegExp(`^worker [^ ]+: ${reason.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+        expect(failed.attemptsMade, id).toBe(1);
+      }
+    } finally {
+      await shards.close();
+      client.disconnect();
+    }
+    // Still working.
+    const r = await cli(['coordinate', '--redis', redis.url, '--queue', queue, ...files, '--json', '--shards', '2'], {}, 60_000);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+  });
+});
+
 describe('stopping the coordinator', () => {
   it('Ctrl-C while it waits: exit 130, one line, and the run\'s jobs are gone from Redis', async () => {
     const queue = nextQueue();

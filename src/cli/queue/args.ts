@@ -4,7 +4,7 @@
  * @module
  */
 import { parseArgs } from 'node:util';
-import { parseCommandLine, parseError, positiveInteger, type CommandLine } from '../args.js';
+import { MAX_SHARDS, parseCommandLine, parseError, positiveInteger, type CommandLine } from '../args.js';
 import { UsageError } from '../errors.js';
 import { checkRedisUrl } from './redis.js';
 
@@ -148,6 +148,7 @@ export function parseCoordinateCommandLine(argv: readonly string[], env: Readonl
   if (runArgv.some((a) => a === '-V' || a === '--version')) throw new UsageError('--version', 'is not an option of coordinate (see sae-metrics coordinate --help)');
   const run = parseCommandLine(runArgv, env);
   const shards = positiveInteger('shards', values.shards as string | undefined);
+  if (shards !== undefined && shards > MAX_SHARDS) throw new UsageError('--shards', `must be an integer in [1, ${MAX_SHARDS}], got ${JSON.stringify(values.shards)}`);
   let inlineMax = DEFAULT_INLINE_MAX;
   if (values['inline-max'] !== undefined) {
     const raw = values['inline-max'] as string;
