@@ -288,6 +288,8 @@ describe('stopping the coordinator', () => {
       expect(code).toBe(130);
       expect(coordinator.stderrLines()).toEqual(["sae-metrics: interrupted: the run's jobs were removed from the queue; nothing was merged"]);
       expect(await client.keys(`bull:${queue}*${run}*`)).toEqual([]);
+      // The shard queue's event stream (which copies every result) is kept short.
+      expect(await client.hget(`bull:${queue}:meta`, 'opts.maxLenEvents')).toBe('100');
     } finally {
       client.disconnect();
     }

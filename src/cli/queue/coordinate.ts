@@ -21,6 +21,8 @@ import { loadQueueModules, openRedis, type RedisLink } from './redis.js';
 
 /** Input bytes per shard when `--shards` is not given. */
 export const DEFAULT_SHARD_BYTES = 256 * 1024 * 1024;
+/** The length the shard queue's event stream is trimmed to (about; BullMQ's default is 10,000). */
+export const EVENTS_MAX_LEN = 100;
 /** How often the coordinator looks for a failed shard, in milliseconds. */
 const POLL_MS = 250;
 
@@ -142,7 +144,8 @@ export async function runCoordinate(argv: readonly string[], io: RunIO): Promise
     });
     const producer = new FlowProducer({ connection: link.connection() });
     producer.on('error', () => undefined);
-    const shards = new Queue(c.queue, { connection: link.connection() });
+    // BullMQ copies each result into the queue's event stream too: keep that stream short.
+    const shards = new Queue(c.queue, { connection: link.connection(), streams: { events: { maxLen: EVENTS_MAX_LEN } } });
     shards.on('error', () => undefined);
     const parents = new Queue(runQueue, { connection: link.connection() });
     parents.on('error', () => undefined);
