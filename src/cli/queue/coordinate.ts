@@ -7,7 +7,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { readFile, unlink } from 'node:fs/promises';
+import { readdir, readFile, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import type { Job } from 'bullmq';
 import { BACKEND_ENV } from '../../pool/backend.js';
 import type { RunIO } from '../compute.js';
@@ -18,6 +19,7 @@ import type { InputsIdentity, NamedPart, Part } from '../shard.js';
 import { COORDINATE_USAGE, parseCoordinateCommandLine } from './args.js';
 import { JOB_FORMAT, JOB_VERSION, jobResultProblem, sha256Hex, type ShardJobData, type ShardJobResult } from './protocol.js';
 import { loadQueueModules, openRedis, type RedisLink } from './redis.js';
+import { partFilePath } from './worker.js';
 
 /** Input bytes per shard when `--shards` is not given. */
 export const DEFAULT_SHARD_BYTES = 256 * 1024 * 1024;
@@ -103,7 +105,7 @@ async function failedShard(q: FailureSources, parentId: string, run: string): Pr
 export async function runCoordinate(argv: readonly string[], io: RunIO): Promise<number> {
   let link: RedisLink | undefined;
   let outputs: PreparedOutputs | undefined;
-  const stateFiles: string[] = [];
+  let stateFiles: { dir: string; prefix: string } | undefined;
   let cleanup: (() => Promise<unknown>) | undefined;
   try {
     const c = parseCoordinateCommandLine(argv, io.env ?? process.env);
@@ -164,6 +166,8 @@ export async function runCoordinate(argv: readonly string[], io: RunIO): Promise
       }),
     );
     const parentId = flow.job.id as string;
+    // Where workers write the states too large for Redis: all of them go at the end, merged or not.
+    stateFiles = { dir: dirname(partFilePath(data(0))), prefix: basename(partFilePath(data(0))).replace(/shard-0-of-\d+\.json$/, '') };
     cleanup = async () => {
       // Removes what is left of the run: the parent, and the children that no worker holds.
       await parents.remove(parentId, { removeChildren: true }).catch(() => undefined);
@@ -207,7 +211,6 @@ export async function runCoordinate(argv: readonly string[], io: RunIO): Promise
     }
     await wait(parentWorker.close());
     const arrived = onePerShard(childValues, run, count);
-    for (const a of arrived) if (a.result.path !== undefined) stateFiles.push(a.result.path);
     // Every part is checked without its states first, then folded in shard order one at a time.
     const texts = new Map<Arrived, string>();
     const named: (NamedPart & { arrived: Arrived })[] = [];
@@ -238,7 +241,11 @@ export async function runCoordinate(argv: readonly string[], io: RunIO): Promise
     if (link !== undefined && cleanup !== undefined) {
       await Promise.race([cleanup(), link.lost, new Promise((r) => setTimeout(r, 5000))]).catch(() => undefined);
     }
-    await Promise.all(stateFiles.map((p) => unlink(p).catch(() => undefined)));
+    if (stateFiles !== undefined) {
+      const { dir, prefix } = stateFiles;
+      const names = await readdir(dir).catch(() => [] as string[]);
+      await Promise.all(names.filter((n) => n.startsWith(prefix)).map((n) => unlink(join(dir, n)).catch(() => undefined)));
+    }
     link?.close();
   }
 }
