@@ -12,6 +12,7 @@ import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { comparable, floats } from '../support/reports.js';
+import { mulberry32 } from '../support/random.js';
 import { npyBytes, safetensorsBytes, scratchDir, write } from '../cli/files.js';
 import { cli, requireBuilt } from '../cli/run-cli.js';
 import { freePort, startCli, startRedis, startWorker, stopChild, type CliProcess, type RedisServer } from './processes.js';
@@ -231,6 +232,56 @@ describe('at-least-once delivery', () => {
     expect(rest.stderrLines().filter((l) => new RegExp(`shard ${shard} of 3: started`).test(l))).toEqual([]);
     const single = await cli([...args, '--json']);
     expect(comparable(coordinator.stdout())).toEqual(comparable(single.stdout));
+  });
+});
+
+describe('seeded chaos', () => {
+  it('workers killed, frozen and resumed at random moments of a 12-shard run (3 disruptions a run, so that no job can stall past BullMQ\'s limit): the same bits every time', async () => {
+    const files = npySet('c', [30_000, 25_000, 20_000], 96, 320);
+    const args = [...files, '--metrics', 'l1,l0,dead,density,actstats,top', '--top', '3', '--backend', 'js'];
+    const single = await cli([...args, '--json']);
+    expect(single.code).toBe(0);
+    let takeovers = 0;
+    for (const seed of [11, 12, 13]) {
+      const r = mulberry32(seed);
+      const queue = nextQueue();
+      const stall = ['--queue', queue, '--stalled-ms', '1000'];
+      const alive: CliProcess[] = [];
+      for (let i = 0; i < 3; i++) alive.push(await startWorker(redis.url, stall));
+      workers.push(...alive);
+      const coordinator = startCli(['coordinate', '--redis', redis.url, '--queue', queue, ...args, '--json', '--shards', '12']);
+      let done = false;
+      const exit = coordinator.exit().then((e) => ((done = true), e));
+      const actions: string[] = [];
+      for (let n = 0; n < 3 && !done; n++) {
+        await Promise.race([exit, new Promise((t) => setTimeout(t, 50 + r() * 400))]);
+        if (done) break;
+        const i = Math.floor(r() * alive.length);
+        const victim = alive[i] as CliProcess;
+        // The first disruption freezes a worker past its lock: the run sees at least one takeover.
+        if (n > 0 && r() < 0.5) {
+          actions.push(`kill ${i}`);
+          victim.child.kill('SIGKILL');
+          const fresh = await startWorker(redis.url, stall);
+          alive[i] = fresh;
+          workers.push(fresh);
+        } else {
+          const ms = 1200 + Math.floor(r() * 1800);
+          actions.push(`freeze ${i} for ${ms} ms`);
+          victim.child.kill('SIGSTOP');
+          setTimeout(() => victim.child.kill('SIGCONT'), ms);
+        }
+      }
+      const { code } = await exit;
+      expect(coordinator.stderrLines(), `seed ${seed}: ${actions.join(', ')}`).toEqual([]);
+      expect(code).toBe(0);
+      expect(comparable(coordinator.stdout()), `seed ${seed}: ${actions.join(', ')}`).toEqual(comparable(single.stdout));
+      takeovers += workers.flatMap((w) => w.stderrLines()).filter((l) => /started \(start [2-9]/.test(l)).length;
+      for (const w of alive) w.child.kill('SIGCONT');
+      await Promise.all(workers.splice(0).map((w) => stopChild(w.child, 'SIGKILL')));
+    }
+    // The disruptions landed: jobs were taken over from workers that stopped.
+    expect(takeovers).toBeGreaterThan(0);
   });
 });
 
