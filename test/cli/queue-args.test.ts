@@ -6,7 +6,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { scratchDir } from './files.js';
+import { npyBytes, scratchDir, write } from './files.js';
 import { run } from '../../src/cli/run.js';
 import { parseCoordinateCommandLine, parseWorkerCommandLine } from '../../src/cli/queue/args.js';
 import { defaultShardCount, onePerShard, partText } from '../../src/cli/queue/coordinate.js';
@@ -140,6 +140,23 @@ describe('the protocol', () => {
       await expect(partText({ key: 'bull:q:r.1', result: { run: 'r', shard: 1, sha256: sha256Hex(text), bytes: text.length, text: `${text} ` } })).rejects.toThrow(
         "shard job bull:q:r.1: shard 1's state does not match the checksum its worker returned (changed or truncated)",
       );
+    } finally {
+      tmp.remove();
+    }
+  });
+
+  it('--top K too large for the inputs: exit 2 before any connection, as a run', async () => {
+    const tmp = scratchDir('i14-queue-top-');
+    try {
+      const file = write(tmp.path('wide.npy'), npyBytes(new Float32Array(3 * 300), [3, 300]));
+      const args = [file, '--metrics', 'top', '--top', String(2 ** 20)];
+      const single = await sae(args);
+      // Nothing listens on port 1: a connection attempt would be exit 1 after the timeout.
+      const queued = await sae(['coordinate', '--redis', 'redis://127.0.0.1:1', '--connect-timeout', '0.1', ...args]);
+      expect(single.code).toBe(2);
+      expect(queued.code).toBe(2);
+      expect(queued.stderr).toBe(single.stderr);
+      expect(queued.stderr).toMatch(/^sae-metrics: --top: K = 1048576 is too large for 300 features/);
     } finally {
       tmp.remove();
     }

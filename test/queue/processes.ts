@@ -67,11 +67,11 @@ export function requireRedisServer(): void {
   }
 }
 
-/** Starts redis-server on a free loopback port with a temporary directory, no persistence (and `extra` arguments). */
-export async function startRedis(extra: readonly string[] = []): Promise<RedisServer> {
+/** Starts redis-server on a free loopback port (or `onPort`) with a temporary directory, no persistence (and `extra` arguments). */
+export async function startRedis(extra: readonly string[] = [], onPort?: number): Promise<RedisServer> {
   requireRedisServer();
   for (let attempt = 0; ; attempt++) {
-    const port = await freePort();
+    const port = onPort ?? (await freePort());
     const dir = mkdtempSync(join(tmpdir(), 'i14-queue-redis-'));
     const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', ...extra], {
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -15,6 +15,8 @@ import { comparable, floats } from '../support/reports.js';
 import { mulberry32 } from '../support/random.js';
 import { npyBytes, safetensorsBytes, scratchDir, write } from '../cli/files.js';
 import { cli, requireBuilt } from '../cli/run-cli.js';
+import { parseCommandLine } from '../../src/cli/args.js';
+import { identityOfCommandLine } from '../../src/cli/shard.js';
 import { freePort, startCli, startRedis, startWorker, stopChild, type CliProcess, type RedisServer } from './processes.js';
 
 const tmp = scratchDir('i14-queue-test-');
@@ -286,7 +288,7 @@ describe('seeded chaos', () => {
 });
 
 describe('hostile jobs', () => {
-  it('a job of another version, not a job, a bad command line or a missing directory fails once with its reason, and the worker goes on', async () => {
+  it('a job of another version, not a job, a bad command line, a missing directory, other inputs or a --top too large fails once with its reason, and the worker goes on', async () => {
     const queue = nextQueue();
     const files = npySet('h', [1500], 8, 300);
     const worker = await startWorker(redis.url, ['--queue', queue]);
@@ -294,6 +296,8 @@ describe('hostile jobs', () => {
     const client = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: null });
     const shards = new Queue(queue, { connection: client });
     const identity = { files: [], segments: [] };
+    const wide = write(f('wide.npy'), npyBytes(floats(3 * 300, 301), [3, 300]));
+    const wideIdentity = await identityOfCommandLine(parseCommandLine([wide]));
     const job = { format: 'sae-metrics/queue-shard', version: 1, run: 'h1', argv: files, cwd: '/', shard: { index: 0, count: 1 }, identity, inlineMax: 0 };
     const cases: [string, unknown, string][] = [
       ['v2', { ...job, version: 2 }, 'job v2 is a version 2 shard job; this worker runs version 1 (upgrade the workers and the coordinator together)'],
@@ -301,6 +305,8 @@ describe('hostile jobs', () => {
       ['argv', { ...job, argv: [...files, '--metrics', 'nope'] }, 'the job\'s command line: --metrics: unknown metric "nope"'],
       ['cwd', { ...job, cwd: '/no/such/dir' }, "cannot enter the coordinator's working directory /no/such/dir (ENOENT): files must be at the same paths on every machine"],
       ['differs', job, "its files differ from the coordinator's: 1 input files (" + files[0] + '), not 0 ()'],
+      // Inputs as the coordinator saw them, and a --top that no worker can compute (a usage error: no retry).
+      ['top', { ...job, argv: [wide, '--metrics', 'top', '--top', String(2 ** 20)], identity: wideIdentity }, '--top: K = 1048576 is too large for 300 features'],
     ];
     try {
       for (const [id, data] of cases) await shards.add('shard', data, { jobId: id });
@@ -422,6 +428,30 @@ describe('Redis unreachable or gone: one line, exit code 1, within the connectio
       expect(bad.code).toBe(1);
       expect(bad.stderr).toMatch(new RegExp(`^sae-metrics: --redis: redis://:\\*\\*\\*@127\\.0\\.0\\.1:${own.port}: cannot connect to Redis within 1 s \\((WRONGPASS|ERR)[^\\n]*\\)\\n$`));
       expect(bad.stderr).not.toContain('notmine42');
+    } finally {
+      await own.stop();
+    }
+  });
+
+  it('Redis restarted mid-run without its data: the coordinator says the run\'s jobs are gone (exit 1); the worker goes on', async () => {
+    let own = await startRedis();
+    try {
+      const files = npySet('e', [30_000, 20_000], 96, 340);
+      const worker = await startWorker(own.url, ['--connect-timeout', '5']);
+      workers.push(worker);
+      const coordinator = startCli(['coordinate', '--redis', own.url, '--connect-timeout', '5', ...files, '--shards', '8']);
+      await worker.waitFor(/started/);
+      const port = own.port;
+      await own.stop();
+      own = await startRedis([], port);
+      const c = await coordinator.exit();
+      expect(c.code).toBe(1);
+      expect(coordinator.stderrLines()).toEqual([`sae-metrics: --redis: ${own.url}: the run's jobs are gone from Redis (restarted without persistence, or flushed): run again`]);
+      // The worker reconnected and still works.
+      const again = await cli(['coordinate', '--redis', own.url, ...files, '--json', '--shards', '2'], {}, 60_000);
+      expect(again.stderr).toBe('');
+      expect(again.code).toBe(0);
+      expect(worker.child.exitCode).toBe(null);
     } finally {
       await own.stop();
     }

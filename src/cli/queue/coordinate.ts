@@ -12,7 +12,8 @@ import { basename, dirname, join } from 'node:path';
 import type { Job } from 'bullmq';
 import { BACKEND_ENV } from '../../pool/backend.js';
 import type { RunIO } from '../compute.js';
-import { CliError, errorLine } from '../errors.js';
+import type { CommandLine, MetricName } from '../args.js';
+import { CliError, errorLine, UsageError } from '../errors.js';
 import { LEAF_ROWS } from '../merge-tree.js';
 import type { PreparedOutputs } from '../results.js';
 import type { InputsIdentity, NamedPart, Part } from '../shard.js';
@@ -25,6 +26,8 @@ import { partFilePath } from './worker.js';
 export const DEFAULT_SHARD_BYTES = 256 * 1024 * 1024;
 /** The length the shard queue's event stream is trimmed to (about; BullMQ's default is 10,000). */
 export const EVENTS_MAX_LEN = 100;
+/** Attempts of a shard job that fails with an ordinary error (a stall is not an attempt). */
+export const SHARD_ATTEMPTS = 2;
 /** How often the coordinator looks for a failed shard, in milliseconds. */
 const POLL_MS = 250;
 
@@ -33,6 +36,25 @@ export function defaultShardCount(identity: InputsIdentity): number {
   const bytes = identity.files.reduce((n, f) => n + f.bytes, 0);
   const rows = identity.segments.reduce((n, s) => n + (s.learned.shape[0] as number), 0);
   return Math.max(1, Math.min(Math.ceil(rows / LEAF_ROWS), Math.ceil(bytes / DEFAULT_SHARD_BYTES)));
+}
+
+/**
+ * `--top K` too large for the inputs is a usage error here, before anything is queued, as a run
+ * says it (`computeStates`): the workers would each fail with it.
+ */
+async function checkTopK(cl: Pick<CommandLine, 'topK'>, identity: InputsIdentity, computed: readonly MetricName[]): Promise<void> {
+  if (!computed.includes('top')) return;
+  const { MAX_TOP_VALUES } = await import('../../functional/top-activations.js');
+  const shape = identity.segments[0]?.learned.shape ?? [];
+  const components = shape.length === 3 ? (shape[1] as number) : 1;
+  const features = shape[shape.length - 1] as number;
+  const slots = components * features * cl.topK;
+  if (slots > MAX_TOP_VALUES) {
+    throw new UsageError(
+      '--top',
+      `K = ${cl.topK} is too large for ${components === 1 ? '' : `${components} components x `}${features} features: top keeps components x features x K values, at most ${MAX_TOP_VALUES}, got ${slots}`,
+    );
+  }
 }
 
 /** One shard's result as it came back, checked and with its text at hand (or where to read it). */
@@ -113,10 +135,11 @@ export async function runCoordinate(argv: readonly string[], io: RunIO): Promise
       io.stdout.write(COORDINATE_USAGE);
       return 0;
     }
-    const [{ prepareOutputs, writeResults }, shard] = await Promise.all([import('../results.js'), import('../shard.js')]);
+    const [{ computedMetrics, prepareOutputs, writeResults }, shard] = await Promise.all([import('../results.js'), import('../shard.js')]);
     // An output that cannot be written fails now, before any job is queued.
     outputs = await prepareOutputs(c.run);
     const identity = await shard.identityOfCommandLine(c.run);
+    await checkTopK(c.run, identity, computedMetrics(c.run.metrics, c.run));
     const count = c.shards ?? defaultShardCount(identity);
     const modules = await loadQueueModules('coordinate');
     const { FlowProducer, Queue, Worker } = modules.bullmq;
@@ -161,7 +184,8 @@ export async function runCoordinate(argv: readonly string[], io: RunIO): Promise
           name: 'shard',
           queueName: c.queue,
           data: data(i),
-          opts: { jobId: `${run}.${i}`, failParentOnFailure: true },
+          // One more attempt after an error that may not recur (an UnrecoverableError gets none).
+          opts: { jobId: `${run}.${i}`, failParentOnFailure: true, attempts: SHARD_ATTEMPTS },
         })),
       }),
     );
@@ -194,7 +218,11 @@ export async function runCoordinate(argv: readonly string[], io: RunIO): Promise
         while (!stopped) {
           await new Promise((r) => setTimeout(r, POLL_MS));
           if (stopped) return;
-          const state = await parents.getJobState(parentId).catch(() => 'unknown');
+          const state = await parents.getJobState(parentId).catch(() => 'unreachable');
+          if (state === 'unknown') {
+            reject(new CliError('--redis', `${l.shown}: the run's jobs are gone from Redis (restarted without persistence, or flushed): run again`));
+            return;
+          }
           if (state === 'failed') {
             reject(await failedShard({ parents, shards }, parentId, run));
             return;

@@ -12,7 +12,7 @@ import type { Job } from 'bullmq';
 import { parseCommandLine, type CommandLine } from '../args.js';
 import type { MetricPool, MetricPoolOptions } from '../../pool/metric-pool.js';
 import type { RunIO } from '../compute.js';
-import { CliError, errorLine } from '../errors.js';
+import { CliError, errorLine, UsageError } from '../errors.js';
 import { parseWorkerCommandLine, WORKER_USAGE, type WorkerCommandLine } from './args.js';
 import { jobDataProblem, sha256Hex, type ShardJobData, type ShardJobResult } from './protocol.js';
 import { loadQueueModules, openRedis, overLink, type QueueModules, type RedisLink } from './redis.js';
@@ -98,11 +98,23 @@ async function processShard(job: Job, ctx: Context): Promise<ShardJobResult> {
   }
   if (diff !== undefined) throw fatal(`its files differ from the coordinator's: ${diff}`);
   const quiet: RunIO = { stdout: { write: () => true }, stderr: { write: () => true, isTTY: false }, env: ctx.env, createPool: (o) => ctx.pools.get(o) };
-  const part = await computeShard(cl, data.shard, quiet);
+  let part: Awaited<ReturnType<typeof computeShard>>;
+  try {
+    part = await computeShard(cl, data.shard, quiet);
+  } catch (error) {
+    // A bad command line fails again anywhere; another error (a read, a thread) may not: one retry.
+    const message = (error as Error).message;
+    throw error instanceof UsageError ? fatal(message) : new Error(`worker ${ctx.who}: ${message}`);
+  }
   // The files may have changed between the check and the read.
   diff = identityDifference(data.identity, part.inputs);
   if (diff !== undefined) throw fatal(`its files changed while the shard was computed: ${diff}`);
-  const text = encodePart(part);
+  let text: string;
+  try {
+    text = encodePart(part);
+  } catch (error) {
+    throw fatal((error as Error).message);
+  }
   const bytes = Buffer.byteLength(text);
   const sha256 = sha256Hex(text);
   const seconds = ((performance.now() - started) / 1000).toFixed(2);
