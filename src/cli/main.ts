@@ -36,5 +36,9 @@ const queueCommand = argv[0] === 'coordinate' || argv[0] === 'worker';
 if (queueCommand) process.on('SIGTERM', () => (interrupt.signal.aborted ? process.exit(143) : interrupt.abort()));
 process.exitCode = await run(argv, { stdout: process.stdout, stderr: process.stderr, signal: interrupt.signal });
 // BullMQ's connections may still hold the event loop (reconnecting to a Redis that is gone):
-// stdout and stderr are written (pipes and files are synchronous here), so leave now.
-if (queueCommand) process.exit(process.exitCode);
+// once stdout and stderr are flushed (pipes are asynchronous on some systems), leave.
+if (queueCommand) {
+  const flushed = (stream: NodeJS.WriteStream): Promise<void> => new Promise((resolve) => stream.write('', () => resolve()));
+  await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+  process.exit(process.exitCode);
+}
