@@ -15,6 +15,7 @@ import { comparable, floats } from '../support/reports.js';
 import { mulberry32 } from '../support/random.js';
 import { npyBytes, safetensorsBytes, scratchDir, write } from '../cli/files.js';
 import { cli, requireBuilt } from '../cli/run-cli.js';
+import { run } from '../../src/cli/run.js';
 import { parseCommandLine } from '../../src/cli/args.js';
 import { identityOfCommandLine } from '../../src/cli/shard.js';
 import { freePort, startCli, startRedis, startWorker, stopChild, type CliProcess, type RedisServer } from './processes.js';
@@ -327,6 +328,26 @@ describe('hostile jobs', () => {
     const r = await cli(['coordinate', '--redis', redis.url, '--queue', queue, ...files, '--json', '--shards', '2'], {}, 60_000);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
+  });
+});
+
+describe('the coordinator on a terminal', () => {
+  it('says how many shards are done on one line, and clears it before the report', async () => {
+    const queue = nextQueue();
+    const files = npySet('t', [26_000, 21_000, 9_500], 96, 360);
+    workers.push(await startWorker(redis.url, ['--queue', queue]));
+    const out: string[] = [];
+    const err: string[] = [];
+    const code = await run(['coordinate', '--redis', redis.url, '--queue', queue, ...files, '--shards', '8'], {
+      stdout: { write: (t: string) => out.push(t) > 0 },
+      stderr: { write: (t: string) => err.push(t) > 0, isTTY: true },
+    });
+    expect(code).toBe(0);
+    const text = err.join('');
+    expect(text).toMatch(/^\r\x1b\[2Ksae-metrics: \d of 8 shards done \(run [0-9a-f]{12} on redis:\/\/127\.0\.0\.1:\d+, queue t\d+\)/);
+    expect(text.endsWith('\r\x1b[2K')).toBe(true);
+    expect(text).not.toContain('\n');
+    expect(out.join('')).toMatch(/^3 files: 56,500 vectors, 96 features/);
   });
 });
 

@@ -213,6 +213,16 @@ export async function runCoordinate(argv: readonly string[], io: RunIO): Promise
     );
     parentWorker.on('error', () => undefined);
     let stopped = false;
+    // On a terminal (and without --json), one line that says how many shards are done.
+    const progress = io.stderr.isTTY === true && !c.run.json;
+    let shownDone = -1;
+    const showProgress = async (): Promise<void> => {
+      const counts = await (await parents.getJob(parentId))?.getDependenciesCount({ processed: true });
+      const done = counts?.processed ?? 0;
+      if (done === shownDone || stopped) return;
+      shownDone = done;
+      io.stderr.write(`\r\x1b[2Ksae-metrics: ${done} of ${count} shards done (run ${run} on ${l.shown}, queue ${c.queue})`);
+    };
     const failure = new Promise<never>((_, reject) => {
       const poll = async (): Promise<void> => {
         while (!stopped) {
@@ -227,6 +237,7 @@ export async function runCoordinate(argv: readonly string[], io: RunIO): Promise
             reject(await failedShard({ parents, shards }, parentId, run));
             return;
           }
+          if (progress) await showProgress().catch(() => undefined);
         }
       };
       poll().catch(reject);
@@ -236,6 +247,7 @@ export async function runCoordinate(argv: readonly string[], io: RunIO): Promise
       childValues = await wait(Promise.race([values, failure]));
     } finally {
       stopped = true;
+      if (shownDone >= 0) io.stderr.write('\r\x1b[2K');
     }
     await wait(parentWorker.close());
     const arrived = onePerShard(childValues, run, count);
