@@ -25,7 +25,7 @@ const FEATURES = Number(values.features ?? 256);
 const REPS = Number(values.reps ?? 5);
 const SHARDS = 6;
 const FEW = 2;
-const MANY = 32;
+const MANY = 128;
 const METRICS = 'l1,l0,dead,density,fired,actstats';
 
 /** A .npy file of sparse non-negative float32 activations (about 1 in 8 non-zero). */
