@@ -67,6 +67,14 @@ export function requireRedisServer(): void {
   }
 }
 
+/** Every redis-server started and not yet stopped (a test that times out skips its own stop). */
+const running = new Set<RedisServer>();
+
+/** Stops every redis-server still running. */
+export async function stopAllRedis(): Promise<void> {
+  await Promise.all([...running].map((r) => r.stop()));
+}
+
 /** Starts redis-server on a free loopback port (or `onPort`) with a temporary directory, no persistence (and `extra` arguments). */
 export async function startRedis(extra: readonly string[] = [], onPort?: number): Promise<RedisServer> {
   requireRedisServer();
@@ -82,15 +90,18 @@ export async function startRedis(extra: readonly string[] = [], onPort?: number)
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline && child.exitCode === null && !(await pong(port))) await new Promise((r) => setTimeout(r, 50));
     if (child.exitCode === null && (await pong(port))) {
-      return {
+      const server: RedisServer = {
         port,
         url: `redis://127.0.0.1:${port}`,
         process: child,
         async stop() {
+          running.delete(server);
           await stopChild(child, 'SIGTERM', 5000);
           rmSync(dir, { recursive: true, force: true });
         },
       };
+      running.add(server);
+      return server;
     }
     await stopChild(child, 'SIGKILL');
     rmSync(dir, { recursive: true, force: true });

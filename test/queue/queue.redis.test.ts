@@ -18,7 +18,7 @@ import { cli, requireBuilt } from '../cli/run-cli.js';
 import { run } from '../../src/cli/run.js';
 import { parseCommandLine } from '../../src/cli/args.js';
 import { identityOfCommandLine } from '../../src/cli/shard.js';
-import { freePort, startCli, startRedis, startWorker, stopChild, type CliProcess, type RedisServer } from './processes.js';
+import { freePort, startCli, startRedis, startWorker, stopAllRedis, stopChild, type CliProcess, type RedisServer } from './processes.js';
 
 const tmp = scratchDir('i14-queue-test-');
 const f = tmp.path;
@@ -41,6 +41,7 @@ afterEach(async () => {
 });
 afterAll(async () => {
   await redis?.stop();
+  await stopAllRedis();
   tmp.remove();
 });
 
@@ -335,16 +336,18 @@ describe('the coordinator on a terminal', () => {
   it('says how many shards are done on one line, and clears it before the report', async () => {
     const queue = nextQueue();
     const files = npySet('t', [26_000, 21_000, 9_500], 96, 360);
-    workers.push(await startWorker(redis.url, ['--queue', queue]));
     const out: string[] = [];
     const err: string[] = [];
+    // The worker comes 1.5 s after the run is queued: the line has said "0 of 8" (it polls every 0.25 s).
+    const late = new Promise<void>((done) => setTimeout(() => void startWorker(redis.url, ['--queue', queue]).then((w) => (workers.push(w), done())), 1500));
     const code = await run(['coordinate', '--redis', redis.url, '--queue', queue, ...files, '--shards', '8'], {
       stdout: { write: (t: string) => out.push(t) > 0 },
       stderr: { write: (t: string) => err.push(t) > 0, isTTY: true },
     });
+    await late;
     expect(code).toBe(0);
     const text = err.join('');
-    expect(text).toMatch(/^\r\x1b\[2Ksae-metrics: \d of 8 shards done \(run [0-9a-f]{12} on redis:\/\/127\.0\.0\.1:\d+, queue t\d+\)/);
+    expect(text).toMatch(/^\r\x1b\[2Ksae-metrics: 0 of 8 shards done \(run [0-9a-f]{12} on redis:\/\/127\.0\.0\.1:\d+, queue t\d+\)/);
     expect(text.endsWith('\r\x1b[2K')).toBe(true);
     expect(text).not.toContain('\n');
     expect(out.join('')).toMatch(/^3 files: 56,500 vectors, 96 features/);
