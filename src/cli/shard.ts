@@ -29,7 +29,7 @@ import { isExactPart, leafGrid, leafRowRange, MergeCounter, shardLeaves, type Le
 import { buildDefinitions } from './metrics.js';
 import type { InputShape, MetricOptions, ResultInputs, ResultsSource, RunFacts } from './results.js';
 import { computedMetrics } from './results.js';
-import { foldTree, mergeByPart, partsOf } from './stream.js';
+import { foldTree, mergeByPart, partsOf, stateOf } from './stream.js';
 import { groupDigits } from './numbers.js';
 
 /** The `format` of a part file. */
@@ -546,6 +546,19 @@ export function decodePart(text: string, name: string): Part {
     const nodeRows = leafRowRange(grid, { start, end: start + size });
     return { start, size, state: readStates(r, o.states, `${field}.states`, treeParts, nodeRows.end - nodeRows.start) as ReadonlyMap<string, unknown> };
   });
+  // Each state alone may be possible and the metric's parts still disagree (an acthist or a moment
+  // count over the fired count): each metric's state over the shard is checked as a whole, so that
+  // such a part is refused here, naming it, and not while the results are being written.
+  const whole = new Map<string, unknown>(exact);
+  for (const p of treeParts) whole.set(p.id, nodes.reduce((a, n) => p.merge(a, n.state.get(p.id)), p.init()));
+  for (const d of definitions) {
+    const check: MetricDefinition['assertState'] = d.assertState;
+    try {
+      check(stateOf(d, whole));
+    } catch (error) {
+      r.fail('states', `do not make a state of ${d.metric}: ${(error as Error).message.replace(`${d.metric}: `, '')}`);
+    }
+  }
   return { shard: { index, count }, leafCount, leaves, rows, setup, inputs, run, exact, nodes };
 }
 
