@@ -20,6 +20,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { constants } from 'node:buffer';
 import type { MetricDefinition, StatePart } from '../functional/core.js';
+import type { NonZeroCountState } from '../functional/parts/non-zero-count.js';
 import { decodeStateValue, encodeStateValue } from '../encoding.js';
 import { METRIC_NAMES, type CommandLine, type MetricName, type ShardSpec } from './args.js';
 import { CliError } from './errors.js';
@@ -533,6 +534,13 @@ export function decodePart(text: string, name: string): Part {
   const exactParts = parts.filter(isExactPart);
   const treeParts = parts.filter((p) => !isExactPart(p));
   const exact = readStates(r, content.exact, 'exact', exactParts, rows.end - rows.start);
+  // The non-zero count's part knows no features: a count over the rows' activations is checked here.
+  const features = (inputs.segments[0] as (typeof inputs.segments)[number]).learned.shape.at(-1) as number;
+  for (const p of exactParts) {
+    const nonZero = p.recipe.kind === 'nonZeroCount' ? (exact.get(p.id) as NonZeroCountState).nonZero : undefined;
+    const over = nonZero?.findIndex((n) => n > (rows.end - rows.start) * features) ?? -1;
+    if (over !== -1) r.fail(`exact[${JSON.stringify(p.id)}]`, `counts ${nonZero?.[over]} non-zero activations at index ${over}, more than its ${rows.end - rows.start} rows of ${features} features hold`);
+  }
   const wantNodes = canonicalNodes(leaves);
   const nodesRaw = r.array(content.nodes, 'nodes');
   if (nodesRaw.length !== wantNodes.length) r.fail('nodes', `must be the ${wantNodes.length} nodes of leaves [${leaves.start}, ${leaves.end}), got ${nodesRaw.length}`);

@@ -103,6 +103,8 @@ describe('merge refuses resealed parts whose states no input can give, naming th
     ['acthist counts over the fired count', (c) => bump(stateAt(c.exact as Json, 'activationHistogram'), 'counts', 3, 1e6), /acthist|[Hh]istogram/],
     // The moments of a node count more activations than the fired counts of the shard.
     ['actstats moments count over the fired count', (c) => bump(stateAt((c.nodes as Json[])[0]?.states as Json, 'activationMoments'), 'count', 0, 1), /[Mm]oments|count/],
+    // More non-zero activations than the shard's rows times the features: an l0 over the features.
+    ['l0 non-zero count over rows x features', (c) => bump(stateAt(c.exact as Json, 'nonZeroCount'), 'nonZero', 0, (c.rows.end - c.rows.start) * FEATURES), /nonZero/],
   ];
   for (const [name, edit, about] of attacks) {
     it(name, async () => {
