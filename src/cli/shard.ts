@@ -327,6 +327,11 @@ class Reader {
     return v as number;
   }
 
+  seconds(v: unknown, field: string): number {
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) this.fail(field, `must be a finite number of seconds >= 0, got ${JSON.stringify(v)}`);
+    return v as number;
+  }
+
   string(v: unknown, field: string): string {
     if (typeof v !== 'string') this.fail(field, `must be a string, got ${JSON.stringify(v)}`);
     return v as string;
@@ -521,7 +526,7 @@ export function decodePart(text: string, name: string): Part {
     batchRows: r.integer(runO.batchRows, 'run.batchRows', 1),
     batches: r.integer(runO.batches, 'run.batches'),
     bytes: r.integer(runO.bytes, 'run.bytes'),
-    elapsedSeconds: r.number(runO.elapsedSeconds, 'run.elapsedSeconds'),
+    elapsedSeconds: r.seconds(runO.elapsedSeconds, 'run.elapsedSeconds'),
   };
   const definitions = ((): MetricDefinition[] => {
     try {

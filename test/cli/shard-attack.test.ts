@@ -119,4 +119,14 @@ describe('merge refuses resealed parts whose states no input can give, naming th
       expect(written(tag)).toEqual([]);
     }, 30_000);
   }
+
+  it('a negative run time (the --json report sums the parts\' times)', async () => {
+    const bad = reseal(parts[2] as string, 'negative-time.json', (c) => {
+      (c.run as Json).elapsedSeconds = -1000;
+    });
+    const m = await sae(['merge', parts[0] as string, parts[1] as string, bad, '--json']);
+    expect(m.stdout).toBe('');
+    expect(m.code).toBe(1);
+    expect(m.stderr).toContain(`${bad}: run.elapsedSeconds`);
+  }, 30_000);
 });
