@@ -7,40 +7,18 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMetricPool, type MetricPool, type MetricPoolOptions } from '../../src/index.js';
-import { run } from '../../src/cli/run.js';
 import { mulberry32 } from '../support/random.js';
-import { npyBytes, scratchDir, write } from './files.js';
+import { npyBytes, safetensorsBytes, scratchDir, toFloat16, write } from './files.js';
+import { pooledCli } from './in-process.js';
 
 const tmp = scratchDir('sae-metrics-shard-attack-');
 const f = tmp.path;
 
-let pool: MetricPool | undefined;
-function createPool(options: MetricPoolOptions): MetricPool {
-  const target = (pool ??= createMetricPool(options));
-  return new Proxy(target, {
-    get(t, k) {
-      if (k === 'close') return async () => undefined;
-      const v = Reflect.get(t, k, t) as unknown;
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
-    },
-  });
-}
+const { sae, close } = pooledCli();
 afterAll(async () => {
-  await pool?.close();
+  await close();
   tmp.remove();
 });
-
-async function sae(args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await run(args, {
-    stdout: { write: (s: string) => out.push(s) > 0 },
-    stderr: { write: (s: string) => err.push(s) > 0, isTTY: false },
-    createPool,
-  });
-  return { code, stdout: out.join(''), stderr: err.join('') };
-}
 
 const f64 = (b64: string): Float64Array => new Float64Array(new Uint8Array(Buffer.from(b64, 'base64')).buffer);
 const b64 = (a: Float64Array): string => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
@@ -129,4 +107,86 @@ describe('merge refuses resealed parts whose states no input can give, naming th
     expect(m.code).toBe(1);
     expect(m.stderr).toContain(`${bad}: run.elapsedSeconds`);
   }, 30_000);
+});
+
+/** Values with NaN, +-Infinity, -0, subnormals, the largest float32 and the histogram's edges. */
+function special(n: number, r: () => number, density: number): Float32Array {
+  const SPECIAL = [NaN, Infinity, -Infinity, -0, 0, 1e-45, 1e-40, 3.4028234663852886e38, 1e-4, 9.999999e-5, 1e4, 10000.001, 1];
+  return Float32Array.from({ length: n }, () => (r() < 0.02 ? (SPECIAL[Math.floor(r() * SPECIAL.length)] as number) : r() < density ? (r() - 0.1) * 3.7 : 0));
+}
+
+describe('merge of shards = one run, bit for bit, over NaN, Infinity, -0 and half-precision files', () => {
+  const ALL = `${METRICS},l2,loss,ev,fvu,cos,l2ratio,shrinkage,nmse`;
+  const sets: { name: string; args: () => string[]; metrics: string }[] = [
+    {
+      name: '.npy with a component axis, sizes 1023, 1025, 0, 2049, 1',
+      metrics: METRICS,
+      args: () => {
+        const r = mulberry32(901);
+        return [1023, 1025, 0, 2049, 1].map((n, i) => write(f(`sp${i}.npy`), npyBytes(special(n * 2 * 6, r, 0.3), [n, 2, 6])));
+      },
+    },
+    {
+      name: 'bfloat16 .safetensors with source and decoded (non-finite values in every tensor)',
+      metrics: ALL,
+      args: () => {
+        const r = mulberry32(902);
+        const bf16 = (a: Float32Array): Uint16Array => Uint16Array.from(new Uint32Array(a.buffer), (u) => u >>> 16);
+        const files = [1500, 1024, 700].map((n, i) => {
+          const src = special(n * 4, r, 1);
+          return write(
+            f(`bf${i}.safetensors`),
+            safetensorsBytes({
+              learned: { dtype: 'BF16', shape: [n, 9], data: bf16(special(n * 9, r, 0.3)) },
+              source: { dtype: 'BF16', shape: [n, 4], data: bf16(src) },
+              decoded: { dtype: 'BF16', shape: [n, 4], data: bf16(src.map((x) => x * 0.75 + 0.01)) },
+            }),
+          );
+        });
+        return [...files, '--tensor', 'learned', '--source', 'source', '--decoded', 'decoded'];
+      },
+    },
+    {
+      name: 'float16 .safetensors',
+      metrics: METRICS,
+      args: () => {
+        const r = mulberry32(903);
+        const half = (a: Float32Array): Uint16Array => toFloat16(a.map((x) => (Number.isFinite(x) && Math.abs(x) < 60000 ? Math.round(x * 256) / 256 : x > 0 ? 0.5 : 0)));
+        return [2048, 1, 1025].map((n, i) => write(f(`hf${i}.safetensors`), safetensorsBytes({ a: { dtype: 'F16', shape: [n, 11], data: half(special(n * 11, r, 0.4)) } })));
+      },
+    },
+  ];
+  const outputs = (tag: string): string[] => ['--top-out', f(`${tag}-top.json`), '--acthist-out', f(`${tag}-acthist.json`), '--histogram', f(`${tag}.svg`)];
+  const files = (tag: string): string[] => [`${tag}-top.json`, `${tag}-acthist.json`, `${tag}.svg`].map((x) => readFileSync(f(x), 'utf8'));
+  const comparable = (stdout: string): unknown => {
+    const o = JSON.parse(stdout) as Record<string, unknown>;
+    for (const k of ['workers', 'batches', 'batchRows', 'elapsedSeconds']) delete o[k];
+    return o;
+  };
+  for (const [k, set] of sets.entries()) {
+    it(set.name, async () => {
+      const r = mulberry32(950 + k);
+      const options = [...set.args(), '--metrics', set.metrics, '--top', String(1 + Math.floor(r() * 5)), '--dead-window', '1300'];
+      const single = await sae([...options, '--json', '--workers', '2', ...outputs(`single-sp${k}`)]);
+      expect(single.stderr).toBe('');
+      expect(single.code).toBe(0);
+      for (const n of [2, 3 + Math.floor(r() * 4)]) {
+        const names: string[] = [];
+        for (let i = 0; i < n; i++) {
+          const part = f(`sp${k}-${n}-${i}.json`);
+          const batch = ['1024', '2048', '3000'][Math.floor(r() * 3)] as string;
+          const s = await sae([...options, '--workers', String(1 + Math.floor(r() * 3)), '--batch-rows', batch, '--shard', `${i}/${n}`, '--state-out', part]);
+          expect(s.stderr).toBe('');
+          names.push(part);
+        }
+        const merged = await sae(['merge', ...names.sort(() => r() - 0.5), '--json', ...outputs(`merged-sp${k}-${n}`)]);
+        expect(merged.stderr).toBe('');
+        expect(comparable(merged.stdout), `N = ${n}`).toEqual(comparable(single.stdout));
+        expect(merged.stdout.replace(/"(workers|batches|batchRows|elapsedSeconds)":[^,}]*/g, ''), `N = ${n}: the report's text`).toBe(
+          single.stdout.replace(/"(workers|batches|batchRows|elapsedSeconds)":[^,}]*/g, ''),
+        );
+        expect(files(`merged-sp${k}-${n}`), `N = ${n}: the output files`).toEqual(files(`single-sp${k}`));
+      }
+    }, 60_000);
+  }
 });

@@ -10,51 +10,21 @@
  */
 import { readFileSync, rmSync, truncateSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createMetricPool, type MetricPool, type MetricPoolOptions } from '../../src/index.js';
+import { createMetricPool } from '../../src/index.js';
 import { run } from '../../src/cli/run.js';
 import { mulberry32 } from '../support/random.js';
 import { npyBytes, safetensorsBytes, scratchDir, write } from './files.js';
 import { cli, limited, requireBuilt } from './run-cli.js';
+import { pooledCli, type Ran } from './in-process.js';
 
 const tmp = scratchDir('sae-metrics-shard-');
 const f = tmp.path;
 
-/** Pools kept across runs (one per worker count and backend): a run's `close()` leaves them open. */
-const pools = new Map<string, MetricPool>();
-function createPool(options: MetricPoolOptions): MetricPool {
-  const key = `${options.workers}/${options.backend}`;
-  let pool = pools.get(key);
-  if (pool === undefined) pools.set(key, (pool = createMetricPool(options)));
-  const target = pool;
-  return new Proxy(target, {
-    get(t, k) {
-      if (k === 'close') return async () => undefined;
-      const v = Reflect.get(t, k, t) as unknown;
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
-    },
-  });
-}
+const { sae, close } = pooledCli();
 afterAll(async () => {
-  await Promise.all([...pools.values()].map((p) => p.close()));
+  await close();
   tmp.remove();
 });
-
-interface Ran {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-async function sae(args: readonly string[]): Promise<Ran> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await run(args, {
-    stdout: { write: (s: string) => out.push(s) > 0 },
-    stderr: { write: (s: string) => err.push(s) > 0, isTTY: false },
-    createPool,
-  });
-  return { code, stdout: out.join(''), stderr: err.join('') };
-}
 
 /** Random float32 values (not dyadic: sums round), sparse for learned activations. */
 function floats(n: number, seed: number, density = 1): Float32Array {
