@@ -301,6 +301,10 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
   if (topK !== undefined && topK > MAX_TOP_K) throw new UsageError('--top', `must be an integer in [1, ${MAX_TOP_K}], got ${JSON.stringify(v.top)}`);
   const shard = v.shard === undefined ? undefined : parseShard(v.shard);
   if (v['state-out'] === '') throw new UsageError('--state-out', 'must not be empty');
+  // As for the other outputs: a path ending in .json cannot be an input FILE (.npy, .safetensors).
+  if (v['state-out'] !== undefined && !/\.json$/i.test(v['state-out'])) {
+    throw new UsageError('--state-out', `must be a path ending in .json, got ${JSON.stringify(v['state-out'])}`);
+  }
   if (shard !== undefined && v['state-out'] === undefined) throw new UsageError('--shard', 'writes the shard\'s state: give --state-out PART.json too');
   if (shard === undefined && v['state-out'] !== undefined) throw new UsageError('--state-out', 'writes the state of a shard: give --shard I/N too (--shard 0/1 for the whole run)');
   if (shard !== undefined) {

@@ -5,7 +5,7 @@
  * any output file is written; one whose edit is harmless must give the same bits.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mulberry32 } from '../support/random.js';
 import { npyBytes, safetensorsBytes, scratchDir, toFloat16, write } from './files.js';
@@ -189,4 +189,15 @@ describe('merge of shards = one run, bit for bit, over NaN, Infinity, -0 and hal
       }
     }, 60_000);
   }
+});
+
+describe('neither --shard nor merge writes over the files it reads', () => {
+  it('--state-out naming an input FILE is refused (it must end in .json, as --top-out does), and the FILE is left as it was', async () => {
+    copyFileSync(f('a.npy'), f('input.npy'));
+    const before = readFileSync(f('input.npy'));
+    const s = await sae([f('input.npy'), '--metrics', 'l0', '--workers', '1', '--shard', '0/2', '--state-out', f('input.npy')]);
+    expect(s.code).toBe(2);
+    expect(s.stderr).toMatch(/^sae-metrics: --state-out: must be a path ending in \.json, got ".*input\.npy"\n$/);
+    expect(readFileSync(f('input.npy')).equals(before)).toBe(true);
+  }, 30_000);
 });
