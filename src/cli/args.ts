@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BACKEND_ENV, checkGpujsMode, GPUJS_MODE_ENV } from '../pool/backend.js';
 import { UsageError } from './errors.js';
@@ -445,5 +446,11 @@ export function parseMergeCommandLine(argv: readonly string[]): MergeCommandLine
   const v = parsed.values;
   const help = v.help === true;
   if (!help && parsed.positionals.length === 0) throw new UsageError('PART.json', 'no part file given (see sae-metrics merge --help)');
-  return { help, parts: parsed.positionals, ...checkOutputs(v) };
+  const outputs = checkOutputs(v);
+  // The outputs are .json (or .svg, .png) as the parts are: one written over a part would lose it.
+  const parts = new Set(parsed.positionals.map((p) => resolve(p)));
+  for (const [option, out] of [['--histogram', outputs.histogram], ['--top-out', outputs.topOut], ['--acthist-out', outputs.actHistOut]] as const) {
+    if (out !== undefined && parts.has(resolve(out))) throw new UsageError(option, `${JSON.stringify(out)} is one of the parts: write the output elsewhere`);
+  }
+  return { help, parts: parsed.positionals, ...outputs };
 }

@@ -200,4 +200,22 @@ describe('neither --shard nor merge writes over the files it reads', () => {
     expect(s.stderr).toMatch(/^sae-metrics: --state-out: must be a path ending in \.json, got ".*input\.npy"\n$/);
     expect(readFileSync(f('input.npy')).equals(before)).toBe(true);
   }, 30_000);
+
+  for (const option of ['--top-out', '--acthist-out'] as const) {
+    it(`merge ${option} naming one of the parts is refused, and the part is left as it was`, async () => {
+      const copies = parts.map((p, i) => {
+        copyFileSync(p, f(`copy${i}.json`));
+        return f(`copy${i}.json`);
+      });
+      const before = readFileSync(copies[1] as string, 'utf8');
+      // Another spelling of the same path.
+      const same = `${tmp.dir}/./copy1.json`;
+      const m = await sae(['merge', ...copies, option, same]);
+      expect(m.code).toBe(2);
+      expect(m.stdout).toBe('');
+      expect(m.stderr).toContain(`sae-metrics: ${option}: `);
+      expect(m.stderr).toContain('is one of the parts');
+      expect(readFileSync(copies[1] as string, 'utf8')).toBe(before);
+    }, 30_000);
+  }
 });
