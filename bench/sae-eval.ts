@@ -35,6 +35,29 @@ import {
 
 const STREAM = 16;
 
+/** The eleven SAE evaluation metrics at the bench size, in three groups. */
+const o = { numLearnedFeatures: LARGE.learned };
+export const reconstruction = (): Record<string, AnyMetric> => ({
+  ev: new ExplainedVariance({ numFeatures: LARGE.source }),
+  fvu: new FractionOfVarianceUnexplained({ numFeatures: LARGE.source }),
+  cos: new CosineSimilarity(),
+  l2ratio: new L2Ratio(),
+  shrinkage: new RelativeReconstructionBias(),
+  nmse: new NormalizedMse(),
+});
+export const features = (): Record<string, AnyMetric> => ({
+  freq: new FeatureFrequencyStats(o),
+  actstats: new FeatureActivationStats(o),
+  acthist: new FeatureActivationHistogram(o),
+});
+export const indexed = (): Record<string, AnyMetric> => ({
+  top: new TopActivations({ ...o, k: 10 }),
+  deadwindow: new DeadFeaturesOverWindow({ ...o, windowVectors: 10_000_000 }),
+});
+
+/** All eleven. */
+export const evaluationMetrics = (): Record<string, AnyMetric> => ({ ...reconstruction(), ...features(), ...indexed() });
+
 export async function run(): Promise<ReadmeRow[]> {
   header('SAE evaluation metrics: reduceMetric(six standard metrics + issue 13\'s, { pool }), 2 workers', [
     `learned 2048 x 16384 (1.8% fired), source and decoded 2048 x 4096 float32, pool-allocated; a stream of ${STREAM}; GB/s of the three arrays`,
@@ -44,24 +67,6 @@ export async function run(): Promise<ReadmeRow[]> {
   const pool = createMetricPool({ workers: 2, backend: 'wasm' });
   const batches = arrays.map((a) => allocatedBatch(pool, a));
   const stream = Array.from({ length: STREAM }, (_, i) => batches[i % 2] as Batch);
-  const o = { numLearnedFeatures: LARGE.learned };
-  const reconstruction = (): Record<string, AnyMetric> => ({
-    ev: new ExplainedVariance({ numFeatures: LARGE.source }),
-    fvu: new FractionOfVarianceUnexplained({ numFeatures: LARGE.source }),
-    cos: new CosineSimilarity(),
-    l2ratio: new L2Ratio(),
-    shrinkage: new RelativeReconstructionBias(),
-    nmse: new NormalizedMse(),
-  });
-  const features = (): Record<string, AnyMetric> => ({
-    freq: new FeatureFrequencyStats(o),
-    actstats: new FeatureActivationStats(o),
-    acthist: new FeatureActivationHistogram(o),
-  });
-  const indexed = (): Record<string, AnyMetric> => ({
-    top: new TopActivations({ ...o, k: 10 }),
-    deadwindow: new DeadFeaturesOverWindow({ ...o, windowVectors: 10_000_000 }),
-  });
   const sets: [string, () => Record<string, AnyMetric>][] = [
     ['the six', () => ({})],
     ['the six + ev, fvu, cos, l2ratio, shrinkage, nmse', reconstruction],
@@ -70,7 +75,7 @@ export async function run(): Promise<ReadmeRow[]> {
     ['the six + acthist', () => ({ acthist: new FeatureActivationHistogram(o) })],
     ['the six + top (k = 10)', () => ({ top: new TopActivations({ ...o, k: 10 }) })],
     ['the six + deadwindow', () => ({ deadwindow: new DeadFeaturesOverWindow({ ...o, windowVectors: 10_000_000 }) })],
-    ['the full set (the six + all eleven)', () => ({ ...reconstruction(), ...features(), ...indexed() })],
+    ['the full set (the six + all eleven)', evaluationMetrics],
   ];
   const results = new Map<string, Record<string, unknown>>();
   try {

@@ -16,37 +16,17 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { from, lastValueFrom } from 'rxjs';
-import {
-  CosineSimilarity, createMetricPool, DeadFeaturesOverWindow, ExplainedVariance, FeatureActivationHistogram, FeatureActivationStats, FeatureFrequencyStats,
-  FractionOfVarianceUnexplained, L2Ratio, NormalizedMse, reduceMetric, RelativeReconstructionBias, TopActivations, type Batch, type MetricPool, type Tensor,
-} from '../src/index.js';
+import { createMetricPool, reduceMetric, type Batch, type MetricPool, type Tensor } from '../src/index.js';
 import { WasmArena } from '../src/pool/wasm-arena.js';
 import {
   agree, allocatedBatch, arenaArrays, bytesOf, copyInto, f2, footer, header, LARGE, measure, ordinaryArrays, rate, referenceValues, saeMetrics, table,
   TOLERANCE, valuesOf, type Arrays,
 } from './harness.js';
+import { evaluationMetrics } from './sae-eval.js';
 import { WasmReaders } from './wasm-readers.js';
 
 const STREAM = 16;
 const REPS = 5;
-
-/** The eleven SAE evaluation metrics of issue 13, beside the six. */
-function evaluationMetrics() {
-  const o = { numLearnedFeatures: LARGE.learned };
-  return {
-    ev: new ExplainedVariance({ numFeatures: LARGE.source }),
-    fvu: new FractionOfVarianceUnexplained({ numFeatures: LARGE.source }),
-    cos: new CosineSimilarity(),
-    l2ratio: new L2Ratio(),
-    shrinkage: new RelativeReconstructionBias(),
-    nmse: new NormalizedMse(),
-    freq: new FeatureFrequencyStats(o),
-    actstats: new FeatureActivationStats(o),
-    acthist: new FeatureActivationHistogram(o),
-    top: new TopActivations({ ...o, k: 10 }),
-    deadwindow: new DeadFeaturesOverWindow({ ...o, windowVectors: 10_000_000 }),
-  };
-}
 
 /** PyTorch CPU's seconds per large batch at each thread count (torch-peer.py), or why not. */
 function torchTimes(arrays: Arrays, threads: readonly number[]): Map<number, number[]> | string {
@@ -116,7 +96,7 @@ async function main(): Promise<void> {
       await Promise.all([pool.close(), readers.close()]);
     }
   }
-  console.log(`\n${table(['workers', 'read GB/s', 'six GB/s', 'six / read', `six x ${counts[0]} worker`, 'full set GB/s', 'full / read'], rows)}`);
+  console.log(`\n${table(['workers', 'read GB/s', 'six GB/s', 'six / read', `six x ${counts[0]} worker${counts[0] === 1 ? '' : 's'}`, 'full set GB/s', 'full / read'], rows)}`);
   const torch = torchTimes(arrays[0] as Arrays, counts);
   if (typeof torch === 'string') console.log(`\nPyTorch CPU: not measured (${torch})`);
   else {
