@@ -772,8 +772,10 @@ export class MetricPool implements ShardExecutor {
       process.emitWarning(`MetricPool: ${error.message}`, { code: 'SAE_METRICS_POOL_ERROR' });
     });
     piscina.on('workerDestroy', () => {
-      if (this.#closing) return;
+      // Its replacement, made right after this event, is watched even while closing: close()
+      // ends a thread only once it has loaded, and waits for that.
       queueMicrotask(() => this.#watchThreads(generation));
+      if (this.#closing) return;
       setImmediate(() => this.#checkThreads(generation));
     });
     piscina.on('workerCreate', () => queueMicrotask(() => this.#watchThreads(generation)));

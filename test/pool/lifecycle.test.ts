@@ -169,6 +169,22 @@ describe('close()', () => {
     await expect(lastValueFrom(from(batches).pipe(reduceMetric(metric(), { pool: p })))).rejects.toThrow(PoolClosedError);
   }, TIMEOUT);
 
+  it('while a shard exits its thread: the replacement thread is seen loading, so close() does not wait out closeTimeout', async () => {
+    const closeTimeout = 30_000;
+    const p = pool({ closeTimeout });
+    // Both threads still load when close() is called, so the thread exits (and Piscina starts its
+    // replacement) while the pool closes, after the last shard was handed over.
+    const error = lastValueFrom(from([makeBatch(16, 11, { 1: EXIT_VALUE })]).pipe(reduceMetric(metric(), { pool: p }))).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    const closed = p.close().then(() => 'closed');
+    // Loading a thread takes seconds at most, even on a loaded machine; closeTimeout is 30 s.
+    expect(await Promise.race([closed, sleep(closeTimeout / 2).then(() => 'waited for closeTimeout')])).toBe('closed');
+    expect(await error).toBeInstanceOf(WorkerError); // the batch was dispatched: its thread's exit is its error
+    expect(p.threads).toBe(0);
+  }, TIMEOUT);
+
   it('right after creation, it waits until every thread has loaded its module before it ends them', async () => {
     const log = loadLog();
     try {
