@@ -93,6 +93,22 @@ export interface ComputedStates {
 }
 
 /**
+ * Refuses `--top K` too large for inputs of `components` x `features` with a usage error (exit 2):
+ * K is the command line's. Checked before any input is read (the coordinator) or computed.
+ */
+export async function checkTopK(topK: number, components: number, features: number, computed: readonly MetricName[]): Promise<void> {
+  if (!computed.includes('top')) return;
+  const { MAX_TOP_VALUES } = await import('../functional/top-activations.js');
+  const slots = components * features * topK;
+  if (slots > MAX_TOP_VALUES) {
+    throw new UsageError(
+      '--top',
+      `K = ${topK} is too large for ${components === 1 ? '' : `${components} components x `}${features} features: top keeps components x features x K values, at most ${MAX_TOP_VALUES}, got ${slots}`,
+    );
+  }
+}
+
+/**
  * Computes the states of the `computed` metrics over `leaves` of `inputs` (default: all), with a
  * worker pool made for the command line (closed before it returns) and, when stderr is a terminal
  * and `progress` is true, a progress bar (cleared at the end).
@@ -110,17 +126,7 @@ export async function computeStates(
     import('./metrics.js'),
     import('./stream.js'),
   ]);
-  const { MAX_TOP_VALUES } = await import('../functional/top-activations.js');
-  if (computed.includes('top')) {
-    const slots = inputs.components * inputs.features * cl.topK;
-    // A usage error (exit 2): K is the command line's, too large for these inputs.
-    if (slots > MAX_TOP_VALUES) {
-      throw new UsageError(
-        '--top',
-        `K = ${cl.topK} is too large for ${inputs.components === 1 ? '' : `${inputs.components} components x `}${inputs.features} features: top keeps components x features x K values, at most ${MAX_TOP_VALUES}, got ${slots}`,
-      );
-    }
-  }
+  await checkTopK(cl.topK, inputs.components, inputs.features, computed);
   const started = performance.now();
   const rowFloats = floatsPerRow(inputs);
   const batchRows = cl.batchRows ?? defaultBatchRows(rowFloats);

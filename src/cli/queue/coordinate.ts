@@ -11,7 +11,7 @@ import { readdir, readFile, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Job } from 'bullmq';
 import { BACKEND_ENV } from '../../pool/backend.js';
-import type { RunIO } from '../compute.js';
+import { checkTopK, type RunIO } from '../compute.js';
 import type { CommandLine, MetricName } from '../args.js';
 import { CliError, errorLine, UsageError } from '../errors.js';
 import { LEAF_ROWS } from '../merge-tree.js';
@@ -36,25 +36,6 @@ export function defaultShardCount(identity: InputsIdentity): number {
   const bytes = identity.files.reduce((n, f) => n + f.bytes, 0);
   const rows = identity.segments.reduce((n, s) => n + (s.learned.shape[0] as number), 0);
   return Math.max(1, Math.min(Math.ceil(rows / LEAF_ROWS), Math.ceil(bytes / DEFAULT_SHARD_BYTES)));
-}
-
-/**
- * `--top K` too large for the inputs is a usage error here, before anything is queued, as a run
- * says it (`computeStates`): the workers would each fail with it.
- */
-async function checkTopK(cl: Pick<CommandLine, 'topK'>, identity: InputsIdentity, computed: readonly MetricName[]): Promise<void> {
-  if (!computed.includes('top')) return;
-  const { MAX_TOP_VALUES } = await import('../../functional/top-activations.js');
-  const shape = identity.segments[0]?.learned.shape ?? [];
-  const components = shape.length === 3 ? (shape[1] as number) : 1;
-  const features = shape[shape.length - 1] as number;
-  const slots = components * features * cl.topK;
-  if (slots > MAX_TOP_VALUES) {
-    throw new UsageError(
-      '--top',
-      `K = ${cl.topK} is too large for ${components === 1 ? '' : `${components} components x `}${features} features: top keeps components x features x K values, at most ${MAX_TOP_VALUES}, got ${slots}`,
-    );
-  }
 }
 
 /** One shard's result as it came back, checked and with its text at hand (or where to read it). */
@@ -139,7 +120,9 @@ export async function runCoordinate(argv: readonly string[], io: RunIO): Promise
     // An output that cannot be written fails now, before any job is queued.
     outputs = await prepareOutputs(c.run);
     const identity = await shard.identityOfCommandLine(c.run);
-    await checkTopK(c.run, identity, computedMetrics(c.run.metrics, c.run));
+    // Before anything is queued: the workers would each fail with it.
+    const shape = identity.segments[0]?.learned.shape ?? [];
+    await checkTopK(c.run.topK, shape.length === 3 ? (shape[1] as number) : 1, shape[shape.length - 1] as number, computedMetrics(c.run.metrics, c.run));
     const count = c.shards ?? defaultShardCount(identity);
     const modules = await loadQueueModules('coordinate');
     const { FlowProducer, Queue, Worker } = modules.bullmq;
