@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { cli } from '../test/cli/run-cli.js';
+import { comparable } from '../test/support/reports.js';
 import { startRedis, startWorker, stopChild, type CliProcess } from '../test/queue/processes.js';
 import { f2, footer, header, table } from './harness.js';
 
@@ -46,13 +47,6 @@ function npy(path: string, rows: number, features: number, seed: number): string
   return path;
 }
 
-/** The JSON report's values (not how the work was cut). */
-function reportValues(stdout: string): string {
-  const o = JSON.parse(stdout) as Record<string, unknown>;
-  for (const k of ['workers', 'batches', 'batchRows', 'elapsedSeconds']) delete o[k];
-  return JSON.stringify(o);
-}
-
 const median = (xs: readonly number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -78,7 +72,7 @@ async function main(): Promise<void> {
       if (r.code !== 0) throw new Error(`sae-metrics ${args.join(' ')}: exit ${r.code}: ${r.stderr}`);
       return { ms, out: r.stdout };
     };
-    const reference = reportValues((await timed([...files, ...run, '--workers', '1'])).out);
+    const reference = JSON.stringify(comparable((await timed([...files, ...run, '--workers', '1'])).out));
     const queued = (shards: number): string[] => ['coordinate', '--redis', redis.url, ...files, ...run, '--shards', String(shards)];
     const cases: { name: string; processes: number; args: string[] }[] = [
       { name: 'single process, --workers 1', processes: 0, args: [...files, ...run, '--workers', '1'] },
@@ -100,7 +94,7 @@ async function main(): Promise<void> {
           while (workers.length > c.processes) await stopChild((workers.pop() as CliProcess).child);
         }
         const { ms, out } = await timed(c.args);
-        if (reportValues(out) !== reference) throw new Error(`${c.name}: the report differs from the single run's`);
+        if (JSON.stringify(comparable(out)) !== reference) throw new Error(`${c.name}: the report differs from the single run's`);
         if (round >= 0) (times[i] as number[]).push(ms);
       }
     }

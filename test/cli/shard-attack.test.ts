@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mulberry32 } from '../support/random.js';
+import { comparable } from '../support/reports.js';
 import { npyBytes, safetensorsBytes, scratchDir, toFloat16, write } from './files.js';
 import { pooledCli } from './in-process.js';
 
@@ -158,11 +159,6 @@ describe('merge of shards = one run, bit for bit, over NaN, Infinity, -0 and hal
   ];
   const outputs = (tag: string): string[] => ['--top-out', f(`${tag}-top.json`), '--acthist-out', f(`${tag}-acthist.json`), '--histogram', f(`${tag}.svg`)];
   const files = (tag: string): string[] => [`${tag}-top.json`, `${tag}-acthist.json`, `${tag}.svg`].map((x) => readFileSync(f(x), 'utf8'));
-  const comparable = (stdout: string): unknown => {
-    const o = JSON.parse(stdout) as Record<string, unknown>;
-    for (const k of ['workers', 'batches', 'batchRows', 'elapsedSeconds']) delete o[k];
-    return o;
-  };
   for (const [k, set] of sets.entries()) {
     it(set.name, async () => {
       const r = mulberry32(950 + k);

@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mulberry32 } from '../support/random.js';
 import { npyBytes, scratchDir, write } from './files.js';
 import { cli, requireBuilt } from './run-cli.js';
+import { comparable } from '../support/reports.js';
 
 const tmp = scratchDir('sae-metrics-shard-gl-');
 afterAll(() => tmp.remove());
@@ -14,13 +15,6 @@ afterAll(() => tmp.remove());
 function floats(n: number, seed: number): Float32Array {
   const r = mulberry32(seed);
   return Float32Array.from({ length: n }, () => (r() < 0.3 ? r() * 2.9 : 0));
-}
-
-/** The JSON report without how the work was cut (workers, batches, batch size, time). */
-function comparable(stdout: string): unknown {
-  const o = JSON.parse(stdout) as Record<string, unknown>;
-  for (const k of ['workers', 'batches', 'batchRows', 'elapsedSeconds']) delete o[k];
-  return o;
 }
 
 describe('--shard with --backend gpujs', () => {

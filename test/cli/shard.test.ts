@@ -13,6 +13,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createMetricPool } from '../../src/index.js';
 import { run } from '../../src/cli/run.js';
 import { mulberry32 } from '../support/random.js';
+import { comparable, floats } from '../support/reports.js';
 import { npyBytes, safetensorsBytes, scratchDir, write } from './files.js';
 import { cli, limited, requireBuilt } from './run-cli.js';
 import { pooledCli, type Ran } from './in-process.js';
@@ -25,19 +26,6 @@ afterAll(async () => {
   await close();
   tmp.remove();
 });
-
-/** Random float32 values (not dyadic: sums round), sparse for learned activations. */
-function floats(n: number, seed: number, density = 1): Float32Array {
-  const r = mulberry32(seed);
-  return Float32Array.from({ length: n }, () => (r() < density ? (r() - (density < 1 ? 0.05 : 0.5)) * 3.7 : 0));
-}
-
-/** The JSON report without what describes how the work was cut (workers, batches, batch size, time). */
-function comparable(stdout: string): unknown {
-  const o = JSON.parse(stdout) as Record<string, unknown>;
-  for (const k of ['workers', 'batches', 'batchRows', 'elapsedSeconds']) delete o[k];
-  return o;
-}
 
 /** The table without its first line (files, workers, time). */
 const tableRows = (stdout: string): string => stdout.split('\n').slice(1).join('\n');
