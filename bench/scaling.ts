@@ -19,7 +19,7 @@ import { from, lastValueFrom } from 'rxjs';
 import { createMetricPool, reduceMetric, type Batch, type MetricPool, type Tensor } from '../src/index.js';
 import { WasmArena } from '../src/pool/wasm-arena.js';
 import {
-  agree, allocatedBatch, arenaArrays, bytesOf, copyInto, f2, footer, header, LARGE, measure, ordinaryArrays, rate, referenceValues, saeMetrics, table,
+  agree, allocatedBatch, arenaArrays, bytesOf, copyInto, f2, footer, header, LARGE, measure, ordinaryArrays, rate, referenceValues, saeMetrics, summary, table,
   TOLERANCE, valuesOf, type Arrays,
 } from './harness.js';
 import { evaluationMetrics } from './sae-eval.js';
@@ -49,11 +49,6 @@ function torchTimes(arrays: Arrays, threads: readonly number[]): Map<number, num
     rmSync(dir, { recursive: true, force: true });
   }
 }
-
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s.length % 2 === 1 ? (s[(s.length - 1) / 2] as number) : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2;
-};
 
 async function main(): Promise<void> {
   const cores = availableParallelism();
@@ -101,7 +96,7 @@ async function main(): Promise<void> {
   if (typeof torch === 'string') console.log(`\nPyTorch CPU: not measured (${torch})`);
   else {
     console.log(`\nPyTorch CPU (the six's statistics, idiomatic ops), same data:`);
-    console.log(table(['threads', 'GB/s'], counts.map((n) => [String(n), f2(bytesOf(LARGE) / 1e9 / median(torch.get(n) ?? []))])));
+    console.log(table(['threads', 'GB/s'], counts.map((n) => [String(n), f2(bytesOf(LARGE) / 1e9 / summary(torch.get(n) ?? []).median)])));
   }
   footer();
 }
