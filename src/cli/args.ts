@@ -385,6 +385,10 @@ function checkOutputs(v: OutputValues): Pick<CommandLine, 'json' | 'histogram' |
   if (v['acthist-out'] !== undefined && !/\.json$/i.test(v['acthist-out'])) {
     throw new UsageError('--acthist-out', `must be a path ending in .json, got ${JSON.stringify(v['acthist-out'])}`);
   }
+  // Both are .json: one file for both would fail only at the end, after the whole computation.
+  if (v['top-out'] !== undefined && v['acthist-out'] !== undefined && resolve(v['top-out']) === resolve(v['acthist-out'])) {
+    throw new UsageError('--acthist-out', `${JSON.stringify(v['acthist-out'])} is --top-out's file too: give each output its own path`);
+  }
   const binsPerDecade = positiveInteger('bins-per-decade', v['bins-per-decade']);
   if (binsPerDecade !== undefined && binsPerDecade > 100) {
     throw new UsageError('--bins-per-decade', `must be an integer in [1, 100], got ${JSON.stringify(v['bins-per-decade'])}`);

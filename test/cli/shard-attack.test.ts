@@ -188,6 +188,17 @@ describe('merge of shards = one run, bit for bit, over NaN, Infinity, -0 and hal
 });
 
 describe('neither --shard nor merge writes over the files it reads', () => {
+  it('--top-out and --acthist-out naming one file (any spelling) are refused before any input is read, in a run and in merge', async () => {
+    const same = [f('both.json'), `${tmp.dir}/./both.json`];
+    const expected = `sae-metrics: --acthist-out: ${JSON.stringify(same[1])} is --top-out's file too: give each output its own path\n`;
+    // The input does not exist: a refusal after reading it would say so instead.
+    const one = await sae([f('missing.npy'), '--top-out', same[0] as string, '--acthist-out', same[1] as string]);
+    expect(one).toMatchObject({ code: 2, stdout: '', stderr: expected });
+    const merged = await sae(['merge', f('missing.json'), '--top-out', same[0] as string, '--acthist-out', same[1] as string]);
+    expect(merged).toMatchObject({ code: 2, stdout: '', stderr: expected });
+    expect(existsSync(f('both.json'))).toBe(false);
+  });
+
   it('--state-out naming an input FILE is refused (it must end in .json, as --top-out does), and the FILE is left as it was', async () => {
     copyFileSync(f('a.npy'), f('input.npy'));
     const before = readFileSync(f('input.npy'));
