@@ -8,12 +8,14 @@
  */
 import { move, transferableSymbol, valueSymbol, workerData } from 'piscina';
 import { createKernelHost, type KernelConfig, type KernelHost } from '../src/pool/kernel-host.js';
-import { runShardTask, type ShardResult, type ShardTask } from '../src/pool/task.js';
+import { coverTask, runShardTask, type ShardResult, type ShardTask } from '../src/pool/task.js';
 
 let host: KernelHost | undefined;
 
 export default function metricWorker(task: ShardTask): ShardResult {
   host ??= createKernelHost((workerData as KernelConfig | undefined) ?? { backend: 'js' });
+  // Before the scratch is used: the pool may have grown the memory for it.
+  coverTask(task, host.memory);
   host.useScratch?.(task.scratch);
   return moved(runShardTask(task, host.kernel, host.memory));
 }

@@ -55,10 +55,31 @@ function recipeKey(r: PartRecipe): string {
 }
 
 /**
+ * Makes `memory.buffer` cover every byte `task` names (its fields and scratch). Another thread
+ * may have grown a shared memory just before sending the task, and a thread's `memory.buffer` can
+ * still have its old length until V8 delivers the growth to it; `grow(0)` takes the current
+ * length now. A task past even that is refused with the sizes.
+ *
+ * @throws {RangeError} when the memory is smaller than the task says.
+ */
+export function coverTask(task: ShardTask, memory: WebAssembly.Memory | undefined): void {
+  if (memory === undefined) return;
+  let end = task.scratch === undefined ? 0 : task.scratch.byteOffset + task.scratch.byteLength;
+  for (const field of Object.values(task.fields)) if ('wasm' in field) end = Math.max(end, field.byteOffset + field.length * 4);
+  if (memory.buffer.byteLength >= end) return;
+  memory.grow(0);
+  const length = memory.buffer.byteLength;
+  if (length < end) {
+    throw new RangeError(`shard ${task.shardIndex} of batch ${task.batchIndex} reads WebAssembly memory up to byte ${end}, but the memory has ${length} bytes`);
+  }
+}
+
+/**
  * Runs a shard task (in a worker, or in-thread): one fused pass of `kernel`, every part's partial
  * state. Fields in WebAssembly memory are read through views of `memory` as it is now.
  */
 export function runShardTask(task: ShardTask, kernel: FusedKernel = jsFusedKernel, memory?: WebAssembly.Memory): ShardResult {
+  coverTask(task, memory);
   const parts: StatePart<unknown>[] = [];
   for (const recipe of task.recipes) {
     const key = recipeKey(recipe);
