@@ -13,7 +13,7 @@ import { basename, dirname } from 'node:path';
 import { createServer, type Socket } from 'node:net';
 import type { Batch } from '../src/functional/core.js';
 import { createGpujsKernel, type GpujsKernel, type GpujsMode } from '../src/kernels/gpujs/index.js';
-import type { ShardNeeds, ShardStats } from '../src/kernels/types.js';
+import type { ShardFlag, ShardStats } from '../src/kernels/types.js';
 import { encodeFrame, entryView, FrameReader, GL_STATS, type Frame, type OutgoingArray } from '../src/pool/gl-protocol.js';
 
 const FIELDS = ['learnedActivations', 'decodedActivations', 'sourceActivations'];
@@ -43,7 +43,7 @@ function compute(kernel: GpujsKernel, frame: Frame): ShardStats {
     rows = shape[0] as number;
     batch[entry.name] = { data, shape };
   }
-  const needs: { -readonly [K in keyof ShardNeeds]: boolean } = {};
+  const needs: { -readonly [K in ShardFlag]?: boolean } = {};
   for (const n of NEEDS) if (frame.header.needs?.[n] === true) needs[n] = true;
   return kernel.fused(batch as unknown as Batch, { start: 0, end: rows ?? 0 }, needs);
 }

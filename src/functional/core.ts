@@ -12,7 +12,7 @@
 import { batchError, describeValue, formatShape, mergeError, optionRangeError, optionTypeError } from '../errors.js';
 import type { Tensor, TensorLike } from '../tensor.js';
 import { jsFusedKernel } from '../kernels/js-fused.js';
-import type { FusedKernel, RowRange, ShardNeeds, ShardStats } from '../kernels/types.js';
+import type { FeatureNeeds, FusedKernel, RowRange, ShardFlag, ShardNeeds, ShardStats } from '../kernels/types.js';
 import type { BatchMerges } from './batch-merges.js';
 
 export type { RowRange } from '../kernels/types.js';
@@ -471,13 +471,31 @@ export function fromFusedPass<S>(part: StatePart<S>, batch: Batch, rows: RowRang
   return fromStats(jsFusedKernel(batch, rows, part.needs ?? {}), rows, batch);
 }
 
-/** The union of the statistics that `parts` need from a shard pass. */
+/**
+ * The union of the statistics that `parts` need from a shard pass. Of the per-feature requests,
+ * flags are or-ed, `top` is the largest asked (a part asking fewer takes each feature's first
+ * entries), and a `histogram` with a key other than the first one's asks for `positives` too
+ * (that part bins the entries itself).
+ */
 export function shardNeeds(parts: Iterable<StatePart<unknown>>): ShardNeeds {
-  const needs: { -readonly [K in keyof ShardNeeds]: boolean } = {};
+  const needs: { -readonly [K in ShardFlag]?: boolean } & { features?: FeatureNeeds } = {};
+  let features: { -readonly [K in keyof FeatureNeeds]: FeatureNeeds[K] } | undefined;
   for (const part of parts) {
     const n = part.needs;
-    if (n !== undefined) for (const k of Object.keys(n)) if (n[k as keyof ShardNeeds]) needs[k as keyof ShardNeeds] = true;
+    if (n === undefined) continue;
+    for (const k of Object.keys(n) as (keyof ShardNeeds)[]) if (k !== 'features' && n[k]) needs[k] = true;
+    const f = n.features;
+    if (f === undefined) continue;
+    features ??= {};
+    if (f.moments) features.moments = true;
+    if (f.lastFired) features.lastFired = true;
+    if (f.top !== undefined && !(f.top <= (features.top ?? 0))) features.top = f.top;
+    if (f.histogram !== undefined) {
+      if (features.histogram === undefined) features.histogram = f.histogram;
+      else if (features.histogram.key !== f.histogram.key) needs.positives = true;
+    }
   }
+  if (features !== undefined) needs.features = features;
   return needs;
 }
 

@@ -15,14 +15,15 @@ export function splitNeeds(
   needs: ShardNeeds,
   supported: ReadonlySet<NeedName>,
 ): { own: ShardNeeds | undefined; rest: ShardNeeds | undefined } {
-  let own: Record<string, boolean> | undefined;
-  let rest: Record<string, boolean> | undefined;
+  let own: Record<string, unknown> | undefined;
+  let rest: Record<string, unknown> | undefined;
   for (const [k, v] of Object.entries(needs)) {
-    if (v !== true) continue;
-    if (supported.has(k as NeedName)) (own ??= {})[k] = true;
-    else (rest ??= {})[k] = true;
+    // A flag, or a request (an object: `features`).
+    if (v === undefined || v === false) continue;
+    if (supported.has(k as NeedName)) (own ??= {})[k] = v;
+    else (rest ??= {})[k] = v;
   }
-  return { own, rest };
+  return { own: own as ShardNeeds | undefined, rest: rest as ShardNeeds | undefined };
 }
 
 /**

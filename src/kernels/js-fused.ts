@@ -56,7 +56,8 @@ export const jsFusedKernel: FusedKernel = (batch, rows, needs) => {
     if (needs.nonZero) out.nonZero = nonZero;
     if (needs.fired) out.fired = Float64Array.from(fired);
   }
-  if (needs.positives) out.positives = positiveEntries(batch.learnedActivations as TensorLike, rows.start, rows.end);
+  // The per-feature statistics are made by the parts from the entries.
+  if (needs.positives || needs.features) out.positives = positiveEntries(batch.learnedActivations as TensorLike, rows.start, rows.end);
   if (needs.mse || needs.norms || needs.sourceMoments || needs.residualMoments) pairStats(batch, rows, needs, out);
   return out as ShardStats;
 };

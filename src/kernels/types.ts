@@ -37,6 +37,49 @@ export interface ShardNeeds {
   readonly sourceMoments?: boolean;
   /** Per component and dimension: mean and sum of squared deviations of the residual `x − x̂`. */
   readonly residualMoments?: boolean;
+  /**
+   * Per-feature statistics of the fired entries (see {@link FeatureNeeds}): a kernel gives them as
+   * `features` ({@link FeatureStats}), or gives `positives`, from which the parts compute them.
+   */
+  readonly features?: FeatureNeeds;
+}
+
+/** The statistics of {@link ShardNeeds} that are a flag. */
+export type ShardFlag = Exclude<keyof ShardNeeds, 'features'>;
+
+/** A histogram of fired values per feature: slot `j` counts values with `j` edges at or below them. */
+export interface HistogramRequest {
+  /** Names the bins: a result carries it, and only a part asking for the same key uses it. */
+  readonly key: string;
+  /** The float32 bit patterns of the increasing edges (positive float32 values order as their bits). */
+  readonly edgeBits: Uint32Array;
+}
+
+/**
+ * What the per-feature parts ask of a shard's fired entries, each feature's in row order (two
+ * parts that ask for different `top` get the larger; for a second `histogram` key, `positives`).
+ */
+export interface FeatureNeeds {
+  /** Count, mean, sum of squared deviations (two passes) and maximum. */
+  readonly moments?: boolean;
+  /** The last row that fired. */
+  readonly lastFired?: boolean;
+  /** The best `top` entries (value descending, then row ascending). */
+  readonly top?: number;
+  /** The histogram's touched cells. */
+  readonly histogram?: HistogramRequest;
+}
+
+/** Per feature `g = component * features + feature` of a shard, `[components * features]` each. */
+export interface FeatureStats {
+  /** Fired count, mean, M2 and maximum of the fired values (all 0 where none fired). */
+  readonly moments?: { readonly count: Float64Array; readonly mean: Float64Array; readonly m2: Float64Array; readonly max: Float64Array };
+  /** The last row (relative to the shard's first) each fired on, -1 where none. */
+  readonly lastFired?: Float64Array;
+  /** Per feature its best `min(k, fired)` entries, best first, features in order; rows relative to the shard's first. */
+  readonly top?: { readonly k: number; readonly counts: Float64Array; readonly values: Float32Array; readonly rows: Float64Array };
+  /** The cells `g * (edges + 1) + slot` the entries touched, ascending, and their counts. */
+  readonly histogram?: { readonly key: string; readonly cells: Uint32Array; readonly cellCounts: Float64Array };
 }
 
 /** Per-vector sums over the feature axis of source `x` and decoded `x̂`, each `[rows * components]`. */
@@ -98,6 +141,8 @@ export interface ShardStats {
   readonly sourceMoments?: Moments;
   /** Moments of the residual `source − decoded`. */
   readonly residualMoments?: Moments;
+  /** Per-feature statistics of the fired entries. */
+  readonly features?: FeatureStats;
 }
 
 /** A fused kernel: every needed statistic of a shard in one pass over its memory. */

@@ -157,8 +157,8 @@ export class GlClient {
     this.#address = address;
   }
 
-  /** The statistics `needs` of a shard whose rows are `inputs`, computed by the GL process. */
-  async compute(inputs: readonly ShardInput[], needs: ShardNeeds): Promise<ShardStats> {
+  /** The statistics `needs` (flags: what the GL process computes) of a shard whose rows are `inputs`, computed by the GL process. */
+  async compute(inputs: readonly ShardInput[], needs: Omit<ShardNeeds, 'features'>): Promise<ShardStats> {
     const socket = await this.#connect();
     const id = this.#nextId++;
     const answer = new Promise<ShardStats>((resolve, reject) => this.#pending.set(id, { resolve, reject }));

@@ -535,7 +535,7 @@ export class MetricPool implements ShardExecutor {
         // Sized for a full shard whatever the batch's rows, so that blocks serve every batch of a shape.
         const bytes = wasmScratchBytes(
           this.shardRows,
-          needs.abs || needs.nonZero || needs.fired || needs.positives ? shapeOf('learnedActivations') : undefined,
+          needs.abs || needs.nonZero || needs.fired || needs.positives || needs.features ? shapeOf('learnedActivations') : undefined,
           needsPairs(needs) ? shapeOf('decodedActivations') : undefined,
           needs,
         );

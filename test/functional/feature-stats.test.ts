@@ -634,7 +634,7 @@ describe('hostile states', () => {
 // Shared pass
 
 describe('in a collection', () => {
-  it('the three and NeuronActivityMetric share the fired counts and ask the kernel once a shard, for fired and positives', () => {
+  it('the three and NeuronActivityMetric share the fired counts and ask the kernel once a shard, for fired and the per-feature statistics', () => {
     const calls: ShardNeeds[] = [];
     const spy: FusedKernel = (b, rows, needs) => {
       calls.push(needs);
@@ -647,10 +647,13 @@ describe('in a collection', () => {
       hist: new FeatureActivationHistogram(opts),
       dead: new NeuronActivityMetric(opts),
     });
+    const hist = collection.metrics.hist;
     const parts = Object.values(collection.metrics).flatMap((m) => Object.values(m.definition.parts));
     expect(new Set(parts.map((p) => p.id)).size).toBe(3);
     const batch = stream(3, [6], undefined, 4)[0] as LearnedBatch;
     computePartials(parts, batch, { start: 0, end: 6 }, spy);
-    expect(calls).toEqual([{ fired: true, positives: true }]);
+    const histogram = (hist.definition.parts as Record<string, { needs?: ShardNeeds }>)['histogram']?.needs?.features?.histogram;
+    expect(histogram?.key).toMatch(/binsPerDecade/);
+    expect(calls).toEqual([{ fired: true, features: { moments: true, histogram } }]);
   });
 });

@@ -224,16 +224,26 @@ export function activationHistogramPart(
   const size = components * numFeatures * slots;
   let tables: Float32Bins | undefined;
   const { lowLog10, highLog10, binsPerDecade } = bins;
+  const key = `lowLog10=${lowLog10},highLog10=${highLog10},binsPerDecade=${binsPerDecade}`;
+  const histogram = { key, edgeBits: new Uint32Array(new Float32Array(edges).buffer) };
   const part: StatePart<ActivationHistogramState> = {
     id: `activationHistogram(components=${numComponents ?? 'none'},features=${numFeatures},lowLog10=${lowLog10},highLog10=${highLog10},binsPerDecade=${binsPerDecade})`,
     recipe: { kind: 'activationHistogram', args: [numFeatures, numComponents ?? null, lowLog10, highLog10, binsPerDecade] },
     reads: ['learnedActivations'],
-    needs: { positives: true },
+    needs: { features: { histogram } },
     init: () => ({ counts: new Float64Array(size) }),
-    // The table is built when the first shard comes (a part is also declared where nothing is computed).
-    // A sparse partial, typed as the state (see SparseHistogram: compute reads it through denseHistogram).
-    fromStats: (stats) =>
-      histogramOf(stats.positives as PositiveEntries, components, numFeatures, slots, (tables ??= float32Bins(edges))) as unknown as ActivationHistogramState,
+    // A sparse partial, typed as the state (see SparseHistogram: compute reads it through denseHistogram):
+    // the kernel's cells for these bins (the WebAssembly pass bins them, the same slots), else
+    // binned from the entries (the table is built when the first shard comes: a part is also
+    // declared where nothing is computed).
+    fromStats(stats) {
+      const given = stats.features?.histogram;
+      const partial: SparseHistogram =
+        given !== undefined && given.key === key
+          ? { shards: [{ cells: given.cells, cellCounts: given.cellCounts }] }
+          : histogramOf(stats.positives as PositiveEntries, components, numFeatures, slots, (tables ??= float32Bins(edges)));
+      return partial as unknown as ActivationHistogramState;
+    },
     fromBatch: (batch, rows) => fromFusedPass(part, batch, rows),
     merge: (a, b) => mergeHistograms(a, b, false) as ActivationHistogramState,
     // Dense counts (features x slots) are large: a dense partial takes the sum.

@@ -139,9 +139,10 @@ export function activationMomentsPart(numFeatures: number, numComponents: number
     id: `activationMoments(components=${numComponents ?? 'none'},features=${numFeatures})`,
     recipe: { kind: 'activationMoments', args: [numFeatures, numComponents ?? null] },
     reads: ['learnedActivations'],
-    needs: { positives: true },
+    needs: { features: { moments: true } },
     init: () => ({ count: new Float64Array(size), mean: new Float64Array(size), m2: new Float64Array(size), max: new Float64Array(size) }),
-    fromStats: (stats) => momentsOf(stats.positives as PositiveEntries, components, numFeatures),
+    // The kernel's (the WebAssembly pass computes them, the same bits), else from the entries.
+    fromStats: (stats) => stats.features?.moments ?? momentsOf(stats.positives as PositiveEntries, components, numFeatures),
     fromBatch: (batch, rows) => fromFusedPass(part, batch, rows),
     merge: mergeMoments,
     invalid(v) {

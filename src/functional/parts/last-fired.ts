@@ -37,9 +37,12 @@ export function lastFiredPart(numFeatures: number, numComponents: number | undef
     id: `lastFired(components=${numComponents ?? 'none'},features=${numFeatures})`,
     recipe: { kind: 'lastFired', args: [numFeatures, numComponents ?? null] },
     reads: ['learnedActivations'],
-    needs: { positives: true },
+    needs: { features: { lastFired: true } },
     init: () => ({ vectors: 0, last: new Float64Array(size).fill(-1) }),
     fromStats(stats, rows, batch) {
+      // The kernel's (the WebAssembly pass gives them), else from the entries.
+      const given = stats.features?.lastFired;
+      if (given !== undefined) return { vectors: rows.end - rows.start, last: given, ...startOf(batch, rows) };
       const { offsets, features } = stats.positives as PositiveEntries;
       const last = new Float64Array(size).fill(-1);
       const n = offsets.length - 1;

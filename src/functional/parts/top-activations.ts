@@ -12,7 +12,7 @@ import { describeValue } from '../../errors.js';
 import { fromFusedPass, type StatePart } from '../core.js';
 import type { PositiveEntries } from '../../kernels/types.js';
 import { notCount, notCounts, notRecord } from './arrays.js';
-import { topOfShard } from './top-of-shard.js';
+import { topOfShard, topPrefix } from './top-of-shard.js';
 import { notNumbering, numberedKeys, placeAfter, startOf, type Numbered } from './vector-index.js';
 
 /**
@@ -79,10 +79,15 @@ export function topActivationsPart(numFeatures: number, numComponents: number | 
     id: `topActivations(components=${numComponents ?? 'none'},features=${numFeatures},k=${k})`,
     recipe: { kind: 'topActivations', args: [numFeatures, numComponents ?? null, k] },
     reads: ['learnedActivations'],
-    needs: { positives: true },
+    needs: { features: { top: k } },
     init: () => ({ vectors: 0, counts: new Float64Array(size), values: new Float32Array(0), indices: new Float64Array(0) }),
     fromStats(stats, rows, batch) {
-      const top = topOfShard(stats.positives as PositiveEntries, numFeatures, components, k);
+      // The kernel's (the WebAssembly pass gives them, for this k or a larger one), else from the entries.
+      const given = stats.features?.top;
+      const top =
+        given !== undefined && given.k >= k
+          ? topPrefix(given, k)
+          : topOfShard(stats.positives as PositiveEntries, numFeatures, components, k);
       return { vectors: rows.end - rows.start, counts: top.counts, values: top.values, indices: top.rows, ...startOf(batch, rows) };
     },
     fromBatch: (batch, rows) => fromFusedPass(part, batch, rows),

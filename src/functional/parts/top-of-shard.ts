@@ -50,6 +50,35 @@ export function topOfShard(positives: PositiveEntries, numFeatures: number, comp
   return (inOrder ? topInArrivalOrder : topByBuckets)(positives, numFeatures, components, k);
 }
 
+/**
+ * The best `k` entries of each feature of `top` (a shard's top for `top.k >= k`): each feature's
+ * first `min(k, kept)`, as the order is total. `top` itself when `k` is its own.
+ */
+export function topPrefix(top: ShardTop & { readonly k: number }, k: number): ShardTop {
+  if (top.k === k) return top;
+  const size = top.counts.length;
+  const counts = new Float64Array(size);
+  let total = 0;
+  for (let g = 0; g < size; g++) {
+    const c = top.counts[g] as number;
+    const kept = c < k ? c : k;
+    counts[g] = kept;
+    total += kept;
+  }
+  const values = new Float32Array(total);
+  const rows = new Float64Array(total);
+  let i = 0;
+  let o = 0;
+  for (let g = 0; g < size; g++) {
+    const kept = counts[g] as number;
+    values.set(top.values.subarray(i, i + kept), o);
+    rows.set(top.rows.subarray(i, i + kept), o);
+    i += top.counts[g] as number;
+    o += kept;
+  }
+  return { counts, values, rows };
+}
+
 /** {@link topOfShard} by entries counting-sorted into descending value buckets, then inserted. */
 export function topByBuckets(positives: PositiveEntries, numFeatures: number, components: number, k: number): ShardTop {
   const { offsets, features, values: entries } = positives;

@@ -12,10 +12,12 @@
  * @module
  */
 import type { TensorLike } from '../../tensor.js';
-import type { FusedKernel, PositiveEntries, ShardStats } from '../types.js';
+import type { FeatureStats, FusedKernel, PositiveEntries, ShardStats } from '../types.js';
 import {
   axesOf,
   checkRows,
+  featureLayout,
+  featureStatsAt,
   needsPairs,
   pairFlags,
   pairStats,
@@ -117,7 +119,8 @@ export function createChunkedWasmKernel(options: ChunkedWasmKernelOptions = {}):
   let density = 0.05;
   const ownPass: FusedKernel = (batch, rows, needs) => {
     const flags = (needs.abs ? 1 : 0) | (needs.nonZero ? 2 : 0) | (needs.fired ? 4 : 0);
-    const learned = flags !== 0 || needs.positives ? inputOf('learnedActivations', batch.learnedActivations) : undefined;
+    const entries = needs.positives === true || needs.features !== undefined;
+    const learned = flags !== 0 || entries ? inputOf('learnedActivations', batch.learnedActivations) : undefined;
     const pairs = needsPairs(needs);
     const decoded = pairs ? inputOf('decodedActivations', batch.decodedActivations) : undefined;
     const source = pairs ? inputOf('sourceActivations', batch.sourceActivations) : undefined;
@@ -152,9 +155,9 @@ export function createChunkedWasmKernel(options: ChunkedWasmKernelOptions = {}):
     const fired64At = firedAt + align64(learned ? 4 * learned.components * learned.features : 0);
     const positivesAt = align64(fired64At + 8 * firedCount);
     const elements = learned ? lv * learned.features : 0;
-    reserve(needs.positives ? positivesAt + positivesBytes(lv, positivesGuess(elements, density)) : fired64At + 8 * firedCount);
+    reserve(entries ? positivesAt + positivesBytes(lv, positivesGuess(elements, density)) : fired64At + 8 * firedCount);
 
-    const out: { abs?: Float64Array; nonZero?: Float64Array; fired?: Float64Array; positives?: PositiveEntries } = {};
+    const out: { abs?: Float64Array; nonZero?: Float64Array; fired?: Float64Array; positives?: PositiveEntries; features?: FeatureStats } = {};
     if (learned !== undefined) {
       const { data, components: c, features: f } = learned;
       // With positives, learnedPositivesPass gives them with the learned statistics (one read of a chunk).
@@ -177,8 +180,8 @@ export function createChunkedWasmKernel(options: ChunkedWasmKernelOptions = {}):
           r += k;
         } while (r < rows.end);
       };
-      chunks(true, needs.positives === true);
-      if (needs.positives) {
+      chunks(true, entries);
+      if (entries) {
         if (total > layout.capacity) {
           // More entries than the guess: room for all of them, and the entries again (no counts).
           reserve(positivesAt + positivesBytes(lv, total));
@@ -187,7 +190,14 @@ export function createChunkedWasmKernel(options: ChunkedWasmKernelOptions = {}):
           chunks(false, true);
         }
         if (elements > 0) density = total / elements;
-        out.positives = readPositives(memory.buffer, positivesAt, lv, total, layout);
+        if (needs.positives) out.positives = readPositives(memory.buffer, positivesAt, lv, total, layout);
+        if (needs.features !== undefined) {
+          // The per-feature statistics while the entries are in cache, their scratch right after them.
+          const scratchAt = align64(positivesAt + layout.valuesAt + 4 * total);
+          reserve(scratchAt + featureLayout(c * f, total, needs.features).bytes);
+          const p = { offsets: positivesAt, features: positivesAt + layout.featuresAt, values: positivesAt + layout.valuesAt, vectors: lv, total };
+          out.features = featureStatsAt(exports, () => memory.buffer, p, c, f, needs.features, scratchAt);
+        }
       }
       const buffer = memory.buffer;
       if (needs.abs) out.abs = new Float64Array(buffer, absAt, lv).slice();

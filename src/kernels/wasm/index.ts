@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { formatShape } from '../../errors.js';
 import type { TensorLike } from '../../tensor.js';
-import type { FusedKernel, Moments, PositiveEntries, ShardNeeds, ShardStats, VectorNorms } from '../types.js';
+import type { FeatureNeeds, FeatureStats, FusedKernel, Moments, PositiveEntries, ShardNeeds, ShardStats, VectorNorms } from '../types.js';
 import { shiftedMoments } from '../moments.js';
 import { withFallback, type NeedName } from '../fallback.js';
 
@@ -28,6 +28,7 @@ export const WASM_NEEDS: ReadonlySet<NeedName> = new Set<NeedName>([
   'norms',
   'sourceMoments',
   'residualMoments',
+  'features',
 ]);
 
 /** Whether `needs` asks for a statistic of source and decoded activations (one `pairPass`). */
@@ -146,6 +147,37 @@ export interface FusedExports {
     capacity: number,
     flags: number,
   ): number;
+  featureStats(
+    offsets: number,
+    features: number,
+    values: number,
+    vectors: number,
+    components: number,
+    nFeatures: number,
+    total: number,
+    starts: number,
+    grouped: number,
+    groupsOut: number,
+    countOut: number,
+    meanOut: number,
+    m2Out: number,
+    maxOut: number,
+    lastOut: number,
+    keptOut: number,
+    topKeys: number,
+    topValues: number,
+    topRows: number,
+    k: number,
+    edgeBits: number,
+    edgeCount: number,
+    table: number,
+    local: number,
+    bitmap: number,
+    cells: number,
+    cellCounts: number,
+    info: number,
+    flags: number,
+  ): void;
 }
 
 /**
@@ -182,6 +214,124 @@ export function readPositives(buffer: ArrayBufferLike, at: number, vectors: numb
     features: new Uint32Array(buffer, at + layout.featuresAt, total).slice(),
     values: new Float32Array(buffer, at + layout.valuesAt, total).slice(),
   };
+}
+
+/**
+ * The scratch layout of `featureStats` for `entries` fired entries of `size` groups (`m` of which
+ * fired, at most `min(size, entries)`): info u32[4] | starts u32[size] | grouped u64[entries] |
+ * groups u32[m] | count, mean, m2, max, last, kept f64[m] each | top keys u64[min(k, entries)] | top
+ * values f32[entries] | top rows f64[entries] | edges u32[E] | table u32[0x7f81] | local u32[E + 1]
+ * | bitmap u64[ceil((E + 1) / 64)] | cells u32[entries] | cell counts f64[entries], 16-byte
+ * aligned, the parts not asked for empty; `bytes` in all.
+ */
+export function featureLayout(size: number, entries: number, request: FeatureNeeds) {
+  const m = Math.min(size, entries);
+  const edges = request.histogram ? request.histogram.edgeBits.length : 0;
+  const top = request.top !== undefined ? entries : 0;
+  let at = 0;
+  const take = (bytes: number): number => {
+    const here = at;
+    at += align16(bytes);
+    return here;
+  };
+  const info = take(16);
+  const starts = take(4 * size);
+  const grouped = take(8 * entries);
+  const groups = take(4 * m);
+  const count = take(8 * m);
+  const mean = take(request.moments ? 8 * m : 0);
+  const m2 = take(request.moments ? 8 * m : 0);
+  const max = take(request.moments ? 8 * m : 0);
+  const last = take(request.lastFired ? 8 * m : 0);
+  const kept = take(request.top !== undefined ? 8 * m : 0);
+  const topKeys = take(request.top !== undefined ? 8 * Math.min(request.top, entries) : 0);
+  const topValues = take(4 * top);
+  const topRows = take(8 * top);
+  const edgeBits = take(4 * edges);
+  const table = take(request.histogram ? 4 * 0x7f81 : 0);
+  const local = take(request.histogram ? 4 * (edges + 1) : 0);
+  const bitmap = take(request.histogram ? 8 * Math.ceil((edges + 1) / 64) : 0);
+  const cells = take(request.histogram ? 4 * entries : 0);
+  const cellCounts = take(request.histogram ? 8 * entries : 0);
+  return { info, starts, grouped, groups, count, mean, m2, max, last, kept, topKeys, topValues, topRows, edgeBits, table, local, bitmap, cells, cellCounts, bytes: at };
+}
+
+/** Where a pass's fired entries are (see {@link positivesLayout}): byte addresses, vectors and entries. */
+export interface EntriesAt {
+  readonly offsets: number;
+  readonly features: number;
+  readonly values: number;
+  readonly vectors: number;
+  readonly total: number;
+}
+
+/**
+ * The per-feature statistics `request` of fired entries at `p` in the memory of `exports`
+ * (`components` vectors a row, `features` features), computed by `featureStats` with scratch at
+ * `at` (`featureLayout(...).bytes` bytes): fresh arrays that hold the same bits as the
+ * JavaScript parts' (`momentsOf`, `histogramOf`, `topOfShard`, the last-fired rows).
+ */
+export function featureStatsAt(
+  exports: FusedExports,
+  memory: () => ArrayBufferLike,
+  p: EntriesAt,
+  components: number,
+  features: number,
+  request: FeatureNeeds,
+  at: number,
+): FeatureStats {
+  const size = components * features;
+  const L = featureLayout(size, p.total, request);
+  const h = request.histogram;
+  const edges = h ? h.edgeBits.length : 0;
+  if (h) new Uint32Array(memory(), at + L.edgeBits, edges).set(h.edgeBits);
+  const k = request.top ?? 0;
+  const flags = (request.moments ? 1 : 0) | (request.lastFired ? 2 : 0) | (request.top !== undefined ? 4 : 0) | (h ? 8 : 0);
+  exports.featureStats(
+    p.offsets, p.features, p.values, p.vectors, components, features, p.total,
+    at + L.starts, at + L.grouped, at + L.groups, at + L.count, at + L.mean, at + L.m2, at + L.max, at + L.last, at + L.kept,
+    at + L.topKeys, at + L.topValues, at + L.topRows, k, at + L.edgeBits, edges, at + L.table, at + L.local, at + L.bitmap,
+    at + L.cells, at + L.cellCounts,
+    at + L.info, flags,
+  );
+  const buffer = memory();
+  const info = new Uint32Array(buffer, at + L.info, 3);
+  const m = info[0] as number;
+  const topTotal = info[1] as number;
+  const cellTotal = info[2] as number;
+  // Per fired group, spread over every group: where every group fired (a dense shard) a copy.
+  const groups = m === size ? undefined : new Uint32Array(buffer, at + L.groups, m);
+  const spread = (offset: number, fill: number): Float64Array => {
+    const from = new Float64Array(buffer, at + offset, m);
+    let out: Float64Array;
+    if (groups === undefined) out = from.slice();
+    else {
+      out = new Float64Array(size);
+      if (fill !== 0) out.fill(fill);
+      for (let j = 0; j < m; j++) out[groups[j] as number] = from[j] as number;
+    }
+    return out;
+  };
+  const out: { -readonly [K in keyof FeatureStats]: FeatureStats[K] } = {};
+  const count = spread(L.count, 0);
+  if (request.moments) out.moments = { count, mean: spread(L.mean, 0), m2: spread(L.m2, 0), max: spread(L.max, 0) };
+  if (request.lastFired) out.lastFired = spread(L.last, -1);
+  if (request.top !== undefined) {
+    out.top = {
+      k,
+      counts: spread(L.kept, 0),
+      values: new Float32Array(buffer, at + L.topValues, topTotal).slice(),
+      rows: new Float64Array(buffer, at + L.topRows, topTotal).slice(),
+    };
+  }
+  if (h) {
+    out.histogram = {
+      key: h.key,
+      cells: new Uint32Array(buffer, at + L.cells, cellTotal).slice(),
+      cellCounts: new Float64Array(buffer, at + L.cellCounts, cellTotal).slice(),
+    };
+  }
+  return out;
 }
 
 /** A fused pass over tensors in one shared WebAssembly memory. */
@@ -411,6 +561,7 @@ export function createWasmKernel(memory: WebAssembly.Memory, module?: WebAssembl
 
   const own = ownRegion(memory);
   const positivesRegion = ownRegion(memory);
+  const featuresRegion = ownRegion(memory);
   let lent: ScratchRegion | undefined;
   /** Start of a scratch region of at least `bytes` bytes that only this kernel uses. */
   const scratch = (bytes: number): number => {
@@ -435,9 +586,11 @@ export function createWasmKernel(memory: WebAssembly.Memory, module?: WebAssembl
       norms?: VectorNorms;
       sourceMoments?: Moments;
       residualMoments?: Moments;
+      features?: FeatureStats;
     } = {};
     const flags = (needs.abs ? 1 : 0) | (needs.nonZero ? 2 : 0) | (needs.fired ? 4 : 0);
-    const learned = flags !== 0 || needs.positives ? fieldOf(memory, 'learnedActivations', batch.learnedActivations) : undefined;
+    const entries = needs.positives === true || needs.features !== undefined;
+    const learned = flags !== 0 || entries ? fieldOf(memory, 'learnedActivations', batch.learnedActivations) : undefined;
     const pairs = needsPairs(needs);
     const decoded = pairs ? fieldOf(memory, 'decodedActivations', batch.decodedActivations) : undefined;
     const source = pairs ? fieldOf(memory, 'sourceActivations', batch.sourceActivations) : undefined;
@@ -454,7 +607,7 @@ export function createWasmKernel(memory: WebAssembly.Memory, module?: WebAssembl
 
     if (learned !== undefined) {
       const { pointer, components: c, features: f } = learned;
-      if (needs.positives) {
+      if (entries) {
         // Abs sums, non-zero and fired counts and the positives in one read of each vector.
         const vectors = (rows.end - rows.start) * c;
         const elements = vectors * f;
@@ -468,7 +621,13 @@ export function createWasmKernel(memory: WebAssembly.Memory, module?: WebAssembl
           exports.positivesPass(pointer, rows.start, rows.end, c, f, 0, at, at + layout.featuresAt, at + layout.valuesAt, 0, layout.capacity, 0);
         }
         if (elements > 0) density = total / elements;
-        out.positives = readPositives(memory.buffer, at, vectors, total, layout);
+        if (needs.positives) out.positives = readPositives(memory.buffer, at, vectors, total, layout);
+        if (needs.features !== undefined) {
+          // The per-feature statistics while the entries are in cache, in a region of their own.
+          const scratchAt = featuresRegion(featureLayout(c * f, total, needs.features).bytes);
+          const p = { offsets: at, features: at + layout.featuresAt, values: at + layout.valuesAt, vectors, total };
+          out.features = featureStatsAt(exports, () => memory.buffer, p, c, f, needs.features, scratchAt);
+        }
       } else {
         exports.learnedPass(pointer, rows.start, rows.end, c, f, base + absAt, base + nonZeroAt, base + firedAt, flags);
       }

@@ -1005,3 +1005,243 @@ function vectorsAndPositives(
   }
   return <i32>k;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Per-feature statistics of a shard's fired entries (what src/functional/parts/ computes in
+// JavaScript from `positives`: the grouping of fired-by-feature.ts, momentsOf, histogramOf,
+// topByFeature and the last-fired rows), the same arithmetic in the same order, so the same bits.
+
+/** The end of vector `v`'s entries: the next vector's first, or `total` for the last. */
+@inline
+function entriesEnd(offsets: usize, v: usize, vectors: usize, total: u32): u32 {
+  return v + 1 < vectors ? load<u32>(offsets + ((v + 1) << 2)) : total;
+}
+
+/** The float32 value of a grouped entry's key (its bits are the key's high half). */
+@inline
+function keyValue(key: u64): f64 {
+  return <f64>reinterpret<f32>(<u32>(key >> 32));
+}
+
+/**
+ * The per-feature statistics of the fired entries that a positives pass wrote (`offsets` u32 per
+ * vector, vectors in (row, component) order; features u32 and values f32 from entry 0 to `total`),
+ * per group `g = component * features + feature`:
+ *
+ * - the entries grouped by `g` in row order (a stable counting sort: `starts` u32[size] ends as
+ *   each group's end), each as the u64 key `bits << 32 | ~row` at `grouped`: positive float32
+ *   values order as their bits, so a larger key is a larger value or, for equal values, a lower
+ *   row: the order of the top activations, in one unsigned compare;
+ * - per group that fired (`m` of them, in increasing `g`): `groupsOut` u32 its `g`, `countOut`
+ *   f64 its entries; with `flags & 1` its mean (`meanOut`), sum of squared deviations from the
+ *   mean (`m2Out`) and maximum (`maxOut`), from the values in row order as `momentsOf` takes them
+ *   (sum and maximum, then the squared deviations); with `flags & 2` its last row (`lastOut`, f64);
+ *   with `flags & 4` its best `min(k, count)` entries by key, kept sorted in `topKeys` u64[k]
+ *   while the group is read, then written as f32 `topValues` and f64 `topRows`, one group after
+ *   another, and their number in `keptOut` (f64);
+ * - with `flags & 8`, the histogram's cells: each entry's slot (the number of the `edgeCount`
+ *   edges, u32 float32 bits at `edgeBits`, at or below it: from the table `table` u32[0x7f81] of
+ *   the slot of each top-16-bit prefix, then past the few edges above it), counted in `local`
+ *   u32[edgeCount + 1] and marked in `bitmap` u64[ceil((edgeCount + 1) / 64)], read back in slot
+ *   order as u32 `cells` `g * (edgeCount + 1) + slot` and f64 `cellCounts`.
+ *
+ * Writes `m`, the number of top entries and of cells to u32 `info[0..2]`.
+ */
+export function featureStats(
+  offsets: usize,
+  features: usize,
+  values: usize,
+  vectors: i32,
+  components: i32,
+  nFeatures: i32,
+  total: i32,
+  starts: usize,
+  grouped: usize,
+  groupsOut: usize,
+  countOut: usize,
+  meanOut: usize,
+  m2Out: usize,
+  maxOut: usize,
+  lastOut: usize,
+  keptOut: usize,
+  topKeys: usize,
+  topValues: usize,
+  topRows: usize,
+  k: i32,
+  edgeBits: usize,
+  edgeCount: i32,
+  table: usize,
+  local: usize,
+  bitmap: usize,
+  cells: usize,
+  cellCounts: usize,
+  info: usize,
+  flags: i32,
+): void {
+  const size = <usize>components * <usize>nFeatures;
+  const nv = <usize>vectors;
+  const n = <u32>total;
+  const f = <usize>nFeatures;
+  // Counts of each group, then each group's start.
+  memory.fill(starts, 0, size << 2);
+  if (components == 1) {
+    for (let i: usize = 0; i < <usize>n; i++) {
+      const a = starts + (<usize>load<u32>(features + (i << 2)) << 2);
+      store<u32>(a, load<u32>(a) + 1);
+    }
+  } else {
+    let c: usize = 0;
+    for (let v: usize = 0; v < nv; v++) {
+      const base = starts + ((c * f) << 2);
+      const end = <usize>entriesEnd(offsets, v, nv, n);
+      for (let i = <usize>load<u32>(offsets + (v << 2)); i < end; i++) {
+        const a = base + (<usize>load<u32>(features + (i << 2)) << 2);
+        store<u32>(a, load<u32>(a) + 1);
+      }
+      c = c + 1 == <usize>components ? 0 : c + 1;
+    }
+  }
+  let acc: u32 = 0;
+  for (let g: usize = 0; g < size; g++) {
+    const a = starts + (g << 2);
+    const count = load<u32>(a);
+    store<u32>(a, acc);
+    acc += count;
+  }
+  // Scatter in arrival (row) order: each group's cursor ends at the group's end.
+  {
+    let c: usize = 0;
+    let notRow: u64 = 0xffffffff;
+    for (let v: usize = 0; v < nv; v++) {
+      const base = starts + ((c * f) << 2);
+      const end = <usize>entriesEnd(offsets, v, nv, n);
+      for (let i = <usize>load<u32>(offsets + (v << 2)); i < end; i++) {
+        const a = base + (<usize>load<u32>(features + (i << 2)) << 2);
+        const q = load<u32>(a);
+        store<u32>(a, q + 1);
+        store<u64>(grouped + (<usize>q << 3), (<u64>load<u32>(values + (i << 2)) << 32) | notRow);
+      }
+      c = c + 1;
+      if (c == <usize>components) {
+        c = 0;
+        notRow--;
+      }
+    }
+  }
+  const doMoments = (flags & 1) != 0;
+  const doLast = (flags & 2) != 0;
+  const doTop = (flags & 4) != 0;
+  const doHistogram = (flags & 8) != 0;
+  const ne = <u32>edgeCount;
+  const slots = <u32>edgeCount + 1;
+  if (doHistogram) {
+    // The slot of the smallest value of each prefix, up to +Infinity's (0x7f80).
+    let j: u32 = 0;
+    for (let prefix: u32 = 0; prefix <= 0x7f80; prefix++) {
+      const p = prefix << 16;
+      while (j < ne && load<u32>(edgeBits + (<usize>j << 2)) <= p) j++;
+      store<u32>(table + (<usize>prefix << 2), j);
+    }
+    memory.fill(local, 0, <usize>slots << 2);
+    memory.fill(bitmap, 0, <usize>((slots + 63) >> 6) << 3);
+  }
+  const kk = <u32>k;
+  let m: usize = 0;
+  let o: u32 = 0;
+  let cellsOut: u32 = 0;
+  let s: u32 = 0;
+  for (let g: usize = 0; g < size; g++) {
+    const e = load<u32>(starts + (g << 2));
+    if (s == e) continue;
+    const count = e - s;
+    const from = grouped + (<usize>s << 3);
+    const to = grouped + (<usize>e << 3);
+    store<u32>(groupsOut + (m << 2), <u32>g);
+    store<f64>(countOut + (m << 3), <f64>count);
+    if (doMoments) {
+      let sum: f64 = 0;
+      let top: f64 = 0;
+      for (let a = from; a < to; a += 8) {
+        const x = keyValue(load<u64>(a));
+        sum += x;
+        if (x > top) top = x;
+      }
+      const mean = sum / <f64>count;
+      let d2: f64 = 0;
+      for (let a = from; a < to; a += 8) {
+        const d = keyValue(load<u64>(a)) - mean;
+        d2 += d * d;
+      }
+      store<f64>(meanOut + (m << 3), mean);
+      store<f64>(m2Out + (m << 3), d2);
+      store<f64>(maxOut + (m << 3), top);
+    }
+    if (doLast) store<f64>(lastOut + (m << 3), <f64>(~<u32>load<u64>(to - 8)));
+    if (doTop) {
+      const kept = count < kk ? count : kk;
+      store<f64>(keptOut + (m << 3), <f64>kept);
+      // Keys are distinct (one entry a vector): insertion keeps them sorted, largest first.
+      const lastSlot = topKeys + (<usize>(kept - 1) << 3);
+      let end = topKeys;
+      for (let a = from; a < to; a += 8) {
+        const x = load<u64>(a);
+        let p: usize;
+        if (end <= lastSlot) {
+          p = end;
+          end += 8;
+        } else {
+          if (load<u64>(lastSlot) >= x) continue;
+          p = lastSlot;
+        }
+        while (p > topKeys) {
+          const y = load<u64>(p - 8);
+          if (y >= x) break;
+          store<u64>(p, y);
+          p -= 8;
+        }
+        store<u64>(p, x);
+      }
+      for (let q: u32 = 0; q < kept; q++) {
+        const x = load<u64>(topKeys + (<usize>q << 3));
+        store<u32>(topValues + (<usize>(o + q) << 2), <u32>(x >> 32));
+        store<f64>(topRows + (<usize>(o + q) << 3), <f64>(~<u32>x));
+      }
+      o += kept;
+    }
+    if (doHistogram) {
+      let lo = slots;
+      let hi: u32 = 0;
+      for (let a = from; a < to; a += 8) {
+        const b = <u32>(load<u64>(a) >> 32);
+        let slot = load<u32>(table + (<usize>(b >>> 16) << 2));
+        while (slot < ne && load<u32>(edgeBits + (<usize>slot << 2)) <= b) slot++;
+        const c = local + (<usize>slot << 2);
+        store<u32>(c, load<u32>(c) + 1);
+        const w = bitmap + (<usize>(slot >> 6) << 3);
+        store<u64>(w, load<u64>(w) | (<u64>1 << <u64>(slot & 63)));
+        if (slot < lo) lo = slot;
+        if (slot > hi) hi = slot;
+      }
+      const base = <u32>g * slots;
+      for (let word = lo >> 6; word <= hi >> 6; word++) {
+        const w = bitmap + (<usize>word << 3);
+        let bits = load<u64>(w);
+        store<u64>(w, 0);
+        while (bits != 0) {
+          const j = (word << 6) + <u32>ctz(bits);
+          bits &= bits - 1;
+          const c = local + (<usize>j << 2);
+          store<u32>(cells + (<usize>cellsOut << 2), base + j);
+          store<f64>(cellCounts + (<usize>cellsOut << 3), <f64>load<u32>(c));
+          store<u32>(c, 0);
+          cellsOut++;
+        }
+      }
+    }
+    m++;
+    s = e;
+  }
+  store<u32>(info, <u32>m);
+  store<u32>(info, o, 4);
+  store<u32>(info, cellsOut, 8);
+}
