@@ -1180,26 +1180,23 @@ export function featureStats(
     if (doTop) {
       const kept = count < kk ? count : kk;
       store<f64>(keptOut + (m << 3), <f64>kept);
-      // Keys are distinct (one entry a vector): insertion keeps them sorted, largest first.
+      // Keys are distinct (one entry a vector), and 0 is below them all: a slot takes the larger of
+      // its key and the smaller of the slot before's and the new key (no branch to mispredict).
       const lastSlot = topKeys + (<usize>(kept - 1) << 3);
-      let end = topKeys;
+      memory.fill(topKeys, 0, <usize>kept << 3);
       for (let a = from; a < to; a += 8) {
         const x = load<u64>(a);
-        let p: usize;
-        if (end <= lastSlot) {
-          p = end;
-          end += 8;
-        } else {
-          if (load<u64>(lastSlot) >= x) continue;
-          p = lastSlot;
-        }
+        if (load<u64>(lastSlot) >= x) continue;
+        let p = lastSlot;
+        let cur = load<u64>(p);
         while (p > topKeys) {
-          const y = load<u64>(p - 8);
-          if (y >= x) break;
-          store<u64>(p, y);
+          const before = load<u64>(p - 8);
+          const lo = before < x ? before : x;
+          store<u64>(p, cur > lo ? cur : lo);
+          cur = before;
           p -= 8;
         }
-        store<u64>(p, x);
+        store<u64>(p, cur > x ? cur : x);
       }
       for (let q: u32 = 0; q < kept; q++) {
         const x = load<u64>(topKeys + (<usize>q << 3));
