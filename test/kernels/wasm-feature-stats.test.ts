@@ -26,6 +26,7 @@ import {
   histogramOf,
   type HistogramBins,
 } from '../../src/functional/parts/activation-histogram.js';
+import { firedCountPart } from '../../src/functional/parts/fired-count.js';
 import { lastFiredPart } from '../../src/functional/parts/last-fired.js';
 import { topActivationsPart } from '../../src/functional/parts/top-activations.js';
 import { topByBuckets, topByFeature, topInArrivalOrder } from '../../src/functional/parts/top-of-shard.js';
@@ -236,6 +237,9 @@ describe('the WebAssembly kernels give the per-feature parts the same bits as th
       ['top k=10 alone', [top(10)]],
       ['all, top k=10', [moments, hist, last, top(10)]],
       ['all, top k=1 and k=7 and k=4, two histograms', [top(1), moments, hist, top(7), last, hist2, top(4)]],
+      // With the fired counts, the pass's counts are the grouping's.
+      ['fired counts, top k=3', [firedCountPart(F, C), top(3)]],
+      ['fired counts and all', [moments, firedCountPart(F, C), hist, last, top(10), hist2]],
     ];
   }
 
@@ -246,6 +250,8 @@ describe('the WebAssembly kernels give the per-feature parts the same bits as th
     { rows: 9, components: undefined, features: 1000, density: 0.05 },
     { rows: 12, components: undefined, features: 5, density: 0 },
     { rows: 40, components: 1, features: 3, density: 1 },
+    // More entries than a fresh kernel's first guess (4096): listed again with room.
+    { rows: 60, components: undefined, features: 200, density: 0.9 },
   ];
 
   for (const s of shapes) {

@@ -196,7 +196,7 @@ export function createChunkedWasmKernel(options: ChunkedWasmKernelOptions = {}):
           const scratchAt = align64(positivesAt + layout.valuesAt + 4 * total);
           reserve(scratchAt + featureLayout(c * f, total, needs.features).bytes);
           const p = { offsets: positivesAt, features: positivesAt + layout.featuresAt, values: positivesAt + layout.valuesAt, vectors: lv, total };
-          out.features = featureStatsAt(exports, () => memory.buffer, p, c, f, needs.features, scratchAt);
+          out.features = featureStatsAt(exports, () => memory.buffer, p, c, f, needs.features, scratchAt, needs.fired ? firedAt : 0);
         }
       }
       const buffer = memory.buffer;

@@ -177,6 +177,7 @@ export interface FusedExports {
     cellCounts: number,
     info: number,
     flags: number,
+    firedCounts: number,
   ): void;
 }
 
@@ -269,7 +270,8 @@ export interface EntriesAt {
  * The per-feature statistics `request` of fired entries at `p` in the memory of `exports`
  * (`components` vectors a row, `features` features), computed by `featureStats` with scratch at
  * `at` (`featureLayout(...).bytes` bytes): fresh arrays that hold the same bits as the
- * JavaScript parts' (`momentsOf`, `histogramOf`, `topOfShard`, the last-fired rows).
+ * JavaScript parts' (`momentsOf`, `histogramOf`, `topOfShard`, the last-fired rows). `firedCounts`,
+ * unless 0, is the address of the entries' u32 counts per feature (the pass's fired counts).
  */
 export function featureStatsAt(
   exports: FusedExports,
@@ -279,6 +281,7 @@ export function featureStatsAt(
   features: number,
   request: FeatureNeeds,
   at: number,
+  firedCounts = 0,
 ): FeatureStats {
   const size = components * features;
   const L = featureLayout(size, p.total, request);
@@ -292,7 +295,7 @@ export function featureStatsAt(
     at + L.starts, at + L.grouped, at + L.groups, at + L.count, at + L.mean, at + L.m2, at + L.max, at + L.last, at + L.kept,
     at + L.topKeys, at + L.topValues, at + L.topRows, k, at + L.edgeBits, edges, at + L.table, at + L.local, at + L.bitmap,
     at + L.cells, at + L.cellCounts,
-    at + L.info, flags,
+    at + L.info, flags, firedCounts,
   );
   const buffer = memory();
   const info = new Uint32Array(buffer, at + L.info, 3);
@@ -626,7 +629,7 @@ export function createWasmKernel(memory: WebAssembly.Memory, module?: WebAssembl
           // The per-feature statistics while the entries are in cache, in a region of their own.
           const scratchAt = featuresRegion(featureLayout(c * f, total, needs.features).bytes);
           const p = { offsets: at, features: at + layout.featuresAt, values: at + layout.valuesAt, vectors, total };
-          out.features = featureStatsAt(exports, () => memory.buffer, p, c, f, needs.features, scratchAt);
+          out.features = featureStatsAt(exports, () => memory.buffer, p, c, f, needs.features, scratchAt, needs.fired ? base + firedAt : 0);
         }
       } else {
         exports.learnedPass(pointer, rows.start, rows.end, c, f, base + absAt, base + nonZeroAt, base + firedAt, flags);

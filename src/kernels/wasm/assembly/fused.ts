@@ -1045,7 +1045,8 @@ function keyValue(key: u64): f64 {
  *   u32[edgeCount + 1] and marked in `bitmap` u64[ceil((edgeCount + 1) / 64)], read back in slot
  *   order as u32 `cells` `g * (edgeCount + 1) + slot` and f64 `cellCounts`.
  *
- * Writes `m`, the number of top entries and of cells to u32 `info[0..2]`.
+ * Writes `m`, the number of top entries and of cells to u32 `info[0..2]`. `firedCounts`, unless 0,
+ * are the entries' counts per group (u32, as the positives pass counts them with `flags & 4`).
  */
 export function featureStats(
   offsets: usize,
@@ -1077,14 +1078,18 @@ export function featureStats(
   cellCounts: usize,
   info: usize,
   flags: i32,
+  firedCounts: usize,
 ): void {
   const size = <usize>components * <usize>nFeatures;
   const nv = <usize>vectors;
   const n = <u32>total;
   const f = <usize>nFeatures;
-  // Counts of each group, then each group's start.
-  memory.fill(starts, 0, size << 2);
-  if (components == 1) {
+  // Counts of each group (the pass's fired counts where it made them), then each group's start.
+  if (firedCounts != 0) memory.copy(starts, firedCounts, size << 2);
+  else memory.fill(starts, 0, size << 2);
+  if (firedCounts != 0) {
+    // Counted already.
+  } else if (components == 1) {
     for (let i: usize = 0; i < <usize>n; i++) {
       const a = starts + (<usize>load<u32>(features + (i << 2)) << 2);
       store<u32>(a, load<u32>(a) + 1);
