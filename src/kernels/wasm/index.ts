@@ -316,8 +316,7 @@ export function featureStatsAt(
     return out;
   };
   const out: { -readonly [K in keyof FeatureStats]: FeatureStats[K] } = {};
-  const count = spread(L.count, 0);
-  if (request.moments) out.moments = { count, mean: spread(L.mean, 0), m2: spread(L.m2, 0), max: spread(L.max, 0) };
+  if (request.moments) out.moments = { count: spread(L.count, 0), mean: spread(L.mean, 0), m2: spread(L.m2, 0), max: spread(L.max, 0) };
   if (request.lastFired) out.lastFired = spread(L.last, -1);
   if (request.top !== undefined) {
     out.top = {
