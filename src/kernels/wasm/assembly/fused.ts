@@ -1011,6 +1011,9 @@ function vectorsAndPositives(
 // JavaScript from `positives`: the grouping of fired-by-feature.ts, momentsOf, histogramOf,
 // topByFeature and the last-fired rows), the same arithmetic in the same order, so the same bits.
 
+/** Up to this many entries a feature, the top entries are placed by rank (a compare of every pair). */
+const RANK_MAX: u32 = 32;
+
 /** The end of vector `v`'s entries: the next vector's first, or `total` for the last. */
 @inline
 function entriesEnd(offsets: usize, v: usize, vectors: usize, total: u32): u32 {
@@ -1036,9 +1039,10 @@ function keyValue(key: u64): f64 {
  *   f64 its entries; with `flags & 1` its mean (`meanOut`), sum of squared deviations from the
  *   mean (`m2Out`) and maximum (`maxOut`), from the values in row order as `momentsOf` takes them
  *   (sum and maximum, then the squared deviations); with `flags & 2` its last row (`lastOut`, f64);
- *   with `flags & 4` its best `min(k, count)` entries by key, kept sorted in `topKeys` u64[k]
- *   while the group is read, then written as f32 `topValues` and f64 `topRows`, one group after
- *   another, and their number in `keptOut` (f64);
+ *   with `flags & 4` its best `min(k, count)` entries by key (placed by rank in a small group, else
+ *   kept sorted in `topKeys` u64[k] while the group is read) as f32 `topValues` and f64 `topRows`,
+ *   one group after another (both with room for `total` entries), and their number in `keptOut`
+ *   (f64);
  * - with `flags & 8`, the histogram's cells: each entry's slot (the number of the `edgeCount`
  *   edges, u32 float32 bits at `edgeBits`, at or below it: from the table `table` u32[0x7f81] of
  *   the slot of each top-16-bit prefix, then past the few edges above it), counted in `local`
@@ -1185,28 +1189,47 @@ export function featureStats(
     if (doTop) {
       const kept = count < kk ? count : kk;
       store<f64>(keptOut + (m << 3), <f64>kept);
-      // Keys are distinct (one entry a vector), and 0 is below them all: a slot takes the larger of
-      // its key and the smaller of the slot before's and the new key (no branch to mispredict).
-      const lastSlot = topKeys + (<usize>(kept - 1) << 3);
-      memory.fill(topKeys, 0, <usize>kept << 3);
-      for (let a = from; a < to; a += 8) {
-        const x = load<u64>(a);
-        if (load<u64>(lastSlot) >= x) continue;
-        let p = lastSlot;
-        let cur = load<u64>(p);
-        while (p > topKeys) {
-          const before = load<u64>(p - 8);
-          const lo = before < x ? before : x;
-          store<u64>(p, cur > lo ? cur : lo);
-          cur = before;
-          p -= 8;
+      if (count <= RANK_MAX) {
+        // Each entry's rank, the number of larger keys (keys are distinct: one entry a vector,
+        // and below 2^63, so a signed compare orders them), is its place: no sort, no branch.
+        // A rank past `kept` writes into the room of the groups after this one, which write
+        // their own entries there later.
+        for (let a = from; a < to; a += 8) {
+          const x = load<u64>(a);
+          const xs = i64x2.splat(<i64>x);
+          let acc = i64x2.splat(0);
+          let b = from;
+          for (; b + 16 <= to; b += 16) acc = i64x2.sub(acc, i64x2.gt_s(v128.load(b), xs));
+          let r = <u32>(i64x2.extract_lane(acc, 0) + i64x2.extract_lane(acc, 1));
+          if (b < to) r += <u32>(load<u64>(b) > x);
+          store<u32>(topValues + (<usize>(o + r) << 2), <u32>(x >> 32));
+          store<f64>(topRows + (<usize>(o + r) << 3), <f64>(~<u32>x));
         }
-        store<u64>(p, cur > x ? cur : x);
-      }
-      for (let q: u32 = 0; q < kept; q++) {
-        const x = load<u64>(topKeys + (<usize>q << 3));
-        store<u32>(topValues + (<usize>(o + q) << 2), <u32>(x >> 32));
-        store<f64>(topRows + (<usize>(o + q) << 3), <f64>(~<u32>x));
+      } else {
+        // Slots of 0 (below every key): a slot takes the larger of its key and the smaller of the
+        // slot before's and the new key (no branch to mispredict); most entries of a large group
+        // fall below the last slot.
+        const lastSlot = topKeys + (<usize>(kept - 1) << 3);
+        for (let p = topKeys; p <= lastSlot; p += 8) store<u64>(p, 0);
+        for (let a = from; a < to; a += 8) {
+          const x = load<u64>(a);
+          if (load<u64>(lastSlot) >= x) continue;
+          let p = lastSlot;
+          let cur = load<u64>(p);
+          while (p > topKeys) {
+            const before = load<u64>(p - 8);
+            const lo = before < x ? before : x;
+            store<u64>(p, cur > lo ? cur : lo);
+            cur = before;
+            p -= 8;
+          }
+          store<u64>(p, cur > x ? cur : x);
+        }
+        for (let q: u32 = 0; q < kept; q++) {
+          const x = load<u64>(topKeys + (<usize>q << 3));
+          store<u32>(topValues + (<usize>(o + q) << 2), <u32>(x >> 32));
+          store<f64>(topRows + (<usize>(o + q) << 3), <f64>(~<u32>x));
+        }
       }
       o += kept;
     }
