@@ -53,10 +53,10 @@ function neighbours(x: number): number[] {
   return out.filter((v) => v > 0);
 }
 
-/** A bins option: up to 12 decades, up to 10 bins a decade, starting anywhere from 1e-30 to 1e10. */
+/** A bins option: up to 30 decades (past 126 bins, more than two words of marks), up to 10 bins a decade, from 1e-30 to at most 1e38. */
 const binsArb: fc.Arbitrary<HistogramBins> = fc
-  .record({ lowLog10: fc.integer({ min: -30, max: 10 }), decades: fc.integer({ min: 1, max: 12 }), binsPerDecade: fc.integer({ min: 1, max: 10 }) })
-  .map(({ lowLog10, decades, binsPerDecade }) => ({ lowLog10, highLog10: lowLog10 + decades, binsPerDecade }));
+  .record({ lowLog10: fc.integer({ min: -30, max: 10 }), decades: fc.integer({ min: 1, max: 30 }), binsPerDecade: fc.integer({ min: 1, max: 10 }) })
+  .map(({ lowLog10, decades, binsPerDecade }) => ({ lowLog10, highLog10: Math.min(38, lowLog10 + decades), binsPerDecade }));
 
 /** Fired values: forty decades, ties, subnormals, the largest float32, Infinity, and `edges` with their neighbours. */
 function valueArb(edges: readonly number[]): fc.Arbitrary<number> {
@@ -220,6 +220,8 @@ describe('the WebAssembly kernels give the per-feature parts the same bits as th
   const BINS: HistogramBins[] = [
     { lowLog10: -10, highLog10: 10, binsPerDecade: 4 },
     { lowLog10: -3, highLog10: 2, binsPerDecade: 7 },
+    // 300 bins: more than two words of marks.
+    { lowLog10: -25, highLog10: 25, binsPerDecade: 6 },
   ];
   const edgesOf = (bins: HistogramBins): number[] => Array.from(histogramEdges(bins));
 
@@ -227,11 +229,13 @@ describe('the WebAssembly kernels give the per-feature parts the same bits as th
     const moments = activationMomentsPart(F, C);
     const hist = activationHistogramPart(F, C, BINS[0] as HistogramBins);
     const hist2 = activationHistogramPart(F, C, BINS[1] as HistogramBins);
+    const hist3 = activationHistogramPart(F, C, BINS[2] as HistogramBins);
     const last = lastFiredPart(F, C);
     const top = (k: number) => topActivationsPart(F, C, k);
     return [
       ['moments alone', [moments]],
       ['histogram alone', [hist]],
+      ['histogram of 300 bins alone', [hist3]],
       ['last-fired alone', [last]],
       ['top k=3 alone', [top(3)]],
       ['top k=10 alone', [top(10)]],
@@ -257,7 +261,7 @@ describe('the WebAssembly kernels give the per-feature parts the same bits as th
   for (const s of shapes) {
     it(`rows ${s.rows}, components ${s.components ?? 'none'}, features ${s.features}, density ${s.density}: every part set, several row ranges`, () => {
       const shape = s.components === undefined ? [s.rows, s.features] : [s.rows, s.components, s.features];
-      const edges = [...edgesOf(BINS[0] as HistogramBins), ...edgesOf(BINS[1] as HistogramBins)];
+      const edges = BINS.flatMap(edgesOf);
       const data = learned(s.rows * 31 + s.features, shape, s.density, edges);
       const plain: Batch = { learnedActivations: { data, shape } };
       const inMemory: Batch = { learnedActivations: { data: inShared(data, 3), shape } };

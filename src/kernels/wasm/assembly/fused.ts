@@ -1011,6 +1011,29 @@ function vectorsAndPositives(
 // JavaScript from `positives`: the grouping of fired-by-feature.ts, momentsOf, histogramOf,
 // topByFeature and the last-fired rows), the same arithmetic in the same order, so the same bits.
 
+/** The histogram slot of a positive float32 value's bits `b`: the number of edges at or below it. */
+@inline
+function slotOf(b: u32, table: usize, edgeBits: usize, ne: u32): u32 {
+  let slot = load<u32>(table + (<usize>(b >>> 16) << 2));
+  while (slot < ne && load<u32>(edgeBits + (<usize>slot << 2)) <= b) slot++;
+  return slot;
+}
+
+/** The cells of the slots `from + j` set in `bits`, in order, with their counts in `local` (then zeroed), from `k` on. */
+@inline
+function emitCells(bits: u64, from: u32, local: usize, base: u32, cells: usize, cellCounts: usize, k: u32): u32 {
+  while (bits != 0) {
+    const j = from + <u32>ctz(bits);
+    bits &= bits - 1;
+    const c = local + (<usize>j << 2);
+    store<u32>(cells + (<usize>k << 2), base + j);
+    store<f64>(cellCounts + (<usize>k << 3), <f64>load<u32>(c));
+    store<u32>(c, 0);
+    k++;
+  }
+  return k;
+}
+
 /** Up to this many entries a feature, the top entries are placed by rank (a compare of every pair). */
 const RANK_MAX: u32 = 32;
 
@@ -1234,32 +1257,39 @@ export function featureStats(
       o += kept;
     }
     if (doHistogram) {
-      let lo = slots;
-      let hi: u32 = 0;
-      for (let a = from; a < to; a += 8) {
-        const b = <u32>(load<u64>(a) >> 32);
-        let slot = load<u32>(table + (<usize>(b >>> 16) << 2));
-        while (slot < ne && load<u32>(edgeBits + (<usize>slot << 2)) <= b) slot++;
-        const c = local + (<usize>slot << 2);
-        store<u32>(c, load<u32>(c) + 1);
-        const w = bitmap + (<usize>(slot >> 6) << 3);
-        store<u64>(w, load<u64>(w) | (<u64>1 << <u64>(slot & 63)));
-        if (slot < lo) lo = slot;
-        if (slot > hi) hi = slot;
-      }
       const base = <u32>g * slots;
-      for (let word = lo >> 6; word <= hi >> 6; word++) {
-        const w = bitmap + (<usize>word << 3);
-        let bits = load<u64>(w);
-        store<u64>(w, 0);
-        while (bits != 0) {
-          const j = (word << 6) + <u32>ctz(bits);
-          bits &= bits - 1;
-          const c = local + (<usize>j << 2);
-          store<u32>(cells + (<usize>cellsOut << 2), base + j);
-          store<f64>(cellCounts + (<usize>cellsOut << 3), <f64>load<u32>(c));
-          store<u32>(c, 0);
-          cellsOut++;
+      if (slots <= 128) {
+        // The slots touched, marked in two registers (no dependence through memory from one
+        // entry to the next), then read back in order.
+        let w0: u64 = 0;
+        let w1: u64 = 0;
+        for (let a = from; a < to; a += 8) {
+          const slot = slotOf(<u32>(load<u64>(a) >> 32), table, edgeBits, ne);
+          const c = local + (<usize>slot << 2);
+          store<u32>(c, load<u32>(c) + 1);
+          const bit = <u64>1 << <u64>(slot & 63);
+          const high = <u64>(slot >> 6);
+          w0 |= bit & (high - 1);
+          w1 |= bit & (0 - high);
+        }
+        cellsOut = emitCells(w0, 0, local, base, cells, cellCounts, cellsOut);
+        cellsOut = emitCells(w1, 64, local, base, cells, cellCounts, cellsOut);
+      } else {
+        let lo = slots;
+        let hi: u32 = 0;
+        for (let a = from; a < to; a += 8) {
+          const slot = slotOf(<u32>(load<u64>(a) >> 32), table, edgeBits, ne);
+          const c = local + (<usize>slot << 2);
+          store<u32>(c, load<u32>(c) + 1);
+          const w = bitmap + (<usize>(slot >> 6) << 3);
+          store<u64>(w, load<u64>(w) | (<u64>1 << <u64>(slot & 63)));
+          if (slot < lo) lo = slot;
+          if (slot > hi) hi = slot;
+        }
+        for (let word = lo >> 6; word <= hi >> 6; word++) {
+          const w = bitmap + (<usize>word << 3);
+          cellsOut = emitCells(load<u64>(w), word << 6, local, base, cells, cellCounts, cellsOut);
+          store<u64>(w, 0);
         }
       }
     }
