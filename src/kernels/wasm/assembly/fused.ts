@@ -18,6 +18,8 @@
 // positivesPass lists the fired (x > 0) entries of a shard with their counts: float32 values are
 // copied, never computed, so its entries are the same bits as any other kernel's.
 // learnedPositivesPass gives learnedPass's statistics (the same bits) and the entries in one read.
+// featureStats makes the per-feature statistics of those entries (moments, histogram cells, top k,
+// last rows) with the JavaScript parts' operations in their order: the same bits as theirs.
 //
 // The module uses no memory of its own (no data segments, no stack): only the pointers it gets.
 
