@@ -298,6 +298,50 @@ describe('the WebAssembly kernels give the per-feature parts the same bits as th
   }
 });
 
+describe('a dense shard keeps the scratch within eight times its bytes (README), with the same bits', () => {
+  // Every value (or nearly) fired: the statistics' scratch would be up to 88 bytes an entry (22
+  // times the shard), kept by each worker; such a shard gives its entries to the JavaScript parts.
+  const shapes: { rows: number; components: number | undefined; features: number; density: number }[] = [
+    { rows: 1, components: undefined, features: 262147, density: 1 },
+    { rows: 3, components: 2, features: 40001, density: 0.9 },
+    { rows: 1024, components: undefined, features: 301, density: 1 },
+    { rows: 257, components: 1, features: 999, density: 0.6 },
+  ];
+  for (const s of shapes) {
+    it(`rows ${s.rows}, components ${s.components ?? 'none'}, features ${s.features}, density ${s.density}: every per-feature part`, () => {
+      const shape = s.components === undefined ? [s.rows, s.features] : [s.rows, s.components, s.features];
+      const bins: HistogramBins = { lowLog10: -10, highLog10: 10, binsPerDecade: 4 };
+      const data = learned(s.rows * 7 + s.features, shape, s.density, Array.from(histogramEdges(bins)));
+      const F = s.features;
+      const C = s.components;
+      const parts = [activationMomentsPart(F, C), activationHistogramPart(F, C, bins), lastFiredPart(F, C), topActivationsPart(F, C, 10), firedCountPart(F, C)];
+      const plain: Batch = { learnedActivations: { data, shape } };
+      // A kernel of its own over a memory of its own: what it grows is its scratch.
+      const memory = new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true });
+      const at = memory.grow(Math.ceil((4 * data.length + 64) / PAGE)) * PAGE;
+      new Float32Array(memory.buffer, at, data.length).set(data);
+      const inMemory: Batch = { learnedActivations: { data: new Float32Array(memory.buffer, at, data.length), shape } };
+      const kernel = createWasmKernel(memory);
+      const before = memory.buffer.byteLength;
+      const rows = { start: 0, end: s.rows };
+      const want = computePartials(parts, plain, rows, jsFusedKernel);
+      for (const [name, fused, batch] of [
+        ['pool kernel', kernel.fused, inMemory],
+        ['chunked kernel', createChunkedWasmKernel(), plain],
+      ] as const) {
+        // Twice: the second shard reuses the room.
+        for (let pass = 0; pass < 2; pass++) {
+          const got = computePartials(parts, batch, rows, fused);
+          for (const [id, w] of want) same(got.get(id), w, `${name}, pass ${pass}, ${id}`);
+        }
+      }
+      const shardBytes = 4 * data.length;
+      const grown = memory.buffer.byteLength - before;
+      expect(grown, `scratch ${grown} bytes for a shard of ${shardBytes}`).toBeLessThanOrEqual(8 * shardBytes + 4 * 2 ** 20);
+    });
+  }
+});
+
 describe('shardNeeds: the union of the parts\' per-feature requests', () => {
   it('or-s the flags, takes the largest top, and asks for the entries for a second histogram', () => {
     const a = activationHistogramPart(4, undefined, { lowLog10: -2, highLog10: 2, binsPerDecade: 3 });

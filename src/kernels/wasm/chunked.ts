@@ -17,6 +17,7 @@ import {
   axesOf,
   checkRows,
   featureLayout,
+  featureScratchFits,
   featureStatsAt,
   needsPairs,
   pairFlags,
@@ -190,11 +191,13 @@ export function createChunkedWasmKernel(options: ChunkedWasmKernelOptions = {}):
           chunks(false, true);
         }
         if (elements > 0) density = total / elements;
-        if (needs.positives) out.positives = readPositives(memory.buffer, positivesAt, lv, total, layout);
-        if (needs.features !== undefined) {
+        const featureBytes = needs.features === undefined ? 0 : featureLayout(c * f, total, needs.features).bytes;
+        const inWasm = needs.features !== undefined && featureScratchFits(featureBytes, elements);
+        if (needs.positives || (needs.features !== undefined && !inWasm)) out.positives = readPositives(memory.buffer, positivesAt, lv, total, layout);
+        if (needs.features !== undefined && inWasm) {
           // The per-feature statistics while the entries are in cache, their scratch right after them.
           const scratchAt = align64(positivesAt + layout.valuesAt + 4 * total);
-          reserve(scratchAt + featureLayout(c * f, total, needs.features).bytes);
+          reserve(scratchAt + featureBytes);
           const p = { offsets: positivesAt, features: positivesAt + layout.featuresAt, values: positivesAt + layout.valuesAt, vectors: lv, total };
           out.features = featureStatsAt(exports, () => memory.buffer, p, c, f, needs.features, scratchAt, needs.fired ? firedAt : 0);
         }

@@ -257,6 +257,17 @@ export function featureLayout(size: number, entries: number, request: FeatureNee
   return { info, starts, grouped, groups, count, mean, m2, max, last, kept, topKeys, topValues, topRows, edgeBits, table, local, bitmap, cells, cellCounts, bytes: at };
 }
 
+/**
+ * Whether `featureStats` may take `bytes` of scratch for a shard of `elements` values: two shard's
+ * bytes (8 a value) and a MiB (its histogram table and a small shard's). The scratch is kept (a
+ * WebAssembly memory never shrinks), and a dense shard's is up to 88 bytes an entry, past the
+ * command's memory bound with a worker or two: such a shard gives its entries instead, and the
+ * parts compute the same bits from them in JavaScript.
+ */
+export function featureScratchFits(bytes: number, elements: number): boolean {
+  return bytes <= 8 * elements + 2 ** 20;
+}
+
 /** Where a pass's fired entries are (see {@link positivesLayout}): byte addresses, vectors and entries. */
 export interface EntriesAt {
   readonly offsets: number;
@@ -623,10 +634,12 @@ export function createWasmKernel(memory: WebAssembly.Memory, module?: WebAssembl
           exports.positivesPass(pointer, rows.start, rows.end, c, f, 0, at, at + layout.featuresAt, at + layout.valuesAt, 0, layout.capacity, 0);
         }
         if (elements > 0) density = total / elements;
-        if (needs.positives) out.positives = readPositives(memory.buffer, at, vectors, total, layout);
-        if (needs.features !== undefined) {
+        const featureBytes = needs.features === undefined ? 0 : featureLayout(c * f, total, needs.features).bytes;
+        const inWasm = needs.features !== undefined && featureScratchFits(featureBytes, elements);
+        if (needs.positives || (needs.features !== undefined && !inWasm)) out.positives = readPositives(memory.buffer, at, vectors, total, layout);
+        if (needs.features !== undefined && inWasm) {
           // The per-feature statistics while the entries are in cache, in a region of their own.
-          const scratchAt = featuresRegion(featureLayout(c * f, total, needs.features).bytes);
+          const scratchAt = featuresRegion(featureBytes);
           const p = { offsets: at, features: at + layout.featuresAt, values: at + layout.valuesAt, vectors, total };
           out.features = featureStatsAt(exports, () => memory.buffer, p, c, f, needs.features, scratchAt, needs.fired ? base + firedAt : 0);
         }
