@@ -54,6 +54,9 @@ interface Scenario {
 const SCENARIOS: readonly Scenario[] = [
   { name: 'rank 2, 37 features', components: undefined, features: 37, source: 6, sizes: [130, 1, 49, 200], densities: [0.2, 1, 0.02, 0.6] },
   { name: 'rank 3, 2 components, 9 features', components: 2, features: 9, source: 5, sizes: [97, 48, 3], densities: [0.3, 0, 0.9] },
+  // Wide shards, dense ones among them: too dense for the WebAssembly statistics' scratch, a shard
+  // gives its entries to the JavaScript parts; the sparse ones take featureStats.
+  { name: 'rank 3, 2 components, 10007 features', components: 2, features: 10007, source: 3, sizes: [7, 1, 12, 5], densities: [1, 0.05, 0.95, 0.02] },
 ];
 
 /** Learned activations: about `density` fired, some of them hostile values; negatives, zeros and -0. */
