@@ -182,6 +182,105 @@ describe('featureStats (WebAssembly) against the JavaScript parts, bit for bit',
 });
 
 // ---------------------------------------------------------------------------------------------
+// The top at large k: many entries a feature, in orders that make an insertion walk every slot
+
+/** Per group, its best `k` entries by value descending then row ascending: a plain sort of each group's entries. */
+function referenceTop(p: PositiveEntries, components: number, features: number, k: number): { counts: number[]; values: number[]; rows: number[] } {
+  const byGroup: { value: number; row: number }[][] = Array.from({ length: components * features }, () => []);
+  for (let v = 0; v + 1 < p.offsets.length; v++) {
+    for (let i = p.offsets[v] as number; i < (p.offsets[v + 1] as number); i++) {
+      byGroup[(v % components) * features + (p.features[i] as number)]!.push({ value: p.values[i] as number, row: Math.floor(v / components) });
+    }
+  }
+  const out = { counts: [] as number[], values: [] as number[], rows: [] as number[] };
+  for (const entries of byGroup) {
+    const best = entries.sort((a, b) => b.value - a.value || a.row - b.row).slice(0, k);
+    out.counts.push(best.length);
+    for (const e of best) {
+      out.values.push(e.value);
+      out.rows.push(e.row);
+    }
+  }
+  return out;
+}
+
+type Order = 'random' | 'rising' | 'falling' | 'few values' | 'zigzag';
+const ORDERS: readonly Order[] = ['random', 'rising', 'falling', 'few values', 'zigzag'];
+
+/** A shard whose features fire on about `density` of the vectors, each feature's values in `orders[feature % 5]` by row. */
+function manyEntries(seed: number, rows: number, components: number, features: number, density: number): FiredShard {
+  const r = mulberry32(seed);
+  const cells: (number | undefined)[] = [];
+  for (let v = 0; v < rows * components; v++) {
+    const row = Math.floor(v / components);
+    for (let f = 0; f < features; f++) {
+      if (r() >= density) {
+        cells.push(undefined);
+        continue;
+      }
+      const order = ORDERS[f % ORDERS.length] as Order;
+      const x =
+        order === 'random' ? 10 ** (-8 + 16 * r())
+        : order === 'rising' ? 1 + row + r() / 2
+        : order === 'falling' ? rows - row + r() / 2
+        : order === 'few values' ? [0.25, 0.5, 1, 3.4028234663852886e38, Infinity][Math.floor(r() * 5)]!
+        : (row % 2 === 0 ? row : rows - row) + 0.25;
+      cells.push(f32(x));
+    }
+  }
+  return { features, components, rows, pad: 1, cells };
+}
+
+describe('featureStats (WebAssembly) at large k and many entries a feature: the JavaScript parts\' bits', () => {
+  it('seeded shards of up to 2500 entries a feature (random, rising, falling, few values, zigzag), k from 1 to past every count', () => {
+    let compared = 0;
+    for (const [seed, rows, C, F, density] of [
+      [1, 2500, 1, 5, 1],
+      [2, 1200, 2, 7, 0.8],
+      [3, 700, 3, 10, 0.6],
+      [4, 3000, 1, 2, 0.97],
+    ] as const) {
+      const p = positivesOf(manyEntries(seed, rows, C, F, density));
+      const counts = referenceTop(p, C, F, Infinity).counts;
+      const most = Math.max(...counts);
+      const ks = [1, 4, 5, 6, 17, 33, 100, 511, 1000, ...counts.flatMap((c) => [c - 1, c, c + 1]), most + 1, 5000].filter((k) => k >= 1);
+      for (const k of [...new Set(ks)]) {
+        const got = wasmStats(p, C, F, { top: k }).top!;
+        const want = referenceTop(p, C, F, k);
+        same({ counts: Array.from(got.counts), values: Array.from(got.values), rows: Array.from(got.rows) }, want, `seed ${seed}, k=${k}: the best k by a plain sort`);
+        for (const [name, top] of [['buckets', topByBuckets], ['by feature', topByFeature]] as const) {
+          same(got, { k, ...top({ ...p }, F, C, k) }, `seed ${seed}, top (${name}), k=${k}`);
+        }
+        compared++;
+      }
+      // With every other statistic in the same pass: the same top, and theirs the JavaScript parts'.
+      const edges = histogramEdges({ lowLog10: -8, highLog10: 8, binsPerDecade: 3 });
+      const request: FeatureNeeds = { moments: true, lastFired: true, top: most, histogram: { key: 'h', edgeBits: new Uint32Array(new Float32Array(edges).buffer) } };
+      const all = wasmStats(p, C, F, request);
+      same(all.top, { k: most, ...topByFeature({ ...p }, F, C, most) }, `seed ${seed}, top beside the others`);
+      same(all.moments, momentsOf({ ...p }, C, F), `seed ${seed}, moments beside a large top`);
+      same(all.histogram, { key: 'h', ...histogramOf({ ...p }, C, F, edges.length + 1, float32Bins(edges)).shards[0] }, `seed ${seed}, histogram beside a large top`);
+      same(all.lastFired, lastRows(p, C, F), `seed ${seed}, last fired beside a large top`);
+    }
+    expect(compared).toBeGreaterThan(60);
+  });
+
+  it('a feature that fires on every one of 3000 rows with one value: its best k are rows 0 .. k - 1, at every k', () => {
+    const rows = 3000;
+    const shard: FiredShard = { features: 2, components: 1, rows, pad: 0, cells: Array.from({ length: rows * 2 }, (_, i) => (i % 2 === 0 ? 0.5 : f32(1 + (i % 3)))) };
+    const p = positivesOf(shard);
+    for (const k of [5, 6, 64, 1000, 2999, 3000, 3001, 10_000]) {
+      const got = wasmStats(p, 1, 2, { top: k }).top!;
+      const kept = Math.min(k, rows);
+      expect(Array.from(got.counts)).toEqual([kept, kept]);
+      expect(Array.from(got.rows.subarray(0, kept)), `k=${k}`).toEqual(Array.from({ length: kept }, (_, i) => i));
+      expect(got.values.subarray(0, kept).every((x) => x === 0.5), `k=${k}`).toBe(true);
+      same(got, { k, ...topByFeature({ ...p }, 2, 1, k) }, `k=${k}`);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
 // Through the kernels, with the parts' requests
 
 /** Learned activations `[rows, (components,) features]`: about `density` fired, hostile values, negatives, zeros and -0. */
@@ -294,6 +393,53 @@ describe('the WebAssembly kernels give the per-feature parts the same bits as th
         }
       }
       expect(compared).toBeGreaterThan(50);
+    });
+  }
+});
+
+describe('the WebAssembly kernels give TopActivations at large k the JavaScript kernel\'s bits', () => {
+  // Up to 1500 entries a feature; k up to past every count (the statistics stay in WebAssembly).
+  const shapes: { rows: number; components: number | undefined; features: number; density: number }[] = [
+    { rows: 1500, components: undefined, features: 6, density: 0.9 },
+    { rows: 700, components: 2, features: 5, density: 0.7 },
+  ];
+  for (const s of shapes) {
+    it(`rows ${s.rows}, components ${s.components ?? 'none'}, features ${s.features}, density ${s.density}: top k = 5 to 4000, alone and beside the others`, () => {
+      const shape = s.components === undefined ? [s.rows, s.features] : [s.rows, s.components, s.features];
+      const bins: HistogramBins = { lowLog10: -10, highLog10: 10, binsPerDecade: 4 };
+      const data = learned(s.rows * 13 + s.features, shape, s.density, Array.from(histogramEdges(bins)));
+      const F = s.features;
+      const C = s.components;
+      const plain: Batch = { learnedActivations: { data, shape } };
+      const inMemory: Batch = { learnedActivations: { data: inShared(data, 1), shape } };
+      const kernels: [string, FusedKernel, Batch][] = [
+        ['pool kernel', pooled.fused, inMemory],
+        ['chunked kernel', createChunkedWasmKernel(), plain],
+      ];
+      const top = (k: number) => topActivationsPart(F, C, k);
+      const sets: StatePart<unknown>[][] = [
+        [top(5)],
+        [top(600)],
+        [top(s.rows)],
+        [top(4000)],
+        [top(7), top(1000), top(s.rows - 1)],
+        [activationMomentsPart(F, C), activationHistogramPart(F, C, bins), lastFiredPart(F, C), top(1499), firedCountPart(F, C)],
+      ];
+      let compared = 0;
+      for (const parts of sets) {
+        for (const rows of [{ start: 0, end: s.rows }, { start: 100, end: s.rows - 1 }]) {
+          const want = computePartials(parts, plain, rows, jsFusedKernel);
+          for (const [name, kernel, batch] of kernels) {
+            expect(kernel(batch, rows, shardNeeds(parts)).features, `${name} gives features`).toBeDefined();
+            const got = computePartials(parts, batch, rows, kernel);
+            for (const [id, w] of want) {
+              same(got.get(id), w, `${name}, rows [${rows.start}, ${rows.end}), ${id}`);
+              compared++;
+            }
+          }
+        }
+      }
+      expect(compared).toBe(4 * 12);
     });
   }
 });
