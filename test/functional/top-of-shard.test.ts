@@ -24,23 +24,28 @@ interface Shard extends FiredShard {
   readonly k: number;
 }
 
-const shardArb: fc.Arbitrary<Shard> = fc
-  .record({
-    features: fc.integer({ min: 1, max: 9 }),
-    components: fc.integer({ min: 1, max: 3 }),
-    rows: fc.integer({ min: 0, max: 40 }),
-    k: fc.integer({ min: 1, max: 12 }),
-    density: fc.double({ min: 0.05, max: 1, noNaN: true }),
-    pad: fc.integer({ min: 0, max: 3 }),
-  })
-  .chain((s) =>
-    fc
-      .array(fc.tuple(fc.double({ min: 0, max: 1, noNaN: true }), fc.constantFrom(...POOL)), {
-        minLength: s.rows * s.components * s.features,
-        maxLength: s.rows * s.components * s.features,
-      })
-      .map((draws) => ({ ...s, cells: draws.map(([u, x]) => (u < s.density ? x : undefined)) })),
-  );
+/** Random shards of up to `rows` rows, `features` features, `components` components, k up to `k`, density from `density`. */
+function shards(max: { features: number; components: number; rows: [number, number]; k: [number, number]; density: number }): fc.Arbitrary<Shard> {
+  return fc
+    .record({
+      features: fc.integer({ min: 1, max: max.features }),
+      components: fc.integer({ min: 1, max: max.components }),
+      rows: fc.integer({ min: max.rows[0], max: max.rows[1] }),
+      k: fc.integer({ min: max.k[0], max: max.k[1] }),
+      density: fc.double({ min: max.density, max: 1, noNaN: true }),
+      pad: fc.integer({ min: 0, max: 3 }),
+    })
+    .chain((s) =>
+      fc
+        .array(fc.tuple(fc.double({ min: 0, max: 1, noNaN: true }), fc.constantFrom(...POOL)), {
+          minLength: s.rows * s.components * s.features,
+          maxLength: s.rows * s.components * s.features,
+        })
+        .map((draws) => ({ ...s, cells: draws.map(([u, x]) => (u < s.density ? x : undefined)) })),
+    );
+}
+
+const shardArb = shards({ features: 9, components: 3, rows: [0, 40], k: [1, 12], density: 0.05 });
 
 /** Per feature `[component, feature]`: every entry, sorted (value descending, row ascending), the first k. */
 function reference(s: Shard): { counts: number[]; values: number[]; rows: number[] } {
@@ -83,6 +88,22 @@ describe('topOfShard', () => {
         }
       }),
       { numRuns: 400, seed: 1301 },
+    );
+  });
+
+  it('keeps the same entries at k past 64 with the entries grouped already (there it takes the buckets, not the grouping)', () => {
+    const big = shards({ features: 3, components: 2, rows: [60, 300], k: [60, 320], density: 0.3 });
+    fc.assert(
+      fc.property(big, (s) => {
+        const want = reference(s);
+        const p = positivesOf(s);
+        firedByFeature(p, s.components, s.features);
+        const got = topOfShard(p, s.features, s.components, s.k);
+        expect(bitsOf(got.counts)).toEqual(bitsOf(want.counts));
+        expect(bitsOf(got.values)).toEqual(bitsOf(want.values));
+        expect(bitsOf(got.rows)).toEqual(bitsOf(want.rows));
+      }),
+      { numRuns: 60, seed: 1303 },
     );
   });
 
