@@ -143,14 +143,14 @@ export async function computeStates(
       progress = new ProgressBar(io.stderr, { total: options.totalRows, files: cl.files, ...(io.now === undefined ? {} : { now: io.now }) });
     }
     const bar = progress;
-    // A batch's per-feature partial state: S (8 bytes a feature), with top up to K entries of 12
-    // bytes and 24 bytes of bookkeeping a feature, with actstats 4 more S (its moments), with
-    // acthist the cells its fired entries touched (12 bytes a cell, at most one a learned value,
-    // at most 82 S).
+    // A batch's per-feature partial state: S (8 bytes a feature), with deadwindow one more S (its
+    // last-fired rows), with top up to K entries of 12 bytes and 24 bytes of bookkeeping a feature,
+    // with actstats 4 more S (its moments), with acthist the cells its fired entries touched (12
+    // bytes a cell, at most one a learned value, at most 82 S).
     const perFeature = computed.some((m) => PER_FEATURE.includes(m) || m === 'dead' || m === 'deadwindow' || RECORD_METRICS.includes(m));
     const actHistCells = computed.includes('acthist') ? Math.min(82 * stateBytes(inputs), 12 * batchRows * inputs.components * inputs.features) : 0;
     const perFeatureBytes = perFeature
-      ? stateBytes(inputs) * (1 + (computed.includes('top') ? (12 * cl.topK + 24) / 8 : 0) + (computed.includes('actstats') ? 4 : 0)) + actHistCells
+      ? stateBytes(inputs) * (1 + (computed.includes('deadwindow') ? 1 : 0) + (computed.includes('top') ? (12 * cl.topK + 24) / 8 : 0) + (computed.includes('actstats') ? 4 : 0)) + actHistCells
       : 0;
     const result = await streamParts(inputs, [...definitions.values()], {
       pool,

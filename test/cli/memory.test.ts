@@ -40,6 +40,38 @@ function wideFile(features = F): string {
   return path;
 }
 
+/**
+ * A [rows, features] float32 .npy file of dense learned activations: every value fired but one
+ * in 97 (0), each in [0.5, 1.5).
+ */
+function denseFile(rows: number, features: number): string {
+  const path = tmp.path(`dense-${rows}x${features}.npy`);
+  const header = npyBytes(new Float32Array(0), [rows, features]);
+  const chunk = new Float32Array(2 ** 20);
+  const fd = openSync(path, 'w');
+  try {
+    writeSync(fd, header);
+    // Value i (row-major) is 0 where i is a multiple of 97: no feature is 0 on every row.
+    for (let from = 0; from < rows * features; from += chunk.length) {
+      const n = Math.min(chunk.length, rows * features - from);
+      for (let j = 0; j < n; j++) chunk[j] = (from + j) % 97 === 0 ? 0 : 0.5 + (((from + j) * 7919) % 1000) / 1000;
+      writeSync(fd, new Uint8Array(chunk.buffer, 0, 4 * n));
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return path;
+}
+
+/**
+ * The README's bound: 250 MB + B + (4 + W/2) S, and with deadwindow (4 + W) S + W x 8 MB more
+ * (its last-fired rows, a second state of S, and each worker's scratch for them: S/2, up to S,
+ * and room for at most 2^17 fired entries of a shard).
+ */
+function boundOf(b: number, s: number, workers: number, deadwindow: boolean): number {
+  return 250e6 + b + (4 + workers / 2) * s + (deadwindow ? (4 + workers) * s + workers * 8e6 : 0);
+}
+
 /** Runs the command with its stdout to a file; resolves with the exit code, stdout and peak RSS in bytes. */
 function measured(args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string; peak: number }> {
   const rssFile = tmp.path(`rss-${Math.random().toString(36).slice(2)}`);
@@ -99,6 +131,50 @@ describe('the command line stays within its stated memory bound, whatever the wi
       expect(head).toContain('"format":"sae-metrics/feature-activation-histogram"');
       expect(head).toContain('{"feature":0,"fired":2,');
       expect(run.peak, `acthist, ${workers} workers: ${(run.peak / 1e6).toFixed(0)} MB`).toBeLessThanOrEqual(bound);
+    }
+  }, 240_000);
+
+  it('with deadwindow at 2^24 features (sparse): within the bound plus its term, with 1 and 2 workers', async () => {
+    requireBuilt();
+    const file = wideFile();
+    for (const workers of [1, 2]) {
+      const run = await measured([file, '--workers', String(workers), '--metrics', 'l1,l0,dead,density,fired,deadwindow', '--dead-window', '2']);
+      expect(run.stderr).toBe('');
+      expect(run.code).toBe(0);
+      expect(run.stdout).toMatch(new RegExp(`^deadwindow +${(F - 1024).toLocaleString('en-US')} / `, 'm'));
+      const bound = boundOf(B, S, workers, true);
+      expect(run.peak, `deadwindow, ${workers} workers: ${(run.peak / 1e6).toFixed(0)} MB, bound ${(bound / 1e6).toFixed(0)} MB`).toBeLessThanOrEqual(bound);
+    }
+  }, 240_000);
+
+  it('on dense learned activations (every value fired but one in 97): wide and narrow, the defaults, every per-feature metric and deadwindow, with 1 and 2 workers', async () => {
+    requireBuilt();
+    const cases: { rows: number; features: number; metrics: string | undefined }[] = [
+      // A row is a batch and a shard (16 MiB, 4 Mi entries): S = 32 MiB.
+      { rows: 2, features: 2 ** 22, metrics: undefined },
+      { rows: 2, features: 2 ** 22, metrics: 'l1,l0,dead,density,fired,deadwindow' },
+      // 1024 rows a batch and a shard (16 MiB, 4 Mi entries), S tiny: a worker's room for the
+      // entries (32 MiB, kept) would be past the bound.
+      { rows: 4096, features: 4096, metrics: 'deadwindow' },
+      { rows: 4096, features: 4096, metrics: 'l1,l0,dead,density,fired,deadwindow' },
+    ];
+    for (const c of cases) {
+      const file = denseFile(c.rows, c.features);
+      const s = 8 * c.features;
+      const b = 4 * c.features * Math.min(c.rows, Math.max(1, Math.floor(2 ** 24 / (4 * c.features))));
+      for (const workers of [1, 2]) {
+        const metrics = c.metrics === undefined ? [] : ['--metrics', c.metrics, '--dead-window', '2'];
+        const run = await measured([file, '--workers', String(workers), ...metrics]);
+        const what = `[${c.rows}, ${c.features}], ${c.metrics ?? 'defaults'}, ${workers} workers`;
+        expect(run.stderr, what).toBe('');
+        expect(run.code, what).toBe(0);
+        // Every feature fired (one in 97 values is 0, never a whole column).
+        if (c.metrics === undefined || c.metrics.includes('dead,')) expect(run.stdout, what).toMatch(new RegExp(`^dead +0 / ${c.features.toLocaleString('en-US')} `, 'm'));
+        const deadwindow = c.metrics?.includes('deadwindow') === true;
+        if (deadwindow) expect(run.stdout, what).toMatch(new RegExp(`^deadwindow +0 / ${c.features.toLocaleString('en-US')} `, 'm'));
+        const bound = boundOf(b, s, workers, deadwindow);
+        expect(run.peak, `${what}: ${(run.peak / 1e6).toFixed(0)} MB, bound ${(bound / 1e6).toFixed(0)} MB`).toBeLessThanOrEqual(bound);
+      }
     }
   }, 240_000);
 

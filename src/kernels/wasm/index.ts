@@ -17,6 +17,7 @@ import type { TensorLike } from '../../tensor.js';
 import type { FeatureNeeds, FeatureStats, FusedKernel, Moments, PositiveEntries, ShardNeeds, ShardStats, VectorNorms } from '../types.js';
 import { shiftedMoments } from '../moments.js';
 import { withFallback, type NeedName } from '../fallback.js';
+import { LAST_FIRED_ENTRIES, lastFiredOf, lastFiredOnly } from './dense.js';
 
 /** The statistics the WebAssembly pass computes itself; the plain JavaScript kernel does the rest. */
 export const WASM_NEEDS: ReadonlySet<NeedName> = new Set<NeedName>([
@@ -624,19 +625,26 @@ export function createWasmKernel(memory: WebAssembly.Memory, module?: WebAssembl
         // Abs sums, non-zero and fired counts and the positives in one read of each vector.
         const vectors = (rows.end - rows.start) * c;
         const elements = vectors * f;
-        let at = positivesRegion(positivesBytes(vectors, positivesGuess(elements, density)));
+        // Room capped when only the last-fired rows are asked for: a denser shard is scanned instead.
+        const scan = lastFiredOnly(needs);
+        const guess = positivesGuess(elements, density);
+        let at = positivesRegion(positivesBytes(vectors, scan ? Math.min(guess, LAST_FIRED_ENTRIES) : guess));
         let layout = positivesLayout(vectors, positivesRegion.bytes());
         const total = exports.learnedPositivesPass(pointer, rows.start, rows.end, c, f, base + absAt, base + nonZeroAt, base + firedAt, at, at + layout.featuresAt, at + layout.valuesAt, 0, layout.capacity, flags);
-        if (total > layout.capacity) {
+        if (elements > 0) density = total / elements;
+        const scanned = scan && total > LAST_FIRED_ENTRIES;
+        if (scanned) {
+          const x = new Float32Array(memory.buffer, pointer, learned.rows * c * f);
+          out.features = { lastFired: lastFiredOf(x, rows.start, rows.end, c, f) };
+        } else if (total > layout.capacity) {
           // More entries than the guess: room for all of them, and the entries again (no counts).
           at = positivesRegion(positivesBytes(vectors, total));
           layout = positivesLayout(vectors, positivesRegion.bytes());
           exports.positivesPass(pointer, rows.start, rows.end, c, f, 0, at, at + layout.featuresAt, at + layout.valuesAt, 0, layout.capacity, 0);
         }
-        if (elements > 0) density = total / elements;
-        const featureBytes = needs.features === undefined ? 0 : featureLayout(c * f, total, needs.features).bytes;
-        const inWasm = needs.features !== undefined && featureScratchFits(featureBytes, elements);
-        if (needs.positives || (needs.features !== undefined && !inWasm)) out.positives = readPositives(memory.buffer, at, vectors, total, layout);
+        const featureBytes = needs.features === undefined || scanned ? 0 : featureLayout(c * f, total, needs.features).bytes;
+        const inWasm = needs.features !== undefined && !scanned && featureScratchFits(featureBytes, elements);
+        if (needs.positives || (needs.features !== undefined && !inWasm && !scanned)) out.positives = readPositives(memory.buffer, at, vectors, total, layout);
         if (needs.features !== undefined && inWasm) {
           // The per-feature statistics while the entries are in cache, in a region of their own.
           const scratchAt = featuresRegion(featureBytes);
