@@ -64,12 +64,12 @@ function denseFile(rows: number, features: number): string {
 }
 
 /**
- * The README's bound: 250 MB + B + (4 + W/2) S, and with deadwindow (4 + W) S + W x 8 MB more
- * (its last-fired rows, a second state of S, and each worker's scratch for them: S/2, up to S,
- * and room for at most 2^17 fired entries of a shard).
+ * The README's bound: 250 MB + B + (4 + W/2) S, and with deadwindow (4 + W) S + W x (8 MB + B/4)
+ * more (its last-fired rows, a second state of S, and each worker's scratch for them: S/2, up to
+ * S, and room for at most 2^17 fired entries of a shard or one for 8 of its values).
  */
 function boundOf(b: number, s: number, workers: number, deadwindow: boolean): number {
-  return 250e6 + b + (4 + workers / 2) * s + (deadwindow ? (4 + workers) * s + workers * 8e6 : 0);
+  return 250e6 + b + (4 + workers / 2) * s + (deadwindow ? (4 + workers) * s + workers * (8e6 + b / 4) : 0);
 }
 
 /** Runs the command with its stdout to a file; resolves with the exit code, stdout and peak RSS in bytes. */

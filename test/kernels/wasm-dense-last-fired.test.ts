@@ -1,9 +1,9 @@
 /**
- * A shard with more fired entries than `LAST_FIRED_ENTRIES` whose parts ask only for the
+ * A shard with more fired entries than `lastFiredRoom` (1 value in 8, at least 2^17) whose parts ask only for the
  * last-fired rows (deadwindow) has them found by a scan of its values (src/kernels/wasm/dense.ts),
  * not from its entries: through both WebAssembly kernels the same bits as the JavaScript kernel's,
  * on seeded dense and sparse shards in random order with hostile values, and the pool kernel's
- * memory grows by the capped room (about 1 MiB of entries), not by 8 bytes an entry.
+ * memory grows by the capped room (a byte a value, at least 1 MiB of entries), not by 8 bytes an entry.
  */
 import { describe, expect, it } from 'vitest';
 import { computePartials, shardNeeds, type Batch, type StatePart } from '../../src/functional/core.js';
@@ -12,7 +12,7 @@ import { lastFiredPart } from '../../src/functional/parts/last-fired.js';
 import { nonZeroCountPart } from '../../src/functional/parts/non-zero-count.js';
 import { jsFusedKernel } from '../../src/kernels/js-fused.js';
 import { createChunkedWasmKernel } from '../../src/kernels/wasm/chunked.js';
-import { LAST_FIRED_ENTRIES, lastFiredOnly } from '../../src/kernels/wasm/dense.js';
+import { lastFiredOnly, lastFiredRoom } from '../../src/kernels/wasm/dense.js';
 import { createWasmKernel } from '../../src/kernels/wasm/index.js';
 import { difference, viewBytesDifference } from '../support/compare.js';
 import { mulberry32 } from '../support/random.js';
@@ -95,7 +95,7 @@ describe('deadwindow on a dense shard: its last-fired rows by a scan, the same b
       const start = Math.floor(random() * s.rows);
       for (const rows of [{ start: 0, end: s.rows }, { start, end: s.rows }, { start: 0, end: Math.max(1, start) }]) {
         const entries = s.density * (rows.end - rows.start) * (s.components ?? 1) * s.features;
-        const dense = entries > 1.2 * LAST_FIRED_ENTRIES;
+        const dense = entries > 1.2 * lastFiredRoom((rows.end - rows.start) * (s.components ?? 1) * s.features);
         if (dense) scanned++;
         for (const parts of partSets) {
           const want = computePartials(parts, plain, rows, jsFusedKernel);
@@ -141,9 +141,9 @@ describe('deadwindow on a dense shard: its last-fired rows by a scan, the same b
         for (const [id, w] of want) same(got.get(id), w, `[${s.rows}, ${s.features}], pass ${pass}, ${id}`);
       }
       const grown = memory.buffer.byteLength - before;
-      // The pass's own outputs (abs f64 a vector, fired u32 a feature) and at most 2 MiB of room
+      // The pass's own outputs (abs f64 a vector, fired u32 a feature) and twice the capped room
       // for entries (the first guess, then the capped one); the entries would be 8 bytes each.
-      const room = 8 * s.rows + 4 * s.features + 2 * 8 * LAST_FIRED_ENTRIES + 4 * s.rows + 4 * PAGE;
+      const room = 8 * s.rows + 4 * s.features + 2 * 8 * lastFiredRoom(n) + 4 * s.rows + 4 * PAGE;
       expect(grown, `[${s.rows}, ${s.features}]: grew ${grown} bytes, ${n} entries`).toBeLessThanOrEqual(room);
       expect(room).toBeLessThan(8 * n);
     }

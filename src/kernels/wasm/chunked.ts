@@ -32,7 +32,7 @@ import {
   type FusedExports,
 } from './index.js';
 import { withFallback } from '../fallback.js';
-import { LAST_FIRED_ENTRIES, lastFiredOf, lastFiredOnly } from './dense.js';
+import { lastFiredOf, lastFiredOnly, lastFiredRoom } from './dense.js';
 
 const PAGE = 65536;
 const NAME = 'wasm kernel';
@@ -157,9 +157,9 @@ export function createChunkedWasmKernel(options: ChunkedWasmKernelOptions = {}):
     const fired64At = firedAt + align64(learned ? 4 * learned.components * learned.features : 0);
     const positivesAt = align64(fired64At + 8 * firedCount);
     const elements = learned ? lv * learned.features : 0;
-    // Room capped when only the last-fired rows are asked for: a denser shard is scanned instead.
+    // Room capped when only the last-fired rows are asked for: a denser shard (over 1 value in 8) is scanned instead.
     const scan = lastFiredOnly(needs);
-    const guess = scan ? Math.min(positivesGuess(elements, density), LAST_FIRED_ENTRIES) : positivesGuess(elements, density);
+    const guess = scan ? Math.min(positivesGuess(elements, density), lastFiredRoom(elements)) : positivesGuess(elements, density);
     reserve(entries ? positivesAt + positivesBytes(lv, guess) : fired64At + 8 * firedCount);
 
     const out: { abs?: Float64Array; nonZero?: Float64Array; fired?: Float64Array; positives?: PositiveEntries; features?: FeatureStats } = {};
@@ -186,7 +186,7 @@ export function createChunkedWasmKernel(options: ChunkedWasmKernelOptions = {}):
         } while (r < rows.end);
       };
       chunks(true, entries);
-      const scanned = entries && scan && total > LAST_FIRED_ENTRIES;
+      const scanned = entries && scan && total > lastFiredRoom(elements);
       if (scanned) out.features = { lastFired: lastFiredOf(data, rows.start, rows.end, c, f) };
       else if (entries) {
         if (total > layout.capacity) {

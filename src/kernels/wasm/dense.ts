@@ -2,9 +2,10 @@
  * Dense shards without their fired entries. A shard's entries take 8 bytes each in a kernel's
  * WebAssembly memory, which never shrinks, so a dense shard (entries scale with rows × features)
  * would leave every worker holding twice its bytes or more. When the parts ask only for the
- * last-fired rows (deadwindow), a shard with more entries than {@link LAST_FIRED_ENTRIES} has them
- * found by a scan of its values instead (whatever room a kernel has): the same integers, and room
- * that does not depend on density.
+ * last-fired rows (deadwindow), a shard with more entries than {@link lastFiredRoom} makes room for
+ * (one value in 8 fired, or 2^17 entries) has them found by a scan of its values instead (whatever
+ * room a kernel has): the same integers, and room of at most a byte a value, whatever the density.
+ * A sparse shard keeps the pass's entries (the scan reads the shard again, in JavaScript).
  *
  * @module
  */
@@ -12,6 +13,15 @@ import type { ShardNeeds } from '../types.js';
 
 /** The most fired entries a kernel makes room for when only the last-fired rows are asked for (1 MiB of entries). */
 export const LAST_FIRED_ENTRIES = 2 ** 17;
+
+/**
+ * The room for fired entries when only the last-fired rows are asked for, for a shard of
+ * `elements` values: one entry for 8 values (a byte a value: a quarter of its bytes), at least
+ * {@link LAST_FIRED_ENTRIES}.
+ */
+export function lastFiredRoom(elements: number): number {
+  return Math.max(LAST_FIRED_ENTRIES, Math.floor(elements / 8));
+}
 
 /** Whether `needs` asks for the per-feature last-fired rows and nothing else made from the entries. */
 export function lastFiredOnly(needs: ShardNeeds): boolean {

@@ -17,7 +17,7 @@ import type { TensorLike } from '../../tensor.js';
 import type { FeatureNeeds, FeatureStats, FusedKernel, Moments, PositiveEntries, ShardNeeds, ShardStats, VectorNorms } from '../types.js';
 import { shiftedMoments } from '../moments.js';
 import { withFallback, type NeedName } from '../fallback.js';
-import { LAST_FIRED_ENTRIES, lastFiredOf, lastFiredOnly } from './dense.js';
+import { lastFiredOf, lastFiredOnly, lastFiredRoom } from './dense.js';
 
 /** The statistics the WebAssembly pass computes itself; the plain JavaScript kernel does the rest. */
 export const WASM_NEEDS: ReadonlySet<NeedName> = new Set<NeedName>([
@@ -625,14 +625,14 @@ export function createWasmKernel(memory: WebAssembly.Memory, module?: WebAssembl
         // Abs sums, non-zero and fired counts and the positives in one read of each vector.
         const vectors = (rows.end - rows.start) * c;
         const elements = vectors * f;
-        // Room capped when only the last-fired rows are asked for: a denser shard is scanned instead.
+        // Room capped when only the last-fired rows are asked for: a denser shard (over 1 value in 8) is scanned instead.
         const scan = lastFiredOnly(needs);
         const guess = positivesGuess(elements, density);
-        let at = positivesRegion(positivesBytes(vectors, scan ? Math.min(guess, LAST_FIRED_ENTRIES) : guess));
+        let at = positivesRegion(positivesBytes(vectors, scan ? Math.min(guess, lastFiredRoom(elements)) : guess));
         let layout = positivesLayout(vectors, positivesRegion.bytes());
         const total = exports.learnedPositivesPass(pointer, rows.start, rows.end, c, f, base + absAt, base + nonZeroAt, base + firedAt, at, at + layout.featuresAt, at + layout.valuesAt, 0, layout.capacity, flags);
         if (elements > 0) density = total / elements;
-        const scanned = scan && total > LAST_FIRED_ENTRIES;
+        const scanned = scan && total > lastFiredRoom(elements);
         if (scanned) {
           const x = new Float32Array(memory.buffer, pointer, learned.rows * c * f);
           out.features = { lastFired: lastFiredOf(x, rows.start, rows.end, c, f) };
