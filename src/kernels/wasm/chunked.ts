@@ -16,14 +16,13 @@ import type { FeatureStats, FusedKernel, PositiveEntries, ShardStats } from '../
 import {
   axesOf,
   checkRows,
-  featureLayout,
-  featureScratchFits,
+  entriesRoom,
+  entriesUse,
   featureStatsAt,
   needsPairs,
   pairFlags,
   pairStats,
   positivesBytes,
-  positivesGuess,
   positivesLayout,
   readPositives,
   toFloat64,
@@ -32,7 +31,7 @@ import {
   type FusedExports,
 } from './index.js';
 import { withFallback } from '../fallback.js';
-import { lastFiredOf, lastFiredOnly, lastFiredRoom } from './dense.js';
+import { lastFiredOf } from './dense.js';
 
 const PAGE = 65536;
 const NAME = 'wasm kernel';
@@ -157,10 +156,7 @@ export function createChunkedWasmKernel(options: ChunkedWasmKernelOptions = {}):
     const fired64At = firedAt + align64(learned ? 4 * learned.components * learned.features : 0);
     const positivesAt = align64(fired64At + 8 * firedCount);
     const elements = learned ? lv * learned.features : 0;
-    // Room capped when only the last-fired rows are asked for: a denser shard (over 1 value in 8) is scanned instead.
-    const scan = lastFiredOnly(needs);
-    const guess = scan ? Math.min(positivesGuess(elements, density), lastFiredRoom(elements)) : positivesGuess(elements, density);
-    reserve(entries ? positivesAt + positivesBytes(lv, guess) : fired64At + 8 * firedCount);
+    reserve(entries ? positivesAt + positivesBytes(lv, entriesRoom(needs, elements, density)) : fired64At + 8 * firedCount);
 
     const out: { abs?: Float64Array; nonZero?: Float64Array; fired?: Float64Array; positives?: PositiveEntries; features?: FeatureStats } = {};
     if (learned !== undefined) {
@@ -186,9 +182,9 @@ export function createChunkedWasmKernel(options: ChunkedWasmKernelOptions = {}):
         } while (r < rows.end);
       };
       chunks(true, entries);
-      const scanned = entries && scan && total > lastFiredRoom(elements);
-      if (scanned) out.features = { lastFired: lastFiredOf(data, rows.start, rows.end, c, f) };
-      else if (entries) {
+      const use = entries ? entriesUse(needs, c * f, elements, total) : undefined;
+      if (use?.scanned) out.features = { lastFired: lastFiredOf(data, rows.start, rows.end, c, f) };
+      else if (use !== undefined) {
         if (total > layout.capacity) {
           // More entries than the guess: room for all of them, and the entries again (no counts).
           reserve(positivesAt + positivesBytes(lv, total));
@@ -197,9 +193,8 @@ export function createChunkedWasmKernel(options: ChunkedWasmKernelOptions = {}):
           chunks(false, true);
         }
         if (elements > 0) density = total / elements;
-        const featureBytes = needs.features === undefined ? 0 : featureLayout(c * f, total, needs.features).bytes;
-        const inWasm = needs.features !== undefined && featureScratchFits(featureBytes, elements);
-        if (needs.positives || (needs.features !== undefined && !inWasm)) out.positives = readPositives(memory.buffer, positivesAt, lv, total, layout);
+        const { featureBytes, inWasm, listed } = use;
+        if (listed) out.positives = readPositives(memory.buffer, positivesAt, lv, total, layout);
         if (needs.features !== undefined && inWasm) {
           // The per-feature statistics while the entries are in cache, their scratch right after them.
           const scratchAt = align64(positivesAt + layout.valuesAt + 4 * total);

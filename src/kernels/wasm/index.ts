@@ -269,6 +269,30 @@ export function featureScratchFits(bytes: number, elements: number): boolean {
   return bytes <= 8 * elements + 2 ** 20;
 }
 
+/**
+ * The room a kernel makes for a shard's fired entries before listing them: the guess from the last
+ * shard's density, capped when only the last-fired rows are asked for (a denser shard is scanned).
+ */
+export function entriesRoom(needs: ShardNeeds, elements: number, lastDensity: number): number {
+  const guess = positivesGuess(elements, lastDensity);
+  return lastFiredOnly(needs) ? Math.min(guess, lastFiredRoom(elements)) : guess;
+}
+
+/**
+ * What the kernels do with a shard's `total` fired entries (`elements` values, `size` features and
+ * components): find the last-fired rows by a scan instead (past {@link lastFiredRoom}), compute the
+ * per-feature statistics in WebAssembly (`featureBytes` of scratch, where it fits), and hand the
+ * entries out (`listed`: asked for, or the parts compute the statistics from them).
+ */
+export function entriesUse(needs: ShardNeeds, size: number, elements: number, total: number): { scanned: boolean; featureBytes: number; inWasm: boolean; listed: boolean } {
+  const features = needs.features;
+  const scanned = lastFiredOnly(needs) && total > lastFiredRoom(elements);
+  const featureBytes = features === undefined || scanned ? 0 : featureLayout(size, total, features).bytes;
+  const inWasm = features !== undefined && !scanned && featureScratchFits(featureBytes, elements);
+  const listed = needs.positives === true || (features !== undefined && !inWasm && !scanned);
+  return { scanned, featureBytes, inWasm, listed };
+}
+
 /** Where a pass's fired entries are (see {@link positivesLayout}): byte addresses, vectors and entries. */
 export interface EntriesAt {
   readonly offsets: number;
@@ -625,14 +649,11 @@ export function createWasmKernel(memory: WebAssembly.Memory, module?: WebAssembl
         // Abs sums, non-zero and fired counts and the positives in one read of each vector.
         const vectors = (rows.end - rows.start) * c;
         const elements = vectors * f;
-        // Room capped when only the last-fired rows are asked for: a denser shard (over 1 value in 8) is scanned instead.
-        const scan = lastFiredOnly(needs);
-        const guess = positivesGuess(elements, density);
-        let at = positivesRegion(positivesBytes(vectors, scan ? Math.min(guess, lastFiredRoom(elements)) : guess));
+        let at = positivesRegion(positivesBytes(vectors, entriesRoom(needs, elements, density)));
         let layout = positivesLayout(vectors, positivesRegion.bytes());
         const total = exports.learnedPositivesPass(pointer, rows.start, rows.end, c, f, base + absAt, base + nonZeroAt, base + firedAt, at, at + layout.featuresAt, at + layout.valuesAt, 0, layout.capacity, flags);
         if (elements > 0) density = total / elements;
-        const scanned = scan && total > lastFiredRoom(elements);
+        const { scanned, featureBytes, inWasm, listed } = entriesUse(needs, c * f, elements, total);
         if (scanned) {
           const x = new Float32Array(memory.buffer, pointer, learned.rows * c * f);
           out.features = { lastFired: lastFiredOf(x, rows.start, rows.end, c, f) };
@@ -642,9 +663,7 @@ export function createWasmKernel(memory: WebAssembly.Memory, module?: WebAssembl
           layout = positivesLayout(vectors, positivesRegion.bytes());
           exports.positivesPass(pointer, rows.start, rows.end, c, f, 0, at, at + layout.featuresAt, at + layout.valuesAt, 0, layout.capacity, 0);
         }
-        const featureBytes = needs.features === undefined || scanned ? 0 : featureLayout(c * f, total, needs.features).bytes;
-        const inWasm = needs.features !== undefined && !scanned && featureScratchFits(featureBytes, elements);
-        if (needs.positives || (needs.features !== undefined && !inWasm && !scanned)) out.positives = readPositives(memory.buffer, at, vectors, total, layout);
+        if (listed) out.positives = readPositives(memory.buffer, at, vectors, total, layout);
         if (needs.features !== undefined && inWasm) {
           // The per-feature statistics while the entries are in cache, in a region of their own.
           const scratchAt = featuresRegion(featureBytes);
