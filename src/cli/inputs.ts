@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { FileHandle } from 'node:fs/promises';
+import { stat, type FileHandle } from 'node:fs/promises';
 import { CliError, UsageError } from './errors.js';
 import { DTYPE_BYTES, fileTensor, openActivationFile, type ActivationFile, type FileDType, type TensorRef } from './formats.js';
 
@@ -55,6 +55,38 @@ export interface InputOptions {
   readonly source: string | undefined;
   readonly decoded: string | undefined;
   readonly components: number | undefined;
+  /** Output files of the run, refused when one is an input (see {@link refuseOutputsOverInputs}). */
+  readonly histogram?: string | undefined;
+  readonly topOut?: string | undefined;
+  readonly actHistOut?: string | undefined;
+  readonly stateOut?: string | undefined;
+}
+
+/**
+ * Refuses an output path that names an opened input file. The names do not tell: a `.npy` file is
+ * known by its magic, whatever its name (`acts.json` is read as one), and a path has many
+ * spellings; the device and inode do. An output that does not exist yet is no input.
+ *
+ * @throws {UsageError} naming the option, the output and the input.
+ */
+export async function refuseOutputsOverInputs(o: Pick<InputOptions, 'histogram' | 'topOut' | 'actHistOut' | 'stateOut'>, files: readonly Pick<InputFile, 'path' | 'handle'>[]): Promise<void> {
+  const outputs = [
+    ['--histogram', o.histogram],
+    ['--top-out', o.topOut],
+    ['--acthist-out', o.actHistOut],
+    ['--state-out', o.stateOut],
+  ] as const;
+  for (const [option, path] of outputs) {
+    if (path === undefined) continue;
+    const out = await stat(path).catch(() => undefined);
+    if (out === undefined) continue;
+    for (const f of files) {
+      const s = await f.handle.stat();
+      if (s.dev === out.dev && s.ino === out.ino) {
+        throw new UsageError(option, `${JSON.stringify(path)} is the input file ${JSON.stringify(f.path)}: it would be written over; write the output elsewhere`);
+      }
+    }
+  }
 }
 
 function formatShape(shape: readonly number[]): string {
@@ -176,6 +208,7 @@ export async function openInputs(o: InputOptions): Promise<Inputs> {
       }
       segments.push({ rows: learned.shape[0] as number, learned, source, decoded });
     }
+    await refuseOutputsOverInputs(o, open);
     const first = (segments[0] as Segment).learned;
     const vectors = segments.reduce((n, s) => n + s.rows, 0);
     if (vectors === 0) throw new CliError(first.path, `no activation vectors: every file's first axis is 0`);

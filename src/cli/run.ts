@@ -5,9 +5,10 @@
  * @module
  */
 import { readFileSync } from 'node:fs';
-import { parseCommandLine, parseMergeCommandLine, MERGE_USAGE, USAGE, type CommandLine } from './args.js';
+import { stat } from 'node:fs/promises';
+import { parseCommandLine, parseMergeCommandLine, MERGE_USAGE, USAGE, type CommandLine, type MergeCommandLine } from './args.js';
 import { computeStates, type RunIO } from './compute.js';
-import { CliError, errorLine } from './errors.js';
+import { CliError, errorLine, UsageError } from './errors.js';
 import { openInputs, type Inputs } from './inputs.js';
 import { groupDigits } from './numbers.js';
 import { prepareOutput, type PreparedOutput } from './output.js';
@@ -128,6 +129,20 @@ async function runShard(cl: CommandLine, stateFile: PreparedOutput, io: RunIO): 
 }
 
 /**
+ * Refuses an output that is one of the parts by another path than the command line's check
+ * tells (a linked folder, a link): the same device and inode.
+ */
+async function refuseOutputsOverParts(cl: MergeCommandLine): Promise<void> {
+  const parts = await Promise.all(cl.parts.map((p) => stat(p).catch(() => undefined)));
+  for (const [option, out] of [['--histogram', cl.histogram], ['--top-out', cl.topOut], ['--acthist-out', cl.actHistOut]] as const) {
+    const o = out === undefined ? undefined : await stat(out).catch(() => undefined);
+    if (o !== undefined && parts.some((p) => p !== undefined && p.dev === o.dev && p.ino === o.ino)) {
+      throw new UsageError(option, `${JSON.stringify(out)} is one of the parts: write the output elsewhere`);
+    }
+  }
+}
+
+/**
  * `sae-metrics merge PART.json... [--json] [--histogram OUT.svg] [--top-out FILE.json]
  * [--acthist-out OUT.json]`: reads the parts (checksums verified, every state checked), checks
  * that they are the N shards of one run, merges them through the canonical tree and prints the
@@ -144,6 +159,7 @@ export async function runMerge(argv: readonly string[], io: Pick<RunIO, 'stdout'
       io.stdout.write(MERGE_USAGE);
       return 0;
     }
+    await refuseOutputsOverParts(cl);
     const [{ prepareOutputs, writeResults }, { mergePartFiles }] = await Promise.all([import('./results.js'), import('./shard.js')]);
     outputs = await prepareOutputs(cl);
     const merged = mergePartFiles(cl.parts);

@@ -5,7 +5,7 @@
  * any output file is written; one whose edit is harmless must give the same bits.
  */
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mulberry32 } from '../support/random.js';
 import { comparable } from '../support/reports.js';
@@ -206,6 +206,46 @@ describe('neither --shard nor merge writes over the files it reads', () => {
     expect(s.code).toBe(2);
     expect(s.stderr).toMatch(/^sae-metrics: --state-out: must be a path ending in \.json, got ".*input\.npy"\n$/);
     expect(readFileSync(f('input.npy')).equals(before)).toBe(true);
+  }, 30_000);
+
+  it('an input FILE named like an output (a .npy is known by its magic, whatever its name) is refused as every output, in a run, a shard and coordinate, and left as it was', async () => {
+    const data = readFileSync(f('a.npy'));
+    const input = write(f('acts.json'), data);
+    const svg = write(f('acts.svg'), data);
+    const source = write(f('src.json'), npyBytes(new Float32Array(ROWS * 2).fill(0.5), [ROWS, 2]));
+    const recon = [input, '--source', source, '--decoded', f('a.npy')];
+    const cases: [string, string[]][] = [
+      ['--top-out', [input, '--top-out', input]],
+      // Another spelling of the same path.
+      ['--acthist-out', [input, '--acthist-out', `${tmp.dir}/./acts.json`]],
+      ['--histogram', [svg, '--histogram', svg]],
+      ['--state-out', [input, '--shard', '1/3', '--state-out', input]],
+      // The source activations' file, not the FILE.
+      ['--top-out', [...recon.slice(0, 3), '--decoded', source, '--top-out', source]],
+      ['--top-out', ['coordinate', '--redis', 'redis://127.0.0.1:9', '--connect-timeout', '0.1', input, '--top-out', input]],
+    ];
+    for (const [option, args] of cases) {
+      const s = await sae([...args, '--workers', '1']);
+      expect(s, args.join(' ')).toMatchObject({ code: 2, stdout: '' });
+      expect(s.stderr).toMatch(new RegExp(`^sae-metrics: ${option}: ".*" is the input file ".*": it would be written over; write the output elsewhere\n$`));
+    }
+    expect(readFileSync(input).equals(data)).toBe(true);
+    expect(readFileSync(svg).equals(data)).toBe(true);
+    expect(readFileSync(source).length).toBe(npyBytes(new Float32Array(ROWS * 2), [ROWS, 2]).length);
+  }, 30_000);
+
+  it('merge: an output naming a part through a linked folder is refused, and the part is left as it was', async () => {
+    mkdirSync(f('real'));
+    const copies = parts.map((p, i) => {
+      copyFileSync(p, f(`real/q${i}.json`));
+      return f(`real/q${i}.json`);
+    });
+    symlinkSync(f('real'), f('linked'));
+    const before = readFileSync(copies[2] as string, 'utf8');
+    const m = await sae(['merge', ...copies, '--top-out', f('linked/q2.json')]);
+    expect(m).toMatchObject({ code: 2, stdout: '' });
+    expect(m.stderr).toMatch(/^sae-metrics: --top-out: ".*linked\/q2\.json" is one of the parts: write the output elsewhere\n$/);
+    expect(readFileSync(copies[2] as string, 'utf8')).toBe(before);
   }, 30_000);
 
   for (const option of ['--top-out', '--acthist-out'] as const) {
