@@ -4,7 +4,6 @@
  *
  * @module
  */
-import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { parseCommandLine, parseMergeCommandLine, MERGE_USAGE, USAGE, type CommandLine, type MergeCommandLine } from './args.js';
 import { computeStates, type RunIO } from './compute.js';
@@ -12,22 +11,12 @@ import { CliError, errorLine, UsageError } from './errors.js';
 import { openInputs, type Inputs } from './inputs.js';
 import { groupDigits } from './numbers.js';
 import { prepareOutput, type PreparedOutput } from './output.js';
+import { packageVersion } from './version.js';
 import type { PreparedOutputs } from './results.js';
 
 export { DEFAULT_BATCH_BYTES, MAX_DEFAULT_BATCH_ROWS, defaultBatchRows, stateBytes, type RunIO } from './compute.js';
 
-/** The package version, from the package.json above this module (in src/cli or dist/src/cli). */
-export function packageVersion(): string {
-  for (const up of ['../../package.json', '../../../package.json']) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(up, import.meta.url), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'sae-metrics' && typeof pkg.version === 'string') return pkg.version;
-    } catch {
-      // try the next level
-    }
-  }
-  return 'unknown';
-}
+export { packageVersion } from './version.js';
 
 /**
  * Runs `sae-metrics` with `argv` (the arguments after the program name). Writes the report to

@@ -6,7 +6,7 @@
  * and prints the report of a single run over all the files, bit for bit.
  *
  * A part file is one JSON object:
- * `{"format":"sae-metrics/shard-state","version":1,"sha256":"<hex>","content":{...}}`, where
+ * `{"format":"sae-metrics/shard-state","version":2,"sha256":"<hex>","content":{...}}`, where
  * `sha256` is the SHA-256 of the content as written (`JSON.stringify`), checked on read. The
  * content says what the states are of (`setup`: the metrics and their options, the backend, the
  * rows a leaf is folded from; `inputs`: each file's path, size and header hash, each tensor's
@@ -32,11 +32,12 @@ import type { InputShape, MetricOptions, ResultInputs, ResultsSource, RunFacts }
 import { computedMetrics } from './results.js';
 import { foldTree, mergeByPart, partsOf, stateOf } from './stream.js';
 import { groupDigits } from './numbers.js';
+import { packageVersion } from './version.js';
 
 /** The `format` of a part file. */
 export const PART_FORMAT = 'sae-metrics/shard-state';
 /** The version of the part files this build writes and reads. */
-export const PART_VERSION = 1;
+export const PART_VERSION = 2;
 
 /** A file of the inputs: its path as given, its size, and the SHA-256 of its header bytes. */
 export interface FileIdentity {
@@ -79,6 +80,8 @@ export interface PartSetup {
   readonly backend: string;
   /** The rows each leaf's state is folded from: the leaf, or pieces of `--batch-rows` rows. */
   readonly leafPieceRows: number;
+  /** The sae-metrics version that computed the states (another build's kernels may round differently). */
+  readonly packageVersion: string;
 }
 
 /** How a part was computed (for the report's description; not compared). */
@@ -247,6 +250,7 @@ export async function computeShard(cl: CommandLine, shard: ShardSpec, io: RunIO)
         decoded: cl.decoded ?? null,
         backend: c.backend,
         leafPieceRows: leafPieceRows(c.batchRows),
+        packageVersion: packageVersion(),
       },
       inputs: identity,
       run: { workers: c.workers, batchRows: c.batchRows, batches: c.result.batches, bytes: c.result.bytes, elapsedSeconds: c.elapsedSeconds },
@@ -366,7 +370,7 @@ class Reader {
 }
 
 function readSetup(r: Reader, v: unknown): PartSetup {
-  const keys = ['metrics', 'computed', 'l1Coefficient', 'deadThreshold', 'topK', 'deadWindow', 'tensor', 'source', 'decoded', 'backend', 'leafPieceRows'] as const;
+  const keys = ['metrics', 'computed', 'l1Coefficient', 'deadThreshold', 'topK', 'deadWindow', 'tensor', 'source', 'decoded', 'backend', 'leafPieceRows', 'packageVersion'] as const;
   const o = r.record(v, 'setup', keys);
   const names = (field: 'metrics' | 'computed'): MetricName[] =>
     r.array(o[field], `setup.${field}`).map((m, i) => {
@@ -391,6 +395,7 @@ function readSetup(r: Reader, v: unknown): PartSetup {
     decoded: r.nullableString(o.decoded, 'setup.decoded'),
     backend: r.string(o.backend, 'setup.backend'),
     leafPieceRows: r.integer(o.leafPieceRows, 'setup.leafPieceRows', 1),
+    packageVersion: r.string(o.packageVersion, 'setup.packageVersion'),
   };
 }
 
@@ -598,6 +603,7 @@ const SETUP_WORDS: Readonly<Record<keyof PartSetup, string>> = {
   decoded: '--decoded',
   backend: 'the backend (give every shard the same --backend)',
   leafPieceRows: 'leaves folded from pieces of this many rows (--batch-rows under 1024; give every shard the same --batch-rows)',
+  packageVersion: 'the sae-metrics version that computed it (give every shard the same version)',
 };
 
 /**

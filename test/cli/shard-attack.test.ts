@@ -32,7 +32,7 @@ function reseal(from: string, name: string, edit: (content: Json) => void): stri
   edit(p.content as Json);
   const content = JSON.stringify(p.content);
   const sha = createHash('sha256').update(content).digest('hex');
-  writeFileSync(f(name), `{"format":"sae-metrics/shard-state","version":1,"sha256":"${sha}","content":${content}}\n`);
+  writeFileSync(f(name), `{"format":"sae-metrics/shard-state","version":2,"sha256":"${sha}","content":${content}}\n`);
   return f(name);
 }
 

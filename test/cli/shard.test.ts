@@ -240,8 +240,8 @@ describe('merge refuses parts that do not make one run: one line naming the part
     await refuses([p[0] as string, flipped, p[2] as string], new RegExp(`^sae-metrics: ${esc(flipped)}: is corrupted: the SHA-256 of its content is [0-9a-f]{12}\\.\\.\\., but the file says [0-9a-f]{12}\\.\\.\\.\\n$`));
     const cut = bad('cut.json', text.slice(0, Math.floor(text.length / 2)));
     await refuses([p[0] as string, cut, p[2] as string], new RegExp(`^sae-metrics: ${esc(cut)}: is not a shard state: not JSON \\(truncated or corrupted\\?\\)\\n$`));
-    const future = bad('future.json', text.replace('"version":1,', '"version":2,'));
-    await refuses([future], new RegExp(`^sae-metrics: ${esc(future)}: is version 2 of sae-metrics/shard-state, newer than this sae-metrics reads \\(1\\)`));
+    const future = bad('future.json', text.replace('"version":2,', '"version":3,'));
+    await refuses([future], new RegExp(`^sae-metrics: ${esc(future)}: is version 3 of sae-metrics/shard-state, newer than this sae-metrics reads \\(2\\)`));
     const foreign = bad('foreign.json', JSON.stringify({ format: 'sae-metrics/state', version: 1, metric: 'L0NormMetric', config: {}, parts: {} }));
     await refuses([foreign], /is not a shard state of sae-metrics \(its format is "sae-metrics\/state", not "sae-metrics\/shard-state"\)\n$/);
     await refuses([f('nowhere.json')], new RegExp(`^sae-metrics: ${esc(f('nowhere.json'))}: no such file\\n$`));
@@ -258,7 +258,7 @@ describe('merge refuses parts that do not make one run: one line naming the part
       edit(o.content);
       const content = JSON.stringify(o.content);
       const sha = createHash('sha256').update(content).digest('hex');
-      return bad(name, `{"format":"sae-metrics/shard-state","version":1,"sha256":"${sha}","content":${content}}\n`);
+      return bad(name, `{"format":"sae-metrics/shard-state","version":2,"sha256":"${sha}","content":${content}}\n`);
     };
     const moreVectors = reseal('vectors.json', (c) => {
       const exact = c.exact as Record<string, { vectors: number }>;
