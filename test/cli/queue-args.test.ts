@@ -89,6 +89,10 @@ describe('the protocol', () => {
     expect(jobDataProblem({ ...job, argv: [1] })).toBe('has a bad run, argv or cwd');
     expect(jobDataProblem({ ...job, identity: {} })).toBe('has no inputs identity');
     expect(jobDataProblem({ ...job, inlineMax: -1 })).toBe('has a bad inlineMax -1');
+    // The run names the file a worker writes a large state to: it must not lead out of the inputs' folder.
+    for (const run of ['../../../tmp/x', 'a/b', '..', '', 'r'.repeat(65)]) {
+      expect(jobDataProblem({ ...job, run }), run).toBe(`has a bad run ${JSON.stringify(run)} (1 to 64 letters, digits, '_' or '-')`);
+    }
   });
 
   it('results: of this run, a shard of it, a checksum, and the state or its path', () => {

@@ -49,6 +49,9 @@ export function sha256Hex(text: string | Uint8Array): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
+/** A run's id: `coordinate` makes 12 hex digits. */
+const RUN_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
 const isRecord = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
 const isIndex = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
 
@@ -59,6 +62,8 @@ export function jobDataProblem(data: unknown): string | undefined {
   if (!isRecord(data) || data.format !== JOB_FORMAT) return `is not a sae-metrics shard job (format ${JSON.stringify(isRecord(data) ? data.format : typeof data)})`;
   if (data.version !== JOB_VERSION) return `is a version ${JSON.stringify(data.version)} shard job; this worker runs version ${JOB_VERSION} (upgrade the workers and the coordinator together)`;
   if (typeof data.run !== 'string' || !Array.isArray(data.argv) || !data.argv.every((a) => typeof a === 'string') || typeof data.cwd !== 'string') return 'has a bad run, argv or cwd';
+  // The run names the file a large state is written to: no '/' or '..' may take it elsewhere.
+  if (!RUN_ID.test(data.run)) return `has a bad run ${JSON.stringify(data.run)} (1 to 64 letters, digits, '_' or '-')`;
   const s = data.shard;
   if (!isRecord(s) || !isIndex(s.index) || !isIndex(s.count) || s.index >= s.count) return `has a bad shard ${JSON.stringify(s)}`;
   if (!isRecord(data.identity) || !Array.isArray(data.identity.files) || !Array.isArray(data.identity.segments)) return 'has no inputs identity';
