@@ -102,6 +102,34 @@ describe('coordinate + workers = one run, bit for bit', () => {
   });
 });
 
+describe('runs at once on one queue', () => {
+  it('three coordinators sharing two workers, on the same files (other metrics, options and shard counts; states inline and in files): each report is its single run\'s', async () => {
+    const queue = nextQueue();
+    const files = npySet('c', [3100, 800, 2048], 12, 410);
+    workers.push(await startWorker(redis.url, ['--queue', queue]), await startWorker(redis.url, ['--queue', queue, '--workers', '2']));
+    const runs = [
+      { args: [...files, '--metrics', LEARNED, '--top', '2', '--dead-window', '900'], extra: ['--shards', '5'] },
+      { args: [...files, '--metrics', 'top,deadwindow,l0', '--top', '4', '--dead-window', '2000'], extra: ['--shards', '7', '--inline-max', '0'] },
+      { args: [...files, '--metrics', 'l1,dead,acthist,actstats'], extra: ['--shards', '3', '--inline-max', '0'] },
+    ];
+    // Runs 0 and 1 compute top: their --top-out files too.
+    const outputs = (k: number, who: string): string[] => (k < 2 ? ['--top-out', f(`c${k}-${who}-top.json`)] : []);
+    const singles = await Promise.all(runs.map((r, k) => cli([...r.args, '--json', '--backend', 'js', ...outputs(k, 'single')])));
+    const queued = await Promise.all(
+      runs.map((r, k) => cli(['coordinate', '--redis', redis.url, '--queue', queue, ...r.args, '--json', '--backend', 'js', ...outputs(k, 'queue'), ...r.extra], {}, 150_000)),
+    );
+    for (const [k, q] of queued.entries()) {
+      const single = singles[k] as (typeof singles)[number];
+      expect(single.code).toBe(0);
+      expect(q.stderr, `run ${k}`).toBe('');
+      expect(q.code).toBe(0);
+      expect(comparable(q.stdout), `run ${k}`).toEqual(comparable(single.stdout));
+      if (k < 2) expect(readFileSync(f(`c${k}-queue-top.json`), 'utf8'), `run ${k}: --top-out`).toBe(readFileSync(f(`c${k}-single-top.json`), 'utf8'));
+    }
+    expect(readdirSync(tmp.dir).filter((n) => n.startsWith('.sae-metrics-'))).toEqual([]);
+  });
+});
+
 /** The run queue and parent job the coordinator made on `queue` (polls Redis until it is there). */
 async function findRun(client: Redis, queue: string): Promise<{ run: string; parent: Job; runQueue: Queue }> {
   const deadline = Date.now() + 60_000;
