@@ -17,7 +17,7 @@
  * @module
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { constants } from 'node:buffer';
 import type { MetricDefinition, StatePart } from '../functional/core.js';
 import type { NonZeroCountState } from '../functional/parts/non-zero-count.js';
@@ -722,8 +722,15 @@ function withoutStates(part: Part): Part {
 /** Reads a file as text, with the one-line errors of the command. */
 function readText(name: string): string {
   try {
+    // A pipe (`merge <(zcat p.json.gz)`) gives its text once, and a FIFO waits for a writer: each
+    // part is read twice, so only a regular file will do.
+    const s = statSync(name);
+    if (!s.isFile() && !s.isDirectory()) {
+      throw new CliError(name, `is not a regular file (${s.isFIFO() ? 'a pipe' : 'a device or socket'}): merge reads each part twice (to check them all, then to fold them one at a time); save it to a file first`);
+    }
     return readFileSync(name, 'utf8');
   } catch (error) {
+    if (error instanceof CliError) throw error;
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ERR_STRING_TOO_LONG') throw new CliError(name, `is longer than the ${groupDigits(MAX_PART_CHARS)} characters a part file can hold: not a part sae-metrics wrote`);
     throw new CliError(name, code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory, not a file' : `cannot read (${code ?? (error as Error).message})`);

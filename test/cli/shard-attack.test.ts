@@ -4,6 +4,7 @@
  * states cannot come from any input must be refused with one line naming the part file, before
  * any output file is written; one whose edit is harmless must give the same bits.
  */
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +12,7 @@ import { mulberry32 } from '../support/random.js';
 import { comparable } from '../support/reports.js';
 import { npyBytes, safetensorsBytes, scratchDir, toFloat16, write } from './files.js';
 import { pooledCli } from './in-process.js';
+import { cli, main, requireBuilt, root } from './run-cli.js';
 
 const tmp = scratchDir('sae-metrics-shard-attack-');
 const f = tmp.path;
@@ -108,6 +110,30 @@ describe('merge refuses resealed parts whose states no input can give, naming th
     expect(m.code).toBe(1);
     expect(m.stderr).toContain(`${bad}: run.elapsedSeconds`);
   }, 30_000);
+});
+
+describe('merge given a part that is not a regular file', () => {
+  // The built command: a FIFO read in this process would block it for good.
+  it('a pipe (`merge <(cat part)`) and a FIFO with no writer: refused at once with one line, not "changed while it was being merged" and not a wait for ever', async () => {
+    requireBuilt();
+    const line = (name: string): RegExp =>
+      new RegExp(`^sae-metrics: ${name}: is not a regular file \\(a pipe\\): merge reads each part twice \\(to check them all, then to fold them one at a time\\); save it to a file first\\n$`);
+    const piped = await new Promise<{ code: number; stderr: string }>((resolve, reject) => {
+      const script = `exec "$0" "$1" merge <(cat "$2") "$3" "$4" --json`;
+      execFile('bash', ['-c', script, process.execPath, main, ...(parts as [string, string, string])], { cwd: root, timeout: 20_000, encoding: 'utf8' }, (error, _stdout, stderr) => {
+        const code = error === null ? 0 : (error as { code?: unknown }).code;
+        if (typeof code === 'number') resolve({ code, stderr });
+        else reject(error ?? new Error('no exit code'));
+      });
+    });
+    expect(piped.code).toBe(1);
+    expect(piped.stderr).toMatch(line('/dev/fd/\\d+'));
+    const fifo = f('fifo.json');
+    execFileSync('mkfifo', [fifo]);
+    const waited = await cli(['merge', fifo, parts[1] as string, parts[2] as string], {}, 20_000);
+    expect(waited.code).toBe(1);
+    expect(waited.stderr).toMatch(line(fifo.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+  }, 60_000);
 });
 
 /** Values with NaN, +-Infinity, -0, subnormals, the largest float32 and the histogram's edges. */
