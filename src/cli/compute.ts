@@ -87,6 +87,8 @@ function startPool(cl: CommandLine, create: (options: MetricPoolOptions) => Metr
 export interface ComputedStates {
   readonly result: StreamResult;
   readonly backend: string;
+  /** The gpu.js mode, with the gpujs backend. */
+  readonly gpujsMode: string | undefined;
   readonly workers: number;
   readonly batchRows: number;
   readonly elapsedSeconds: number;
@@ -160,7 +162,7 @@ export async function computeStates(
       ...(io.signal === undefined ? {} : { signal: io.signal }),
       ...(bar === undefined ? {} : { onProgress: (p: StreamProgress) => bar.update(p.vectors, p.bytes, p.file) }),
     });
-    return { result, backend: pool.backend, workers: pool.workers, batchRows, elapsedSeconds: (performance.now() - started) / 1000 };
+    return { result, backend: pool.backend, gpujsMode: pool.gpujsMode, workers: pool.workers, batchRows, elapsedSeconds: (performance.now() - started) / 1000 };
   } finally {
     progress?.clear();
     await pool?.close().catch(() => undefined);

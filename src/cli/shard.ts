@@ -82,6 +82,8 @@ export interface PartSetup {
   readonly leafPieceRows: number;
   /** The sae-metrics version that computed the states (another build's kernels may round differently). */
   readonly packageVersion: string;
+  /** The gpu.js mode of the gpujs backend (its modes round differently), else null. */
+  readonly gpujsMode: string | null;
 }
 
 /** How a part was computed (for the report's description; not compared). */
@@ -251,6 +253,7 @@ export async function computeShard(cl: CommandLine, shard: ShardSpec, io: RunIO)
         backend: c.backend,
         leafPieceRows: leafPieceRows(c.batchRows),
         packageVersion: packageVersion(),
+        gpujsMode: c.gpujsMode ?? null,
       },
       inputs: identity,
       run: { workers: c.workers, batchRows: c.batchRows, batches: c.result.batches, bytes: c.result.bytes, elapsedSeconds: c.elapsedSeconds },
@@ -370,7 +373,7 @@ class Reader {
 }
 
 function readSetup(r: Reader, v: unknown): PartSetup {
-  const keys = ['metrics', 'computed', 'l1Coefficient', 'deadThreshold', 'topK', 'deadWindow', 'tensor', 'source', 'decoded', 'backend', 'leafPieceRows', 'packageVersion'] as const;
+  const keys = ['metrics', 'computed', 'l1Coefficient', 'deadThreshold', 'topK', 'deadWindow', 'tensor', 'source', 'decoded', 'backend', 'leafPieceRows', 'packageVersion', 'gpujsMode'] as const;
   const o = r.record(v, 'setup', keys);
   const names = (field: 'metrics' | 'computed'): MetricName[] =>
     r.array(o[field], `setup.${field}`).map((m, i) => {
@@ -396,6 +399,7 @@ function readSetup(r: Reader, v: unknown): PartSetup {
     backend: r.string(o.backend, 'setup.backend'),
     leafPieceRows: r.integer(o.leafPieceRows, 'setup.leafPieceRows', 1),
     packageVersion: r.string(o.packageVersion, 'setup.packageVersion'),
+    gpujsMode: r.nullableString(o.gpujsMode, 'setup.gpujsMode'),
   };
 }
 
@@ -604,6 +608,7 @@ const SETUP_WORDS: Readonly<Record<keyof PartSetup, string>> = {
   backend: 'the backend (give every shard the same --backend)',
   leafPieceRows: 'leaves folded from pieces of this many rows (--batch-rows under 1024; give every shard the same --batch-rows)',
   packageVersion: 'the sae-metrics version that computed it (give every shard the same version)',
+  gpujsMode: 'the gpu.js mode of the gpujs backend (give every shard the same SAE_METRICS_GPUJS_MODE, or --backend wasm)',
 };
 
 /**

@@ -12,6 +12,7 @@ import { mulberry32 } from '../support/random.js';
 import { comparable } from '../support/reports.js';
 import { npyBytes, safetensorsBytes, scratchDir, toFloat16, write } from './files.js';
 import { pooledCli } from './in-process.js';
+import { run } from '../../src/cli/run.js';
 import { cli, main, requireBuilt, root } from './run-cli.js';
 
 const tmp = scratchDir('sae-metrics-shard-attack-');
@@ -110,6 +111,43 @@ describe('merge refuses resealed parts whose states no input can give, naming th
     expect(m.code).toBe(1);
     expect(m.stderr).toContain(`${bad}: run.elapsedSeconds`);
   }, 30_000);
+});
+
+describe('merge refuses shards computed in different gpu.js modes', () => {
+  // gpu.js's cpu and webasm modes round l1's sums differently: both are backend "gpujs".
+  it('SAE_METRICS_GPUJS_MODE cpu for shard 0 and webasm for shard 1: one line naming the part, exit code 1', async () => {
+    const saved = process.env.SAE_METRICS_GPUJS_MODE;
+    // run() without the kept pools: a pool keeps the mode it was made with.
+    const plain = async (args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> => {
+      const out: string[] = [];
+      const err: string[] = [];
+      const code = await run(args, { stdout: { write: (t: string) => out.push(t) > 0 }, stderr: { write: (t: string) => err.push(t) > 0, isTTY: false } });
+      return { code, stdout: out.join(''), stderr: err.join('') };
+    };
+    const base = [f('a.npy'), '--metrics', 'l1,l0', '--backend', 'gpujs', '--workers', '1'];
+    const modes = ['cpu', 'webasm'] as const;
+    const l1: number[] = [];
+    try {
+      for (const [i, mode] of modes.entries()) {
+        process.env.SAE_METRICS_GPUJS_MODE = mode;
+        const single = await plain([...base, '--json']);
+        expect(single.stderr).toBe('');
+        l1.push((JSON.parse(single.stdout) as { metrics: { l1: number } }).metrics.l1);
+        const s = await plain([...base, '--shard', `${i}/2`, '--state-out', f(`mode-${mode}.json`)]);
+        expect(s.stderr).toBe('');
+      }
+    } finally {
+      if (saved === undefined) delete process.env.SAE_METRICS_GPUJS_MODE;
+      else process.env.SAE_METRICS_GPUJS_MODE = saved;
+    }
+    // The modes round differently: merged, the shards would give neither run's bits.
+    expect(l1[0]).not.toBe(l1[1]);
+    const m = await plain(['merge', f('mode-cpu.json'), f('mode-webasm.json'), '--json']);
+    expect(m).toMatchObject({ code: 1, stdout: '' });
+    expect(m.stderr).toBe(
+      `sae-metrics: ${f('mode-webasm.json')}: does not belong with ${f('mode-cpu.json')}: the gpu.js mode of the gpujs backend (give every shard the same SAE_METRICS_GPUJS_MODE, or --backend wasm) is "webasm", not "cpu"\n`,
+    );
+  }, 60_000);
 });
 
 describe('merge given a part that is not a regular file', () => {
