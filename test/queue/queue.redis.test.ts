@@ -6,7 +6,7 @@
  * differ fails the job at once and the coordinator exits with that error; Redis unreachable, silent
  * or stopped mid-run is one line and exit code 1 within the connection timeout.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -203,14 +203,15 @@ describe('at-least-once delivery', () => {
     expect(comparable(coordinator.stdout())).toEqual(comparable(single.stdout));
   });
 
-  it('a worker frozen mid-shard (SIGSTOP) past its lock: another takes the job; the frozen one, resumed, finishes late and its completion is refused, and it goes on working', async () => {
-    const queue = nextQueue();
-    const files = npySet('z', [30_000, 18_000], 96, 200);
-    const args = [...files, '--metrics', 'l1,l0,dead,density,actstats', '--backend', 'js'];
+  /**
+   * A worker frozen (SIGSTOP) mid-shard past its lock while another takes its job over, then
+   * resumed: the run's report must be the single run's. Returns the frozen worker and its shard.
+   */
+  async function frozenRun(queue: string, args: readonly string[], extra: readonly string[] = []) {
     const stall = ['--queue', queue, '--stalled-ms', '1500'];
     const frozen = await startWorker(redis.url, stall);
     workers.push(frozen);
-    const coordinator = startCli(['coordinate', '--redis', redis.url, '--queue', queue, ...args, '--json', '--shards', '3']);
+    const coordinator = startCli(['coordinate', '--redis', redis.url, '--queue', queue, ...args, '--json', '--shards', '3', ...extra]);
     const started = await frozen.waitFor(/shard \d+ of 3: started/);
     frozen.child.kill('SIGSTOP');
     const shard = /shard (\d+) of 3/.exec(started)?.[1] as string;
@@ -224,9 +225,16 @@ describe('at-least-once delivery', () => {
     expect(code).toBe(0);
     const single = await cli([...args, '--json']);
     expect(comparable(coordinator.stdout())).toEqual(comparable(single.stdout));
+    return { frozen, other, single, shard, run: /run (\w+)/.exec(started)?.[1] as string };
+  }
+
+  it('a worker frozen mid-shard (SIGSTOP) past its lock: another takes the job; the frozen one, resumed, finishes late and its completion is refused, and it goes on working', async () => {
+    const queue = nextQueue();
+    const files = npySet('z', [30_000, 18_000], 96, 200);
+    const args = [...files, '--metrics', 'l1,l0,dead,density,actstats', '--backend', 'js'];
+    const { frozen, other, single, shard, run } = await frozenRun(queue, args);
     // The resumed worker computed that shard too, and its completion was refused (its lock was gone).
     await frozen.waitFor(new RegExp(`shard ${shard} of 3: computed`));
-    const run = /run (\w+)/.exec(started)?.[1] as string;
     // Refused whether the run is still on (the lock is another's) or over (the job is gone).
     await frozen.waitFor(new RegExp(`job ${run}\\.${shard}: this worker's result was refused: (it held the job past its lock|the job is gone)`));
     expect(frozen.stderrLines().filter((l) => new RegExp(`shard ${shard} of 3: done`).test(l))).toEqual([]);
@@ -235,6 +243,17 @@ describe('at-least-once delivery', () => {
     const again = await cli(['coordinate', '--redis', redis.url, '--queue', queue, ...args, '--json', '--shards', '2'], {}, 120_000);
     expect(again.stderr).toBe('');
     expect(comparable(again.stdout)).toEqual(comparable(single.stdout));
+  });
+
+  it('a worker frozen past its lock whose state goes through a file (--inline-max 0): its late file is removed when its result is refused, and none is left beside the inputs', async () => {
+    const dir = f('late');
+    mkdirSync(dir);
+    const files = [30_000, 18_000].map((n, i) => write(`${dir}/l${i}.npy`, npyBytes(floats(n * 96, 270 + i, 0.25), [n, 96])));
+    const { frozen, shard, run } = await frozenRun(nextQueue(), [...files, '--metrics', 'l1,l0,dead,density,actstats', '--backend', 'js'], ['--inline-max', '0']);
+    await frozen.waitFor(new RegExp(`shard ${shard} of 3: computed .*written to`));
+    await frozen.waitFor(new RegExp(`job ${run}\\.${shard}: this worker's result was refused`));
+    await frozen.waitFor(new RegExp(`job ${run}\\.${shard}: removed its state file`));
+    expect(readdirSync(dir).filter((n) => n.startsWith('.sae-metrics-'))).toEqual([]);
   });
 
   it('SIGTERM lets the job in hand finish: the worker exits 0 and that shard is not computed again', async () => {

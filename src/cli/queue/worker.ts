@@ -64,6 +64,8 @@ interface Context {
   readonly options: WorkerCommandLine;
   readonly who: string;
   readonly env: Readonly<Record<string, string | undefined>>;
+  /** The state file written for each job whose result is not yet accepted, by job id. */
+  readonly written: Map<string, string>;
   log(line: string): void;
 }
 
@@ -122,7 +124,9 @@ async function processShard(job: Job, ctx: Context): Promise<ShardJobResult> {
     ctx.log(`${name}: computed in ${seconds} s (${bytes} bytes of state, returned through Redis)`);
     return { run: data.run, shard: data.shard.index, sha256, bytes, text };
   }
-  const path = partFilePath(data);
+  // A file of this attempt's own: a worker that held the job past its lock writes it too, and
+  // removes its own when its result is refused (see runWorker), never the one that counts.
+  const path = partFilePath(data).replace(/\.json$/, `.${randomBytes(4).toString('hex')}.json`);
   const temporary = `${path}.${randomBytes(4).toString('hex')}.tmp`;
   try {
     await writeFile(temporary, text);
@@ -131,6 +135,7 @@ async function processShard(job: Job, ctx: Context): Promise<ShardJobResult> {
     await unlink(temporary).catch(() => undefined);
     throw new Error(`worker ${ctx.who}: cannot write the shard's state to ${path}: ${(error as Error).message}`);
   }
+  if (job.id !== undefined) ctx.written.set(job.id, path);
   ctx.log(`${name}: computed in ${seconds} s (${bytes} bytes of state, written to ${path})`);
   return { run: data.run, shard: data.shard.index, sha256, bytes, path };
 }
@@ -156,7 +161,8 @@ export async function runWorker(argv: readonly string[], io: RunIO): Promise<num
     const who = `${hostname()}:${process.pid}`;
     const log = (line: string): void => void io.stderr.write(`sae-metrics worker ${who}: ${line}\n`);
     pools = new KeptPools(io.createPool ?? (await import('../../pool/metric-pool.js')).createMetricPool);
-    const ctx: Context = { pools, modules, options, who, env: io.env ?? process.env, log };
+    const written = new Map<string, string>();
+    const ctx: Context = { pools, modules, options, who, env: io.env ?? process.env, written, log };
     const stop = new Promise<void>((done) => {
       if (io.signal?.aborted === true) done();
       io.signal?.addEventListener('abort', () => done(), { once: true });
@@ -176,11 +182,20 @@ export async function runWorker(argv: readonly string[], io: RunIO): Promise<num
     worker.on('error', (error) => {
       if (CONNECTION_ERROR.test(error.message)) return;
       const lost = /^(Lock mismatch|Missing lock|Missing key) for job (\S+?)\.? /.exec(error.message);
-      if (lost === null) log(`error: ${errorLine(error).replace(/^sae-metrics: /, '')}`);
-      else if (lost[1] === 'Missing key') log(`job ${lost[2]}: this worker's result was refused: the job is gone (another worker took it over when its lock ran out, and its run is over)`);
-      else log(`job ${lost[2]}: this worker's result was refused: it held the job past its lock, and another worker has taken it over`);
+      if (lost === null) {
+        log(`error: ${errorLine(error).replace(/^sae-metrics: /, '')}`);
+        return;
+      }
+      const id = lost[2] as string;
+      if (lost[1] === 'Missing key') log(`job ${id}: this worker's result was refused: the job is gone (another worker took it over when its lock ran out, and its run is over)`);
+      else log(`job ${id}: this worker's result was refused: it held the job past its lock, and another worker has taken it over`);
+      // Its state file counts for nothing now (the run may be over, its files removed): not left behind.
+      const path = written.get(id);
+      written.delete(id);
+      if (path !== undefined) void unlink(path).then(() => log(`job ${id}: removed its state file ${path}`), () => undefined);
     });
     worker.on('completed', (job) => {
+      if (job.id !== undefined) written.delete(job.id);
       const d = job.data as Partial<ShardJobData>;
       log(`run ${d.run ?? '?'} shard ${d.shard?.index ?? '?'} of ${d.shard?.count ?? '?'}: done`);
     });
