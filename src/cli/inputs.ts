@@ -76,12 +76,14 @@ export async function refuseOutputsOverInputs(o: Pick<InputOptions, 'histogram' 
     ['--acthist-out', o.actHistOut],
     ['--state-out', o.stateOut],
   ] as const;
+  let inputs: { dev: number; ino: number }[] | undefined;
   for (const [option, path] of outputs) {
     if (path === undefined) continue;
     const out = await stat(path).catch(() => undefined);
     if (out === undefined) continue;
-    for (const f of files) {
-      const s = await f.handle.stat();
+    inputs ??= await Promise.all(files.map((f) => f.handle.stat()));
+    for (const [i, f] of files.entries()) {
+      const s = inputs[i] as { dev: number; ino: number };
       if (s.dev === out.dev && s.ino === out.ino) {
         throw new UsageError(option, `${JSON.stringify(path)} is the input file ${JSON.stringify(f.path)}: it would be written over; write the output elsewhere`);
       }
