@@ -16,6 +16,7 @@ import { mulberry32 } from '../support/random.js';
 import { npyBytes, safetensorsBytes, scratchDir, write } from '../cli/files.js';
 import { cli, requireBuilt } from '../cli/run-cli.js';
 import { run } from '../../src/cli/run.js';
+import { createMetricPool } from '../../src/index.js';
 import { parseCommandLine } from '../../src/cli/args.js';
 import { identityOfCommandLine } from '../../src/cli/shard.js';
 import { freePort, startCli, startRedis, startWorker, stopAllRedis, stopChild, type CliProcess, type RedisServer } from './processes.js';
@@ -127,6 +128,44 @@ describe('runs at once on one queue', () => {
       if (k < 2) expect(readFileSync(f(`c${k}-queue-top.json`), 'utf8'), `run ${k}: --top-out`).toBe(readFileSync(f(`c${k}-single-top.json`), 'utf8'));
     }
     expect(readdirSync(tmp.dir).filter((n) => n.startsWith('.sae-metrics-'))).toEqual([]);
+  });
+});
+
+describe('a worker that serves many runs', () => {
+  it('keeps one thread pool: runs of other --workers and --backend do not pile pools up in a worker that runs for weeks', async () => {
+    const queue = nextQueue();
+    const files = npySet('k', [1500], 8, 430);
+    let open = 0;
+    let most = 0;
+    let made = 0;
+    const stop = new AbortController();
+    const out: string[] = [];
+    const worker = run(['worker', '--redis', redis.url, '--queue', queue], {
+      stdout: { write: () => true },
+      stderr: { write: (t: string) => out.push(t) > 0, isTTY: false },
+      signal: stop.signal,
+      createPool: (options) => {
+        const pool = createMetricPool(options);
+        made++;
+        most = Math.max(most, ++open);
+        const close = pool.close.bind(pool);
+        return Object.assign(pool, { close: async () => (open--, close()) });
+      },
+    });
+    try {
+      for (const [workers, backend] of [['1', 'js'], ['2', 'js'], ['1', 'wasm'], ['3', 'js'], ['1', 'js']] as const) {
+        const r = await cli(['coordinate', '--redis', redis.url, '--queue', queue, ...files, '--metrics', 'l1,l0', '--workers', workers, '--backend', backend, '--shards', '2', '--json'], {}, 60_000);
+        expect(r.stderr).toBe('');
+        expect(r.code).toBe(0);
+      }
+    } finally {
+      stop.abort();
+      expect(await worker).toBe(0);
+    }
+    // Each run's options made a pool (the third and fourth at least differ from those before).
+    expect(made).toBeGreaterThanOrEqual(4);
+    expect(most, out.join('')).toBe(1);
+    expect(open).toBe(0);
   });
 });
 

@@ -30,8 +30,11 @@ export function partFilePath(data: Pick<ShardJobData, 'identity' | 'cwd' | 'run'
 }
 
 /**
- * Pools kept across a worker's jobs, one per set of pool options: a thread pool starts once, not
- * once a shard. The pool a shard gets closes nothing; {@link closePools} closes them at the end.
+ * The pool kept across a worker's jobs: a thread pool starts once, not once a shard, while the
+ * jobs ask for the same pool options. A job that asks for others closes the kept one first (jobs
+ * run one at a time, so it is idle): a worker serving runs of many --workers or --backend values
+ * holds one pool's threads, not one pool per value for as long as it runs. The pool a shard gets
+ * closes nothing; {@link closePools} closes it at the end.
  */
 class KeptPools {
   private readonly pools = new Map<string, MetricPool>();
@@ -41,7 +44,13 @@ class KeptPools {
   get(options: MetricPoolOptions): MetricPool {
     const key = JSON.stringify(options);
     let pool = this.pools.get(key);
-    if (pool === undefined) this.pools.set(key, (pool = this.create(options)));
+    if (pool === undefined) {
+      for (const [other, idle] of this.pools) {
+        this.pools.delete(other);
+        void idle.close().catch(() => undefined);
+      }
+      this.pools.set(key, (pool = this.create(options)));
+    }
     const kept = pool;
     return new Proxy(kept, {
       get(target, property) {
