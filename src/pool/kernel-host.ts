@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { threadId } from 'node:worker_threads';
 import { shardNeeds } from '../functional/core.js';
 import { partFromRecipe } from '../functional/parts/registry.js';
 import { jsFusedKernel } from '../kernels/js-fused.js';
@@ -16,6 +17,7 @@ import { splitNeeds, withFallback } from '../kernels/fallback.js';
 import type { BackendName, GpujsMode } from './backend.js';
 import { GlClient, type GlHostAddress, type ShardInput } from './gl-host.js';
 import { fromShared } from './shared-memory.js';
+import { registryRegions } from './region-registry.js';
 import { runShardTask, type ShardResult, type ShardTask } from './task.js';
 
 /** What a worker needs to build its kernel. */
@@ -24,6 +26,8 @@ export interface KernelConfig {
   readonly gpujsMode?: GpujsMode;
   /** The pool's shared memory, for the wasm backend. */
   readonly memory?: WebAssembly.Memory;
+  /** The pool's list of the workers' regions of that memory (see region-registry.ts). */
+  readonly regions?: SharedArrayBuffer;
   /** The pool's GL process, for gpu.js's GL modes (read by `workers/gl-worker`). */
   readonly glHost?: GlHostAddress;
 }
@@ -49,7 +53,9 @@ export function createKernelHost(config: KernelConfig): KernelHost {
       return { kernel: jsFusedKernel, describe: 'js' };
     case 'wasm': {
       if (config.memory === undefined) throw new Error('the wasm backend needs the shared memory of its pool');
-      const wasm = createWasmKernel(config.memory);
+      // A worker's regions come from the pool's list, where they outlive the thread.
+      const regions = config.regions !== undefined && threadId > 0 ? registryRegions(config.regions, config.memory, threadId) : undefined;
+      const wasm = createWasmKernel(config.memory, undefined, regions);
       return { kernel: wasm.fused, memory: config.memory, describe: 'wasm', useScratch: wasm.useScratch };
     }
     case 'gpujs': {

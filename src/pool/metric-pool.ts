@@ -34,6 +34,7 @@ import { DEFAULT_SHARD_ROWS, planShards } from './plan.js';
 import { checkAllocationShape } from './shared-memory.js';
 import type { ShardField, ShardResult, ShardTask } from './task.js';
 import { WasmArena } from './wasm-arena.js';
+import { RegionRegistry } from './region-registry.js';
 import { startGlHost, workerEntry, type GlHost } from './gl-host.js';
 import {
   checkBackendOption,
@@ -208,6 +209,8 @@ export class MetricPool implements ShardExecutor {
   readonly #glHost: GlHost | undefined;
   /** The shared WebAssembly memory of the wasm backend, and its blocks. */
   readonly #arena: WasmArena | undefined;
+  /** The regions of that memory the workers' kernels took for themselves, by thread. */
+  readonly #regions: RegionRegistry | undefined;
   readonly #allocations = new WeakMap<Float32Array, Allocation>();
   /** The same, by buffer (backends other than wasm): a view of part of an allocation is pinned too. */
   readonly #allocationBuffers = new WeakMap<ArrayBufferLike, Allocation>();
@@ -268,6 +271,7 @@ export class MetricPool implements ShardExecutor {
     this.gpujsMode = choice.gpujsMode;
     this.backendReason = choice.reason;
     this.#arena = choice.backend === 'wasm' ? new WasmArena(undefined, () => this.#sweep()) : undefined;
+    this.#regions = choice.backend === 'wasm' ? new RegionRegistry() : undefined;
     if (options.filename !== undefined && typeof options.filename !== 'string') {
       throw new TypeError(`${NAME}: options.filename must be a path, got ${describeValue(options.filename)}`);
     }
@@ -276,7 +280,7 @@ export class MetricPool implements ShardExecutor {
     this.#workerData = {
       backend: choice.backend,
       ...(choice.gpujsMode === undefined ? {} : { gpujsMode: choice.gpujsMode }),
-      ...(this.#arena === undefined ? {} : { memory: this.#arena.memory }),
+      ...(this.#arena === undefined ? {} : { memory: this.#arena.memory, regions: (this.#regions as RegionRegistry).buffer }),
       ...(this.#glHost === undefined ? {} : { glHost: this.#glHost.address }),
     };
     this.#generation = this.#startGeneration();
@@ -791,6 +795,9 @@ export class MetricPool implements ShardExecutor {
     for (const worker of generation.piscina.threads) {
       if (this.#seen.has(worker)) continue;
       this.#seen.add(worker);
+      // Its id now: it reads -1 once the thread has stopped. Its regions are free once it has.
+      const threadId = worker.threadId;
+      worker.once('exit', () => this.#regions?.releaseThread(threadId));
       worker.on('message', (message: unknown) => {
         if (typeof message === 'object' && message !== null && PISCINA_READY in message) this.#loaded.add(worker);
       });

@@ -568,7 +568,9 @@ export function checkRows(rows: { start: number; end: number }, total: number): 
 /**
  * A kernel over `memory` (a shared `WebAssembly.Memory`, as every worker of a pool imports it).
  * Instantiation is synchronous; the module is compiled once per thread unless `module` is given.
- * Each kernel keeps its own output scratch region, grown from `memory` when a shard needs more.
+ * Each kernel keeps its own scratch regions, taken from `regions` when a shard needs more (by
+ * default grown from `memory` and never reused; a pool's workers take them from its
+ * `RegionRegistry`, so that a thread's regions go to the next thread once it is gone).
  *
  * `fused` computes what `jsFusedKernel` computes for batches whose tensors are float32 views on
  * `memory`: counts exactly; absolute sums and squared errors within 1e-6 relative of float64 (blocks
@@ -590,16 +592,16 @@ export function checkRows(rows: { start: number; end: number }, total: number): 
  * kernel.readSum(data); // 2
  * ```
  */
-export function createWasmKernel(memory: WebAssembly.Memory, module?: WebAssembly.Module): WasmKernel {
+export function createWasmKernel(memory: WebAssembly.Memory, module?: WebAssembly.Module, regions: RegionSource = growingRegions(memory)): WasmKernel {
   if (!(memory instanceof WebAssembly.Memory) || !(memory.buffer instanceof SharedArrayBuffer)) {
     throw new TypeError(`${NAME}: memory must be a shared WebAssembly.Memory (created with shared: true)`);
   }
   const instance = new WebAssembly.Instance(module ?? wasmModule(), { env: { memory } });
   const exports = instance.exports as unknown as FusedExports;
 
-  const own = ownRegion(memory);
-  const positivesRegion = ownRegion(memory);
-  const featuresRegion = ownRegion(memory);
+  const own = ownRegion(regions);
+  const positivesRegion = ownRegion(regions);
+  const featuresRegion = ownRegion(regions);
   let lent: ScratchRegion | undefined;
   /** Start of a scratch region of at least `bytes` bytes that only this kernel uses. */
   const scratch = (bytes: number): number => {
@@ -707,27 +709,53 @@ export function createWasmKernel(memory: WebAssembly.Memory, module?: WebAssembl
 }
 
 /**
- * A region of `memory` that only its owner uses, grown with `memory.grow` (which hands each caller
- * pages no other thread gets) when a call asks for more: `region(bytes)` is its start,
+ * Where a kernel's own regions of the shared memory come from. `take(bytes, want)`: a region of at
+ * least `bytes` bytes that no other thread uses until it is given back (`want` bytes, when the
+ * memory must grow for it); `give(start)`: the region at `start` is no longer used.
+ */
+export interface RegionSource {
+  take(bytes: number, want: number): { readonly start: number; readonly size: number };
+  give(start: number): void;
+}
+
+/** Regions grown with `memory.grow` (which hands each caller pages no other thread gets), never reused. */
+export function growingRegions(memory: WebAssembly.Memory): RegionSource {
+  return {
+    take: (_bytes, want) => ({ start: growPages(memory, Math.ceil(want / PAGE)) * PAGE, size: Math.ceil(want / PAGE) * PAGE }),
+    give: () => {},
+  };
+}
+
+/**
+ * Grows `memory` by `pages` pages; the index of the first.
+ *
+ * @throws {RangeError} when it cannot (4 GiB in all).
+ */
+export function growPages(memory: WebAssembly.Memory, pages: number): number {
+  try {
+    return memory.grow(pages);
+  } catch (error) {
+    throw new RangeError(
+      `${NAME}: cannot grow the WebAssembly memory by ${pages * PAGE} bytes for scratch space (it is ${memory.buffer.byteLength} bytes; 4 GiB at most)`,
+      { cause: error },
+    );
+  }
+}
+
+/**
+ * A region that only its owner uses, taken from `regions` when a call asks for more than it has
+ * (at least twice its size; the old one is given back): `region(bytes)` is its start,
  * `region.bytes()` its size.
  */
-function ownRegion(memory: WebAssembly.Memory): ((bytes: number) => number) & { bytes(): number } {
+function ownRegion(regions: RegionSource): ((bytes: number) => number) & { bytes(): number } {
   let start = 0;
   let size = 0;
   const region = (bytes: number): number => {
     if (bytes > size) {
-      const pages = Math.ceil(Math.max(bytes, 2 * size) / PAGE);
-      let previous: number;
-      try {
-        previous = memory.grow(pages);
-      } catch (error) {
-        throw new RangeError(
-          `${NAME}: cannot grow the WebAssembly memory by ${pages * PAGE} bytes for scratch space (it is ${memory.buffer.byteLength} bytes; 4 GiB at most)`,
-          { cause: error },
-        );
-      }
-      start = previous * PAGE;
-      size = pages * PAGE;
+      const taken = regions.take(bytes, Math.max(bytes, 2 * size));
+      if (size > 0) regions.give(start);
+      start = taken.start;
+      size = taken.size;
     }
     return start;
   };
