@@ -28,6 +28,7 @@ import {
   type MetricPool,
 } from '../../src/index.js';
 import { bits } from '../support/compare.js';
+import { outcomeOf, type Outcome } from '../support/outcome.js';
 import { mulberry32 } from '../support/random.js';
 import { EXIT_VALUE, SLOW_VALUE, THROW_VALUE } from '../fixtures/fault-chaos.js';
 
@@ -101,35 +102,8 @@ function makePlan(r: () => number): Plan {
   return { batches, clean, fault, operator: operators[Math.floor(r() * 3)] as Operator, unsubscribeAfter: r() < 0.25 ? Math.floor(r() * 4) : undefined };
 }
 
-interface Outcome {
-  readonly values: unknown[];
-  readonly error: unknown;
-  readonly ending: 'complete' | 'error' | 'unsubscribed';
-}
-
 function run(plan: Plan, batches: Batch[], pool: MetricPool, unsubscribeAfter: number | undefined): Promise<Outcome> {
-  return new Promise((resolve, reject) => {
-    const values: unknown[] = [];
-    const timer = setTimeout(() => reject(new Error('a subscription did not settle in 20 s')), 20_000);
-    const done = (o: Outcome): void => {
-      clearTimeout(timer);
-      resolve(o);
-    };
-    const subscription = from(batches)
-      .pipe(operatorOf(plan.operator, { pool }))
-      .subscribe({
-        next: (v) => values.push(bits(v)),
-        error: (error: unknown) => done({ values, error, ending: 'error' }),
-        complete: () => done({ values, error: undefined, ending: 'complete' }),
-      });
-    if (unsubscribeAfter !== undefined) {
-      setTimeout(() => {
-        if (subscription.closed) return;
-        subscription.unsubscribe();
-        done({ values, error: undefined, ending: 'unsubscribed' });
-      }, unsubscribeAfter);
-    }
-  });
+  return outcomeOf(from(batches).pipe(operatorOf(plan.operator, { pool })), unsubscribeAfter);
 }
 
 function inThread(plan: Plan, batches: Batch[]): unknown[] {

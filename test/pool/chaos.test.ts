@@ -32,6 +32,7 @@ import {
   type MetricPool,
 } from '../../src/index.js';
 import { bits } from '../support/compare.js';
+import { outcomeOf, type Outcome } from '../support/outcome.js';
 import { lcgFill, mulberry32 } from '../support/random.js';
 import { EXIT_VALUE, SLOW_VALUE, THROW_MESSAGE, THROW_VALUE } from '../fixtures/fault-chaos.js';
 
@@ -65,12 +66,6 @@ interface Plan {
   readonly unsubscribeAfter: number | undefined;
   /** Pauses of a pushing Subject between batches, ms. */
   readonly pauses: number[];
-}
-
-interface Outcome {
-  readonly values: unknown[];
-  readonly error: unknown;
-  readonly ending: 'complete' | 'error' | 'unsubscribed';
 }
 
 function metrics() {
@@ -141,28 +136,7 @@ function sourceOf(plan: Plan, pool: MetricPool): Observable<Batch> {
 
 /** Runs one plan on `pool`; resolves with what happened (or rejects when it does not settle in time). */
 function run(plan: Plan, pool: MetricPool): Promise<Outcome> {
-  return new Promise((resolve, reject) => {
-    const values: unknown[] = [];
-    const timer = setTimeout(() => reject(new Error(`a subscription did not settle in ${SETTLE_MS} ms`)), SETTLE_MS);
-    const done = (outcome: Outcome): void => {
-      clearTimeout(timer);
-      resolve(outcome);
-    };
-    const subscription = sourceOf(plan, pool)
-      .pipe(operatorOf(plan.operator, { pool }))
-      .subscribe({
-        next: (v) => values.push(bits(v)),
-        error: (error: unknown) => done({ values, error, ending: 'error' }),
-        complete: () => done({ values, error: undefined, ending: 'complete' }),
-      });
-    if (plan.unsubscribeAfter !== undefined) {
-      setTimeout(() => {
-        if (subscription.closed) return;
-        subscription.unsubscribe();
-        done({ values, error: undefined, ending: 'unsubscribed' });
-      }, plan.unsubscribeAfter);
-    }
-  });
+  return outcomeOf(sourceOf(plan, pool).pipe(operatorOf(plan.operator, { pool })), plan.unsubscribeAfter, SETTLE_MS);
 }
 
 /** The values the same operator gives in-thread over all the plan's batches (no faults there). */
