@@ -35,6 +35,7 @@ import { checkAllocationShape } from './shared-memory.js';
 import type { ShardField, ShardResult, ShardTask } from './task.js';
 import { WasmArena } from './wasm-arena.js';
 import { RegionRegistry } from './region-registry.js';
+import { SpareBuffers } from './spare-buffers.js';
 import { startGlHost, workerEntry, type GlHost } from './gl-host.js';
 import {
   checkBackendOption,
@@ -222,9 +223,10 @@ export class MetricPool implements ShardExecutor {
   #sharedPeak = 0;
   /**
    * Shared buffers that held copies of finished batches, or the data of released tensors (backends
-   * other than wasm), by size, for the next copies and allocations.
+   * other than wasm), for the next copies and allocations: as many of one size as batches can be in
+   * flight, and three fields' worth of the batches in flight and the next in all.
    */
-  readonly #spare = new Map<number, SharedArrayBuffer[]>();
+  readonly #spare: SpareBuffers;
 
   #generation: Generation;
   readonly #generations = new Set<Generation>();
@@ -262,6 +264,7 @@ export class MetricPool implements ShardExecutor {
     this.workers = positiveInteger(NAME, 'workers', orDefault(options.workers, availableParallelism()));
     this.shardRows = positiveInteger(NAME, 'shardRows', orDefault(options.shardRows, DEFAULT_SHARD_ROWS));
     this.maxInFlight = positiveInteger(NAME, 'maxInFlight', orDefault(options.maxInFlight, 2 * this.workers));
+    this.#spare = new SpareBuffers(3 * (this.maxInFlight + 1), this.maxInFlight);
     this.maxQueuedBytes = positiveAmount('maxQueuedBytes', orDefault(options.maxQueuedBytes, DEFAULT_MAX_QUEUED_BYTES));
     this.closeTimeout = positiveAmount('closeTimeout', orDefault(options.closeTimeout, DEFAULT_CLOSE_TIMEOUT));
     const backend = checkBackendOption(NAME, orDefault(options.backend, 'auto'));
@@ -333,9 +336,7 @@ export class MetricPool implements ShardExecutor {
       const used = arena.usedBytes - this.#spareScratchBytes;
       return { reserved: arena.memory.buffer.byteLength - arena.baseBytes, used, peak: arena.peakBytes };
     }
-    let spare = 0;
-    for (const [size, list] of this.#spare) spare += size * list.length;
-    return { reserved: this.#sharedBytesInUse + spare, used: this.#sharedBytesInUse, peak: this.#sharedPeak };
+    return { reserved: this.#sharedBytesInUse + this.#spare.bytes, used: this.#sharedBytesInUse, peak: this.#sharedPeak };
   }
 
   /**
@@ -354,7 +355,7 @@ export class MetricPool implements ShardExecutor {
     let data: Float32Array;
     let allocation: Allocation;
     if (arena === undefined) {
-      const reused = this.#spare.get(bytes)?.pop();
+      const reused = this.#spare.take(bytes);
       data = reused === undefined ? new Float32Array(new SharedArrayBuffer(bytes)) : new Float32Array(reused).fill(0);
       allocation = { bytes, offset: undefined, ref: undefined, pins: 0, released: false, freed: false };
       this.#useShared(bytes);
@@ -459,7 +460,7 @@ export class MetricPool implements ShardExecutor {
     if (data.buffer instanceof SharedArrayBuffer && !allocatedBuffers.has(data.buffer)) {
       return { buffer: data.buffer, byteOffset: data.byteOffset, length: data.length, shape };
     }
-    const buffer = this.#spare.get(data.byteLength)?.pop() ?? new SharedArrayBuffer(data.byteLength);
+    const buffer = this.#spare.take(data.byteLength) ?? new SharedArrayBuffer(data.byteLength);
     job.buffers.push(buffer);
     this.#useShared(buffer.byteLength);
     new Float32Array(buffer, 0, data.length).set(data);
@@ -751,12 +752,10 @@ export class MetricPool implements ShardExecutor {
     this.#spareScratchBytes += bytes;
   }
 
-  /** Keeps a finished copy's buffer for reuse (as many per size as batches can be in flight). */
+  /** Keeps a finished copy's buffer for reuse (see `#spare`). */
   #unstage(buffer: SharedArrayBuffer): void {
     if (this.#closing) return;
-    const list = this.#spare.get(buffer.byteLength) ?? [];
-    if (list.length < this.maxInFlight) list.push(buffer);
-    this.#spare.set(buffer.byteLength, list);
+    this.#spare.give(buffer);
   }
 
   #startGeneration(): Generation {
