@@ -7,8 +7,12 @@
  * @module
  */
 import { errorLine } from './errors.js';
+import { removePendingOutputs } from './output.js';
 import { run } from './run.js';
 
+// An exit that does not wait for the run (a second Ctrl-C, an error that escaped) leaves no
+// temporary output file behind.
+process.on('exit', removePendingOutputs);
 process.on('uncaughtException', (error) => {
   process.stderr.write(`${errorLine(error)}\n`);
   process.exit(1);

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { constants } from 'node:fs';
+import { constants, unlinkSync } from 'node:fs';
 import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { CliError } from './errors.js';
@@ -17,6 +17,24 @@ export interface PreparedOutput {
   commit(data: string | Uint8Array | Iterable<string>): Promise<void>;
   /** Removes the temporary file (after a failure); the path is left as it was. */
   discard(): Promise<void>;
+}
+
+/** Temporary files made and not yet renamed or removed. */
+const pending = new Set<string>();
+
+/**
+ * Removes every temporary output file still there, synchronously: for an exit that does not wait
+ * for the run to finish (a second Ctrl-C, an error that escaped), which would leave them behind.
+ */
+export function removePendingOutputs(): void {
+  for (const temp of pending) {
+    try {
+      unlinkSync(temp);
+    } catch {
+      // Gone already.
+    }
+  }
+  pending.clear();
 }
 
 function reason(error: unknown): string {
@@ -51,11 +69,13 @@ export async function prepareOutput(path: string, what: string): Promise<Prepare
   } catch (error) {
     throw new CliError(path, `cannot write ${what} (${reason(error)})`);
   }
+  pending.add(temp);
   let done = false;
   const discard = async (): Promise<void> => {
     if (!done) await handle.close().catch(() => undefined);
     done = true;
     await unlink(temp).catch(() => undefined);
+    pending.delete(temp);
   };
   return {
     path,
@@ -68,6 +88,7 @@ export async function prepareOutput(path: string, what: string): Promise<Prepare
         await handle.close();
         done = true;
         await rename(temp, path);
+        pending.delete(temp);
       } catch (error) {
         await discard();
         throw new CliError(path, `cannot write ${what} (${reason(error)})`);
