@@ -1,7 +1,7 @@
 /**
  * Chaos with the full metric set (the six standard metrics and the eleven SAE evaluation metrics):
  * pools of 1 to 4 workers (the fault-chaos fixture worker, wasm backend) run seeded plans of
- * batches of mixed shapes (rank 2 and 3, 5 to 300 features) and densities (nearly empty, every value
+ * batches of mixed shapes (rank 2 and 3, 5 to 2000 features) and densities (nearly empty, every value
  * fired, NaN and infinities among them), many at once, with shards that throw, threads that exit,
  * slow shards, unsubscribes at random moments, and streams that are resubscribed after their error
  * (`retry`), on the same batches without the fault.
@@ -46,6 +46,9 @@ const SHAPES = [
   { components: undefined, features: 5 },
   { components: 2, features: 7 },
   { components: undefined, features: 300 },
+  // Dense shards of this width are past the WebAssembly statistics' scratch: their entries go to the
+  // JavaScript parts.
+  { components: undefined, features: 2000 },
 ] as const;
 
 interface Plan {
