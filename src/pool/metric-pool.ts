@@ -531,8 +531,10 @@ export class MetricPool implements ShardExecutor {
         recipes: [...distinct.values()].map((p) => p.recipe),
         fields,
         batchIndex: options.batchIndex,
-        ...(componentIdx === undefined ? {} : { componentIdx }),
-        ...(firstVectorIndex === undefined ? {} : { firstVectorIndex }),
+        // Numbers only: a metric that reads them refused anything else already, and for the others
+        // a value that cannot be cloned (a function) would fail the batch in a worker's name.
+        ...(typeof componentIdx === 'number' ? { componentIdx } : {}),
+        ...(typeof firstVectorIndex === 'number' ? { firstVectorIndex } : {}),
       };
       if (this.#arena !== undefined && shards.length > 0) {
         const needs = shardNeeds(distinct.values());
