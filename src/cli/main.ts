@@ -27,17 +27,26 @@ process.on('unhandledRejection', (error) => {
   process.exit(1);
 });
 
+/**
+ * Ends the process at once, as the signal would have (the shell sees 128 + its number), its
+ * temporary output files removed first. Not through `process.exit`: its teardown terminates the
+ * pool's worker threads, and terminating one that is still loading its ES module aborts Node 20
+ * (`v8::Module::IsGraphAsync`, exit code 134), as a second Ctrl-C soon after the start did.
+ */
+function dieBy(signal: 'SIGINT' | 'SIGTERM'): void {
+  removePendingOutputs();
+  process.removeAllListeners(signal);
+  process.kill(process.pid, signal);
+}
+
 // Ctrl-C: the first stops reading and prints what was computed so far; a second exits at once.
 const interrupt = new AbortController();
-process.on('SIGINT', () => {
-  if (interrupt.signal.aborted) process.exit(130);
-  interrupt.abort();
-});
+process.on('SIGINT', () => (interrupt.signal.aborted ? dieBy('SIGINT') : interrupt.abort()));
 
 const argv = process.argv.slice(2);
 const queueCommand = argv[0] === 'coordinate' || argv[0] === 'worker';
 // A worker (or coordinator) stopped by its supervisor finishes as on Ctrl-C.
-if (queueCommand) process.on('SIGTERM', () => (interrupt.signal.aborted ? process.exit(143) : interrupt.abort()));
+if (queueCommand) process.on('SIGTERM', () => (interrupt.signal.aborted ? dieBy('SIGTERM') : interrupt.abort()));
 process.exitCode = await run(argv, { stdout: process.stdout, stderr: process.stderr, signal: interrupt.signal });
 // BullMQ's connections may still hold the event loop (reconnecting to a Redis that is gone):
 // once stdout and stderr are flushed (pipes are asynchronous on some systems), leave.
