@@ -8,8 +8,10 @@
  *
  * Every value is the in-thread value bit for bit (a failed batch is not counted, nor counted twice
  * after the retry); every subscription settles in time; the pool ends with nothing in flight, its
- * full thread count, its shared memory free and no larger than after the first round; a pool closed
- * with work in flight errors that work with `PoolClosedError`, never a `WorkerError`.
+ * full thread count and its shared memory free (that threads that exit leave no memory behind is
+ * crash-memory.test.ts's to show: which thread meets which shard here varies with the machine's
+ * load); a pool closed with work in flight errors that work with `PoolClosedError`, never a
+ * `WorkerError`.
  */
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it, vi } from 'vitest';
@@ -166,7 +168,7 @@ async function settled(pool: MetricPool, workers: number): Promise<void> {
 
 describe('the full metric set on pools whose workers throw, exit, are slow and are unsubscribed from', () => {
   for (const workers of [1, 2, 3, 4]) {
-    it(`${workers} worker(s): ${ROUNDS} rounds of ${AT_ONCE} plans at once; values exact, the pool whole, its memory free and grown little after the first round`, async () => {
+    it(`${workers} worker(s): ${ROUNDS} rounds of ${AT_ONCE} plans at once; values exact, the pool whole, its memory free`, async () => {
       const r = mulberry32(0xf5c4a05 + workers);
       const pool = createMetricPool({ workers, shardRows: SHARD_ROWS, maxInFlight: 2 * workers, filename: fixture, backend: 'wasm' });
       try {
@@ -190,10 +192,6 @@ describe('the full metric set on pools whose workers throw, exit, are slow and a
         expect(seen.exits).toBeGreaterThan(0);
         expect(seen.retried).toBeGreaterThan(0);
         expect(seen.error + seen.unsubscribed).toBeGreaterThan(0);
-        // Every round has the same kinds of batches: threads that exited left no room behind (a
-        // thread's rooms still grow when it first meets a denser or wider shard; before the fix in
-        // crash-memory.test.ts, 2 to 4 workers grew past this by the last round).
-        for (const bytes of reserved) expect(bytes).toBeLessThanOrEqual((reserved[0] as number) * 2 + 16 * PAGE);
       } finally {
         await pool.close();
       }
