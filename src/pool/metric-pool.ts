@@ -15,7 +15,8 @@
  * - Threads are terminated only by `close()`, and only once every thread has loaded its module.
  * - Memory comes back: copies and per-shard scratch space (the wasm kernel's, lent from the arena
  *   for one shard) are freed when no worker can read them any more, allocated tensors on
- *   `release()` or when garbage-collected.
+ *   `release()` or when garbage-collected; the regions a worker's kernel took for itself go to the
+ *   threads after it once it has exited (see region-registry.ts).
  *
  * @module
  */
