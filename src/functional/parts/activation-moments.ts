@@ -90,9 +90,12 @@ export function mergeMoments(a: ActivationMomentsState, b: ActivationMomentsStat
     }
     const n = addCount(na, nb);
     const ma = a.mean[k] as number;
-    const d = (b.mean[k] as number) - ma;
+    const mb = b.mean[k] as number;
+    const d = mb - ma;
     count[k] = n;
-    mean[k] = ma + (d * nb) / n;
+    // A side that fired +Infinity has mean +Infinity, and so has the union (as one shard's
+    // two-pass mean gives it); the rule's Infinity - Infinity would make it NaN.
+    mean[k] = ma === Infinity || mb === Infinity ? Infinity : ma + (d * nb) / n;
     m2[k] = (a.m2[k] as number) + (b.m2[k] as number) + ((d * d * na) / n) * nb;
     max[k] = Math.max(a.max[k] as number, b.max[k] as number);
   }
