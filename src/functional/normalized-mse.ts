@@ -48,8 +48,19 @@ export function normalizedMse(options?: NormalizedMseOptions): MetricDefinition<
     shape,
     { nmse: vectorSumPart('nmse', numComponents), zeroNorm: vectorSumPart('zeroNorm', numComponents) },
     (p) => perComponent(numComponents, (c) => (p.nmse.sum[c] as number) / (p.nmse.vectors - (p.zeroNorm.sum[c] as number))),
-    (p) => sameVectors(p.nmse, 'nmse', p.zeroNorm, 'zeroNorm'),
+    (p) => sameVectors(p.nmse, 'nmse', p.zeroNorm, 'zeroNorm') ?? notErrorWithoutNorms(p.nmse, p.zeroNorm),
   );
+}
+
+/** The reason a component whose vectors all had zero norm holds a normalized error (it adds 0 for each), or undefined. */
+function notErrorWithoutNorms(nmse: VectorSumState, zeroNorm: VectorSumState): string | undefined {
+  for (let c = 0; c < nmse.sum.length; c++) {
+    const s = nmse.sum[c] as number;
+    if (nmse.vectors > 0 && zeroNorm.sum[c] === nmse.vectors && s !== 0) {
+      return `nmse.sum must be 0 where every vector had zero norm (zeroNorm.sum = vectors = ${nmse.vectors}), got ${s} at index ${c}`;
+    }
+  }
+  return undefined;
 }
 
 /** How many zero-norm source vectors `NormalizedMse` left out, per component (`[numComponents]`, exact; 0-d for one component). */

@@ -537,6 +537,14 @@ describe('states: exact round trips, hostile states refused', () => {
       ['vectors disagree', (p) => ((p.error as { vectors: number }).vectors += 1), /error\.vectors \(16\) and source\.vectors \(15\) must agree/],
       ['negative error', (p) => ((p.error as { sum: Float64Array }).sum[0] = -2), /parts\.error\.sum cannot be negative/],
       ['an extra field', (p) => ((p.source as Record<string, unknown>).extra = 1), /parts\.source\.extra is not a field/],
+      [
+        'spread in one vector',
+        (p) => {
+          (p.source as { vectors: number }).vectors = 1;
+          (p.error as { vectors: number }).vectors = 1;
+        },
+        /parts\.source\.m2 must be 0 with one vector \(one vector has no spread\), got [0-9.e+-]+ at index 0/,
+      ],
     ],
     FractionOfVarianceUnexplained: [
       ['moments without vectors', (p) => ((p.residual as { vectors: number }).vectors = 0), /residual/],
@@ -549,6 +557,11 @@ describe('states: exact round trips, hostile states refused', () => {
       ['more zero norms than vectors', (p) => ((p.zeroNorm as { sum: Float64Array }).sum[0] = 16), /parts\.zeroNorm\.sum must hold counts of zero-norm vectors within \[0, vectors = 15\]/],
       ['a fractional zero-norm count', (p) => ((p.zeroNorm as { sum: Float64Array }).sum[0] = 0.5), /parts\.zeroNorm\.sum must hold counts/],
       ['a sum without vectors', (p) => Object.assign(p.nmse as object, { vectors: 0 }), /nmse/],
+      [
+        'a normalized error where every vector had zero norm',
+        (p) => ((p.zeroNorm as { sum: Float64Array }).sum[1] = 15),
+        /nmse\.sum must be 0 where every vector had zero norm \(zeroNorm\.sum = vectors = 15\), got [0-9.e+-]+ at index 1/,
+      ],
     ],
   };
   for (const m of METRICS) {

@@ -187,12 +187,23 @@ export function momentsPart(of: MomentsOf, numComponents: number, numFeatures: n
       const { vectors, mean, m2 } = v as MomentsState;
       return (
         notNonNegative(m2, 'm2', 'a sum of squared deviations') ??
+        notSpreadInOne(m2, vectors) ??
         notZeroWithoutVectors(mean, vectors, 'mean') ??
         notZeroWithoutVectors(m2, vectors, 'm2')
       );
     },
   };
   return part;
+}
+
+/** The reason `m2` of one vector is not 0 (a vector has no spread; NaN from a NaN or infinite value), or undefined. */
+function notSpreadInOne(m2: Float64Array, vectors: number): string | undefined {
+  if (vectors !== 1) return undefined;
+  for (let i = 0; i < m2.length; i++) {
+    const x = m2[i] as number;
+    if (x !== 0 && !Number.isNaN(x)) return `.m2 must be 0 with one vector (one vector has no spread), got ${x} at index ${i}`;
+  }
+  return undefined;
 }
 
 /** `Σ_d M2[c, d]` per component: the total squared deviation from the mean vector. */
