@@ -141,10 +141,25 @@ export function featureActivationHistogram(
 }
 
 /**
+ * `max(1, ceil(q n))` for `q` as the decimal it was written as: the first rank `r` whose fraction
+ * `r / n` (a correctly rounded division, so the float64 nearest the decimal `r / n`) reaches `q`.
+ * Float64's `q * n` can pass an integer by an ulp (0.07 * 100 is 7.000000000000001), which `ceil`
+ * alone would take to the next rank. Exact for decimals of up to 15 digits and `n` up to 2^30;
+ * past that, off by one only where `q` and a fraction `r / n` round to the same float64.
+ */
+function quantileRank(q: number, n: number): number {
+  let r = Math.max(1, Math.ceil(q * n));
+  while (r > 1 && (r - 1) / n >= q) r--;
+  while (r < n && r / n < q) r++;
+  return r;
+}
+
+/**
  * Per feature, the `qs` quantiles of its fired activations read from a histogram (see the module
  * comment for the error bound): `[..., feature, qs.length]`; NaN for a feature that never fired.
  *
- * @throws {RangeError} for a quantile outside [0, 1] or counts that do not fit the edges.
+ * @throws {RangeError} for a quantile outside [0, 1], counts that do not fit the edges, or counts
+ *   that are not non-negative integers adding up to at most 2^53 - 1 per feature.
  * @example
  * ```ts
  * const hist = featureActivationHistogram({ numLearnedFeatures: 1, lowLog10: 0, highLog10: 2, binsPerDecade: 1 });
@@ -169,13 +184,18 @@ export function histogramQuantiles(result: FeatureActivationHistogramResult, qs:
   for (let k = 0; k < features; k++) {
     const at = k * slots;
     let n = 0;
-    for (let j = 0; j < slots; j++) n += counts[at + j] as number;
+    for (let j = 0; j < slots; j++) {
+      const c = counts[at + j] as number;
+      if (!(Number.isSafeInteger(c) && c >= 0)) throw new RangeError(`histogramQuantiles: counts must be non-negative integers below 2^53, got ${c} at index ${at + j}`);
+      n += c;
+    }
+    if (!(n <= Number.MAX_SAFE_INTEGER)) throw new RangeError(`histogramQuantiles: the counts of feature index ${k} add up to ${n}, past 2^53 - 1`);
     qs.forEach((q, i) => {
       if (n === 0) {
         out[k * qs.length + i] = NaN;
         return;
       }
-      const rank = Math.max(1, Math.ceil(q * n));
+      const rank = quantileRank(q, n);
       let seen = 0;
       let s = 0;
       for (; s < slots; s++) {

@@ -6,9 +6,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { from, lastValueFrom } from 'rxjs';
-import { createMetricPool, FeatureActivationStats, reduceMetric, tensor } from '../../src/index.js';
+import { createMetricPool, FeatureActivationHistogram, FeatureActivationStats, reduceMetric, tensor } from '../../src/index.js';
 import type { LearnedBatch, MetricPool } from '../../src/index.js';
-import { refFeatureActivationStats } from '../reference/feature-stats.js';
+import { histogramQuantiles } from '../../src/functional/index.js';
+import { float64, int64 } from '../../src/tensor.js';
+import { decimalRank, refEdges, refFeatureActivationStats, refQuantile } from '../reference/feature-stats.js';
 import { bits } from '../support/compare.js';
 import { mulberry32 } from '../support/random.js';
 
@@ -79,4 +81,62 @@ describe('FeatureActivationStats: a feature that fired +Infinity', () => {
       for (const r of results) expect(infinite(r), `seed ${seed}`).toEqual(infinite(first));
     }
   }, 30_000);
+});
+
+describe('FeatureActivationHistogram.quantiles: the rank of a decimal quantile', () => {
+  it('is ceil(q n) for q as written (0.07 of 100 values is the 7th, not the 8th, though 0.07 * 100 is 7.000000000000001 in float64)', () => {
+    expect(0.07 * 100).toBeGreaterThan(7);
+    const r = mulberry32(13);
+    // Quantiles whose float64 product with some n passes an integer (0.07, 0.14, 0.28, 0.57, ...) among others.
+    const qs = [0, 0.01, 0.07, 0.14, 0.28, 0.29, 0.55, 0.56, 0.57, 0.58, 0.9, 0.99, 1];
+    const bins = { lowLog10: 0, highLog10: 4, binsPerDecade: 200 };
+    const edges = refEdges(bins.lowLog10, bins.highLog10, bins.binsPerDecade);
+    let products = 0;
+    for (const rows of [25, 50, 100, 200, 300, 700]) {
+      // One feature of distinct values 1.5, 2.5, ..., in random order: neighbours in order are bins apart.
+      const values = Array.from({ length: rows }, (_, i) => i + 1.5);
+      for (let i = rows - 1; i > 0; i--) {
+        const j = Math.floor(r() * (i + 1));
+        [values[i], values[j]] = [values[j] as number, values[i] as number];
+      }
+      const batch = { data: Float32Array.from(values), shape: [rows, 1] };
+      const hist = new FeatureActivationHistogram({ numLearnedFeatures: 1, ...bins });
+      hist.update({ learnedActivations: tensor(batch.data, batch.shape) });
+      const got = hist.quantiles(qs).data;
+      qs.forEach((q, i) => {
+        if (Math.ceil(q * rows) !== decimalRank(q, rows)) products++;
+        const exact = refQuantile([batch], 1, 1, q)[0]?.[0] as number;
+        const value = got[i] as number;
+        expect(exact, `q ${q} of ${rows}: the reference's ${decimalRank(q, rows)}th smallest`).toBe(decimalRank(q, rows) + 0.5);
+        expect(exact).toBeLessThan(edges[edges.length - 1] as number);
+        expect(Math.abs(Math.log10(value / exact)), `q ${q} of ${rows}: ${value} for ${exact}`).toBeLessThanOrEqual(1 / (2 * bins.binsPerDecade) + 1e-7);
+      });
+    }
+    // Cases where float64's ceil(q * n) passes the rank are among them.
+    expect(products).toBeGreaterThan(3);
+  });
+
+  it('is exact for counts near 2^53: q = 1 is the largest value, q = 0.5 of 2^51 + 2 the (2^50 + 1)-th', () => {
+    const edges = float64(Float64Array.of(1, 10, 100), [3]);
+    // Slots: underflow, [1, 10), [10, 100), overflow.
+    const at = (counts: number[], q: number): number => histogramQuantiles({ edges, counts: int64(Float64Array.from(counts), [1, 4]) }, [q]).data[0] as number;
+    expect(at([0, 2 ** 52 - 1, 1, 0], 1)).toBe(Math.sqrt(1000));
+    expect(at([0, 2 ** 50, 2 ** 50 + 2, 0], 0.5)).toBe(Math.sqrt(1000));
+    expect(at([0, 2 ** 50 + 1, 2 ** 50 + 1, 0], 0.5)).toBe(Math.sqrt(10));
+    expect(at([0, 2 ** 53 - 2, 1, 0], 1)).toBe(Math.sqrt(1000));
+  });
+
+  it('refuses counts that no state holds (fractions, negatives, past 2^53 - 1 a feature) with a RangeError, and returns', () => {
+    const edges = float64(Float64Array.of(1, 10, 100), [3]);
+    for (const [counts, message] of [
+      [[0, 1e300, 0, 0], 'histogramQuantiles: counts must be non-negative integers below 2^53, got 1e+300 at index 1'],
+      [[0, 2, 0.5, 0], 'histogramQuantiles: counts must be non-negative integers below 2^53, got 0.5 at index 2'],
+      [[0, 2, 1, 0, -1, 0, 0, 0], 'histogramQuantiles: counts must be non-negative integers below 2^53, got -1 at index 4'],
+      [[0, 0, Infinity, 0], 'histogramQuantiles: counts must be non-negative integers below 2^53, got Infinity at index 2'],
+      [[0, 2 ** 52, 2 ** 52, 0], 'histogramQuantiles: the counts of feature index 0 add up to 9007199254740992, past 2^53 - 1'],
+    ] as const) {
+      const result = { edges, counts: int64(Float64Array.from(counts), [counts.length / 4, 4]) };
+      expect(() => histogramQuantiles(result, [0.5]), message).toThrow(new RangeError(message));
+    }
+  }, 10_000);
 });

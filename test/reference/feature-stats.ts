@@ -135,14 +135,30 @@ export function refHistogram(batches: readonly RefBatch[], components: number, f
   );
 }
 
-/** The k-th smallest fired value, k = max(1, ceil(q n)), of each (component, feature); NaN where none fired. */
+/**
+ * `max(1, ceil(q n))` in exact arithmetic for `q` as the decimal it is written as (`String(q)`:
+ * 0.07 is 7/100, so 0.07 x 100 is 7, where float64's `0.07 * 100` is 7.000000000000001).
+ */
+export function decimalRank(q: number, n: number): number {
+  const [mantissa = '0', exponent = '0'] = String(q).split('e');
+  const [whole = '0', fraction = ''] = mantissa.split('.');
+  const scale = fraction.length - Number(exponent);
+  let num = BigInt(whole + fraction) * BigInt(n);
+  let den = 1n;
+  if (scale >= 0) den = 10n ** BigInt(scale);
+  else num *= 10n ** BigInt(-scale);
+  const rank = (num + den - 1n) / den;
+  return Math.max(1, Number(rank));
+}
+
+/** The k-th smallest fired value, k = max(1, ceil(q n)) (see {@link decimalRank}), of each (component, feature); NaN where none fired. */
 export function refQuantile(batches: readonly RefBatch[], components: number, features: number, q: number): number[][] {
   const { values } = firedValues(batches, components, features);
   return values.map((byFeature) =>
     byFeature.map((list) => {
       if (list.length === 0) return NaN;
       const sorted = [...list].sort((a, b) => a - b);
-      return sorted[Math.max(1, Math.ceil(q * sorted.length)) - 1] as number;
+      return sorted[decimalRank(q, sorted.length) - 1] as number;
     }),
   );
 }
