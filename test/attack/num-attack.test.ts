@@ -2,11 +2,25 @@
  * Attack on the numbers of the SAE evaluation metrics: hostile values (+Infinity among a
  * feature's fired activations, ...) cut into batches and shards in seeded random ways, through
  * the class, in-thread operators (WebAssembly and JavaScript kernels) and a wasm pool, against the
- * float64 references. Each case here failed before its fix.
+ * float64 references. Each case here but the last failed before its fix; the last, seeded hostile
+ * states of the reconstruction metrics, guards what the fixed state checks refuse.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { from, lastValueFrom } from 'rxjs';
-import { createMetricPool, FeatureActivationHistogram, FeatureActivationStats, reduceMetric, tensor } from '../../src/index.js';
+import {
+  CosineSimilarity,
+  createMetricPool,
+  ExplainedVariance,
+  FeatureActivationHistogram,
+  FeatureActivationStats,
+  FractionOfVarianceUnexplained,
+  L2Ratio,
+  NormalizedMse,
+  reduceMetric,
+  RelativeReconstructionBias,
+  StateMergeError,
+  tensor,
+} from '../../src/index.js';
 import type { LearnedBatch, MetricPool } from '../../src/index.js';
 import { histogramQuantiles } from '../../src/functional/index.js';
 import { float64, int64 } from '../../src/tensor.js';
@@ -139,4 +153,91 @@ describe('FeatureActivationHistogram.quantiles: the rank of a decimal quantile',
       expect(() => histogramQuantiles(result, [0.5]), message).toThrow(new RangeError(message));
     }
   }, 10_000);
+});
+
+describe('reconstruction metrics: hostile states (real states with a few numbers replaced)', () => {
+  type Recon = {
+    update(b: unknown): void;
+    compute(): { data: Float64Array };
+    state(): { parts: Record<string, Record<string, unknown>> };
+    loadState(s: unknown): void;
+    encodeState(): string;
+    mergeState(o: unknown): void;
+  };
+  const D = 3;
+  const MAKERS: Record<string, [() => Recon, number]> = {
+    ExplainedVariance: [() => new ExplainedVariance({ numFeatures: D }) as unknown as Recon, 1],
+    FractionOfVarianceUnexplained: [() => new FractionOfVarianceUnexplained({ numFeatures: D, numComponents: 2 }) as unknown as Recon, 2],
+    CosineSimilarity: [() => new CosineSimilarity() as unknown as Recon, 1],
+    L2Ratio: [() => new L2Ratio({ numComponents: 2 }) as unknown as Recon, 2],
+    RelativeReconstructionBias: [() => new RelativeReconstructionBias() as unknown as Recon, 1],
+    NormalizedMse: [() => new NormalizedMse({ numComponents: 2 }) as unknown as Recon, 2],
+  };
+  const HOSTILE = [NaN, Infinity, -Infinity, -0, 0, 5e-324, 1, 2, 3, 0.5, -0.5, 1e-300, 1e300, 2 ** 53 - 1, 2 ** 53, -1, 7, -7];
+
+  for (const [name, [make, components]] of Object.entries(MAKERS)) {
+    it(`${name}: refused states leave the metric as it was; accepted ones compute, round-trip and merge into accepted states`, () => {
+      const r = mulberry32(0x7ec0 + name.length);
+      const real = (): Recon => {
+        const m = make();
+        const rows = 1 + Math.floor(r() * 4);
+        const shape = components === 1 ? [rows, D] : [rows, components, D];
+        const n = rows * components * D;
+        // Quarter steps and zeros: zero vectors, exact reconstructions and one-vector states are common.
+        const v = () => (r() < 0.3 ? 0 : Math.floor(r() * 16 - 8) / 4);
+        m.update({ sourceActivations: tensor(Float32Array.from({ length: n }, v), shape), decodedActivations: tensor(Float32Array.from({ length: n }, v), shape) });
+        return m;
+      };
+      const reloads = (m: Recon, what: string): void => {
+        const text = m.encodeState();
+        const back = make();
+        back.loadState(text);
+        expect(back.encodeState(), what).toBe(text);
+        expect(() => back.compute(), what).not.toThrow();
+      };
+      const accepted: Recon[] = [];
+      let refused = 0;
+      for (let t = 0; t < 1200; t++) {
+        const s = real().state();
+        const fields: [Record<string, unknown>, string][] = [];
+        for (const part of Object.values(s.parts)) for (const key of Object.keys(part)) fields.push([part, key]);
+        for (let e = 1 + Math.floor(r() * 3); e > 0; e--) {
+          const [part, key] = fields[Math.floor(r() * fields.length)] as [Record<string, unknown>, string];
+          const x = r() < 0.5 ? (HOSTILE[Math.floor(r() * HOSTILE.length)] as number) : Math.floor(r() * 16) / 4;
+          const value = part[key];
+          if (typeof value === 'number') part[key] = x;
+          else if (value instanceof Float64Array && value.length > 0) value[Math.floor(r() * value.length)] = x;
+        }
+        const m = real();
+        const before = m.encodeState();
+        try {
+          m.loadState(s);
+        } catch (error) {
+          refused++;
+          expect(error, `state ${t}`).toBeInstanceOf(StateMergeError);
+          expect((error as Error).message, `state ${t}`).toMatch(new RegExp(`^${name}: `));
+          expect(m.encodeState(), `state ${t}: a refused state leaves the metric as it was`).toBe(before);
+          continue;
+        }
+        reloads(m, `accepted state ${t}`);
+        accepted.push(m);
+      }
+      expect(refused).toBeGreaterThan(100);
+      expect(accepted.length).toBeGreaterThan(100);
+      for (let t = 0; t < 600; t++) {
+        const a = accepted[Math.floor(r() * accepted.length)] as Recon;
+        const b = r() < 0.2 ? real() : (accepted[Math.floor(r() * accepted.length)] as Recon);
+        const m = make();
+        m.loadState(a.encodeState());
+        try {
+          m.mergeState(b.encodeState());
+        } catch (error) {
+          // Only the 2^53 limit on counts may refuse a merge of accepted states.
+          expect(String(error), `merge ${t}`).toMatch(/2\^53/);
+          continue;
+        }
+        reloads(m, `merge ${t}: ${a.encodeState()} + ${b.encodeState()}`);
+      }
+    });
+  }
 });
