@@ -577,6 +577,10 @@ describe('hostile states', () => {
     ['a mean above the maximum', () => new FeatureActivationStats({ numLearnedFeatures: 3 }), (p) => (f64(p, 'moments', 'mean')[0] = 5), 'state.parts.moments.mean must lie in (0, max] (a mean of values in (0, max]), got mean 5 with max 3 at index 0'],
     ['a negative M2', () => new FeatureActivationStats({ numLearnedFeatures: 3 }), (p) => (f64(p, 'moments', 'm2')[0] = -1), 'state.parts.moments.m2 must lie in [0, count * mean * (max - mean)] (the spread of 2 values in (0, 3] with mean 2), got -1 at index 0'],
     ['an M2 no values in (0, max] can have', () => new FeatureActivationStats({ numLearnedFeatures: 3 }), (p) => (f64(p, 'moments', 'm2')[0] = 4.6), 'state.parts.moments.m2 must lie in [0, count * mean * (max - mean)] (the spread of 2 values in (0, 3] with mean 2), got 4.6 at index 0'],
+    ['a finite mean or M2 with an infinite maximum', () => new FeatureActivationStats({ numLearnedFeatures: 3 }), (p) => {
+      f64(p, 'moments', 'max')[0] = Infinity;
+      f64(p, 'moments', 'mean')[0] = -Infinity;
+    }, 'state.parts.moments.mean must be Infinity and m2 NaN where max is Infinity (a fired +Infinity makes both), got mean -Infinity, m2 2 at index 0'],
     ['a non-positive maximum where something fired', () => new FeatureActivationStats({ numLearnedFeatures: 3 }), (p) => (f64(p, 'moments', 'max')[2] = 0), 'state.parts.moments.max must be positive where count is positive (fired activations are > 0), got 0 at index 2'],
     ['moments where nothing fired', () => new FeatureActivationStats({ numLearnedFeatures: 3 }), (p) => (f64(p, 'moments', 'mean')[1] = 1), 'state.parts.moments.count is 0 at index 1 (nothing fired), so mean, m2 and max must be 0 there, got mean 1, m2 0, max 0'],
     ['a spread for one value', () => new FeatureActivationStats({ numLearnedFeatures: 1 }), (p) => (f64(p, 'moments', 'm2')[0] = 1e-30), 'state.parts.moments.count is 1 at index 0, so m2 must be 0 and mean equal max, got m2 1e-30, mean 3, max 3'],

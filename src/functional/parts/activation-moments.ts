@@ -116,8 +116,14 @@ function impossible(s: ActivationMomentsState): string | undefined {
       continue;
     }
     if (!(max > 0)) return `.max must be positive where count is positive (fired activations are > 0), got ${max} at index ${k}`;
-    // An infinite activation makes the mean infinite and M2 NaN: nothing more to check.
-    if (max === Infinity) continue;
+    // An infinite activation makes the mean infinite and M2 NaN (Infinity - Infinity), in a shard
+    // and through merges: nothing more to check.
+    if (max === Infinity) {
+      if (mean !== Infinity || !Number.isNaN(m2)) {
+        return `.mean must be Infinity and m2 NaN where max is Infinity (a fired +Infinity makes both), got mean ${mean}, m2 ${m2} at index ${k}`;
+      }
+      continue;
+    }
     if (!(mean > 0 && mean <= max * (1 + SLACK))) {
       return `.mean must lie in (0, max] (a mean of values in (0, max]), got mean ${mean} with max ${max} at index ${k}`;
     }
