@@ -36,11 +36,22 @@ export function reconstructionShape(metric: string, options: unknown, withFeatur
     throw new TypeError(`${metric}: options.numFeatures must be a positive integer, got undefined`);
   }
   const o = checkOptions(metric, options as VarianceOptions | undefined, withFeatures ? ['numFeatures', 'numComponents'] : ['numComponents']);
-  return {
-    numComponents: positiveInteger(metric, 'numComponents', orDefault(o.numComponents, 1)),
-    numFeatures: withFeatures ? positiveInteger(metric, 'numFeatures', o.numFeatures) : undefined,
-  };
+  const numComponents = positiveInteger(metric, 'numComponents', orDefault(o.numComponents, 1));
+  const numFeatures = withFeatures ? positiveInteger(metric, 'numFeatures', o.numFeatures) : undefined;
+  // The state's arrays (numComponents, or numComponents × numFeatures moments) are allocated up front.
+  const cells = numComponents * (numFeatures ?? 1);
+  if (cells > MAX_RECONSTRUCTION_CELLS) {
+    throw new RangeError(
+      numFeatures === undefined
+        ? `${metric}: options.numComponents must be at most ${MAX_RECONSTRUCTION_CELLS}, got ${numComponents}`
+        : `${metric}: options.numFeatures must leave at most ${MAX_RECONSTRUCTION_CELLS} per-dimension values (numComponents × numFeatures), got ${numComponents} × ${numFeatures} = ${cells}`,
+    );
+  }
+  return { numComponents, numFeatures };
 }
+
+/** Values per state array (numComponents, or numComponents × numFeatures) a reconstruction metric allows, as the feature statistics do. */
+export const MAX_RECONSTRUCTION_CELLS = 2 ** 28;
 
 /**
  * Defines a reconstruction metric over `parts`: the batch must hold `sourceActivations` and

@@ -456,6 +456,16 @@ describe('options are checked with messages naming the metric, the option and th
     expect(() => new NormalizedMse({ numFeatures: 3 } as never)).toThrow(new TypeError('NormalizedMse: unknown option numFeatures (known options: numComponents)'));
     expect(() => new RelativeReconstructionBias(5 as never)).toThrow(/RelativeReconstructionBias: options must be an object, got/);
   });
+
+  it('options that would pass 2^28 values a state array are refused with a RangeError, before anything is allocated', () => {
+    expect(() => new FractionOfVarianceUnexplained({ numFeatures: 2 ** 20, numComponents: 2 ** 12 })).toThrow(
+      new RangeError('FractionOfVarianceUnexplained: options.numFeatures must leave at most 268435456 per-dimension values (numComponents × numFeatures), got 4096 × 1048576 = 4294967296'),
+    );
+    expect(() => new ExplainedVariance({ numFeatures: 2 ** 28 + 1 })).toThrow(
+      new RangeError('ExplainedVariance: options.numFeatures must leave at most 268435456 per-dimension values (numComponents × numFeatures), got 1 × 268435457 = 268435457'),
+    );
+    expect(() => new CosineSimilarity({ numComponents: 2 ** 31 })).toThrow(new RangeError('CosineSimilarity: options.numComponents must be at most 268435456, got 2147483648'));
+  });
 });
 
 describe('bad batches are refused with a message, and the state stays as it was', () => {
