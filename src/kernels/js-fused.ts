@@ -121,6 +121,11 @@ function pairStats(batch: KernelBatch, rows: RowRange, needs: ShardNeeds, out: P
     for (let i = 0; i < xShift.length; i++) xShift[i] = s0[o + i] as number;
     for (let i = 0; i < rShift.length; i++) rShift[i] = (s0[o + i] as number) - (y[o + i] as number);
   }
+  // The norms are added as the WebAssembly pass adds them (the same bits: its products are exact
+  // in float64, and a threshold such as L2Ratio's 1e-4 then falls the same way on either kernel):
+  // lane f % 4 of the first features & ~3, lanes (0 + 2) + (1 + 3), then the rest in order.
+  const f4 = features & ~3;
+  const lanes = new Float64Array(12);
   for (let v = first; v < last; v++) {
     const o = v * features;
     const m = (v % components) * features;
@@ -128,15 +133,23 @@ function pairStats(batch: KernelBatch, rows: RowRange, needs: ShardNeeds, out: P
     let ss = 0;
     let dd = 0;
     let dot = 0;
+    if (doNorms) lanes.fill(0);
     for (let f = 0; f < features; f++) {
       const xd = y[o + f] as number;
       const xs = s0[o + f] as number;
       const e = xd - xs;
       s += e * e;
       if (doNorms) {
-        ss += xs * xs;
-        dd += xd * xd;
-        dot += xs * xd;
+        if (f < f4) {
+          const l = 3 * (f & 3);
+          lanes[l] = (lanes[l] as number) + xs * xs;
+          lanes[l + 1] = (lanes[l + 1] as number) + xd * xd;
+          lanes[l + 2] = (lanes[l + 2] as number) + xs * xd;
+        } else {
+          ss += xs * xs;
+          dd += xd * xd;
+          dot += xs * xd;
+        }
       }
       if (doSource) {
         const dx = xs - (xShift[m + f] as number);
@@ -151,9 +164,10 @@ function pairStats(batch: KernelBatch, rows: RowRange, needs: ShardNeeds, out: P
     }
     mse[v - first] = s;
     if (norms !== undefined) {
-      norms.source[v - first] = ss;
-      norms.decoded[v - first] = dd;
-      norms.dot[v - first] = dot;
+      const lane = (k: number): number => ((lanes[k] as number) + (lanes[6 + k] as number)) + ((lanes[3 + k] as number) + (lanes[9 + k] as number));
+      norms.source[v - first] = lane(0) + ss;
+      norms.decoded[v - first] = lane(1) + dd;
+      norms.dot[v - first] = lane(2) + dot;
     }
   }
   if (norms !== undefined) out.norms = { ...norms, error: mse.slice() } satisfies VectorNorms;

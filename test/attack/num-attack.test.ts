@@ -1,13 +1,16 @@
 /**
  * Attack on the numbers of the SAE evaluation metrics: hostile values (+Infinity among a
- * feature's fired activations, ...) cut into batches and shards in seeded random ways, through
- * the class, in-thread operators (WebAssembly and JavaScript kernels) and a wasm pool, against the
- * float64 references. Each case here but the last failed before its fix; the last, seeded hostile
- * states of the reconstruction metrics, guards what the fixed state checks refuse.
+ * feature's fired activations, quantiles whose float64 product passes an integer, a norm within
+ * an ulp of L2Ratio's threshold) cut into batches and shards in seeded random ways, through the
+ * class, in-thread operators (WebAssembly and JavaScript kernels) and pools, against the float64
+ * references. These cases failed before their fixes, but two guards: quantile ranks at counts
+ * near 2^53 (against a shortcut that lost ranks there) and the seeded hostile states of the
+ * reconstruction metrics (what their state checks accept must compute, round-trip and merge).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { from, lastValueFrom } from 'rxjs';
+import { from, lastValueFrom, toArray } from 'rxjs';
 import {
+  accumulateMetric,
   CosineSimilarity,
   createMetricPool,
   ExplainedVariance,
@@ -15,6 +18,7 @@ import {
   FeatureActivationStats,
   FractionOfVarianceUnexplained,
   L2Ratio,
+  MetricCollection,
   NormalizedMse,
   reduceMetric,
   RelativeReconstructionBias,
@@ -25,8 +29,9 @@ import type { LearnedBatch, MetricPool } from '../../src/index.js';
 import { histogramQuantiles } from '../../src/functional/index.js';
 import { float64, int64 } from '../../src/tensor.js';
 import { decimalRank, refEdges, refFeatureActivationStats, refQuantile } from '../reference/feature-stats.js';
-import { bits } from '../support/compare.js';
+import { bits, difference, viewElementsDifference } from '../support/compare.js';
 import { mulberry32 } from '../support/random.js';
+import { l2RatioRef } from '../reference/reconstruction.js';
 
 /** `rows x features` values: about a third fired, some of them +Infinity; cut at random into 1 to 4 batches. */
 function cutStream(seed: number, rows: number, features: number): { data: Float32Array; cuts: LearnedBatch[][] } {
@@ -240,4 +245,48 @@ describe('reconstruction metrics: hostile states (real states with a few numbers
       }
     });
   }
+});
+
+describe('per-vector norms: the JavaScript kernel adds them as the WebAssembly pass does', () => {
+  // ‖x‖ within an ulp of L2Ratio's 1e-4: summed feature by feature below it, by the pass's four
+  // lanes at or above it (found by a search over float32 vectors near the threshold).
+  const x = Float32Array.from([1.8019842173089273e-5, -3.969059980590828e-5, 3.122440102742985e-5, -2.400104312982876e-5, 8.092544885585085e-5, 3.4266007808980703e-9]);
+
+  it('L2Ratio of a vector on the threshold is one value on either kernel, in-thread and on a pool', async () => {
+    const batch = { sourceActivations: tensor(x, [1, 6]), decodedActivations: tensor(x, [1, 6]) };
+    // The float64 reference, feature by feature, falls below the threshold (ratio 1e-4, not 1).
+    expect(l2RatioRef([{ source: x, decoded: x, shape: [1, 6] }])[0]).toBeLessThan(1e-3);
+    const pool = createMetricPool({ workers: 1, backend: 'js' });
+    try {
+      const values: number[] = [];
+      for (const options of [{}, { backend: 'js' as const }, { pool }]) values.push((await lastValueFrom(from([batch]).pipe(reduceMetric(new L2Ratio(), options)))).item());
+      expect(values[1], 'js kernel').toBe(values[0]);
+      expect(values[2], 'js pool').toBe(values[0]);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('CosineSimilarity, L2Ratio and RelativeReconstructionBias are the same bits on the js and wasm kernels', async () => {
+    const r = mulberry32(21);
+    const special = [0, -0, 1e-45, -1e-40, 3.4028234663852886e38, -3e38, 1e-4, 5e-5, NaN, Infinity];
+    for (const [features, components] of [[1, undefined], [3, 2], [4, undefined], [6, undefined], [17, 3], [64, undefined], [67, 2]] as const) {
+      const c = components ?? 1;
+      const shape = (rows: number) => (components === undefined ? [rows, features] : [rows, components, features]);
+      const value = () => (r() < 0.05 ? (special[Math.floor(r() * special.length)] as number) : (r() - 0.5) * 10 ** (8 * r() - 6));
+      const batches = [5, 1, 9].map((rows) => {
+        const n = rows * c * features;
+        const source = Float32Array.from({ length: n }, value);
+        const decoded = Float32Array.from(source, (v) => (r() < 0.2 ? value() : v * (1 + (r() - 0.5) * 0.1)));
+        return { sourceActivations: tensor(source, shape(rows)), decodedActivations: tensor(decoded, shape(rows)) };
+      });
+      const o = components === undefined ? {} : { numComponents: components };
+      const make = () => new MetricCollection({ cos: new CosineSimilarity(o), l2ratio: new L2Ratio(o), shrinkage: new RelativeReconstructionBias(o) });
+      const run = (options: object) => lastValueFrom(from(batches).pipe(accumulateMetric(make(), options), toArray()));
+      // Element by element with Object.is: a NaN's sign bit is the platform's, not the metric's.
+      const js = await run({ shardRows: 4, backend: 'js' });
+      const wasm = await run({ shardRows: 4 });
+      expect(difference(js, wasm, viewElementsDifference), `${features} features, ${c} components`).toBeUndefined();
+    }
+  });
 });
