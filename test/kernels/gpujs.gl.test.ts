@@ -25,6 +25,9 @@ import {
   timeRuns,
 } from './gpujs-cases.js';
 import { fallbackWithoutDisplay } from './gpujs-fallback.js';
+import { from, lastValueFrom } from 'rxjs';
+import { FeatureActivationStats, MetricCollection, NeuronFiredCountMetric, reduceMetric, tensor } from '../../src/index.js';
+import { bits } from '../support/compare.js';
 
 const INSTALL =
   'The GL suite needs gpu.js, the native package gl (built) and an X display: on Debian, apt-get install libxi-dev ' +
@@ -130,6 +133,24 @@ describe('gpu.js kernels in mode headlessgl', () => {
   it('treats NaN as non-zero and not fired, and propagates NaN and Infinity into the sums, as the reference does', () => {
     const { kernel } = built();
     expectNanStats(kernel.fused(nanBatch(), { start: 0, end: 2 }, EVERY));
+  });
+
+  it('counts subnormal activations as fired and non-zero, as jsFusedKernel and the fired entries do (GLSL may flush them to zero)', async () => {
+    const { kernel } = built();
+    // Each feature fires on two of three rows, with subnormal values among them; -1e-45 does not fire.
+    const data = Float32Array.from([1e-45, 1e-40, 1.1754942e-38, 1, 0, -0, NaN, Infinity, 3.4028234663852886e38, 2e-42, 5, -1e-45]);
+    const batch: Batch = { learnedActivations: { data, shape: [3, 4] } } as unknown as Batch;
+    const rows = { start: 0, end: 3 };
+    const needs = { fired: true, nonZero: true } as const;
+    const got = kernel.fused(batch, rows, needs);
+    expect(Array.from(got.fired ?? [])).toEqual([2, 2, 2, 2]);
+    expect(Array.from(got.nonZero ?? [])).toEqual(Array.from(jsFusedKernel(batch, rows, needs).nonZero ?? []));
+    // Through the metrics: the fired counts agree with the fired entries, so the state is a valid one.
+    const make = () => new MetricCollection({ n: new NeuronFiredCountMetric({ numLearnedFeatures: 4 }), stats: new FeatureActivationStats({ numLearnedFeatures: 4 }) });
+    const one = { learnedActivations: tensor(data, [3, 4]) };
+    const gl = await lastValueFrom(from([one]).pipe(reduceMetric(make(), { backend: 'gpujs', gpujsMode: 'headlessgl' })));
+    const js = await lastValueFrom(from([one]).pipe(reduceMetric(make(), { backend: 'js' })));
+    expect(bits(gl)).toEqual(bits(js));
   });
 
   it('a shard past 2^24 elements gives exact sums and counts (flat indexing would be float32 in GLSL)', () => {

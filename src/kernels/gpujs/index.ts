@@ -376,8 +376,28 @@ export function createGpujsKernel(options: GpujsKernelOptions): GpujsKernel {
     probe.kernel.destroy(false);
   }
 
+  // GLSL may flush subnormal floats to zero (Mesa's llvmpipe does): a kernel there counts none of
+  // them as fired or non-zero, where every other kernel (and the fired entries the per-feature
+  // parts read) counts them. Asked here, before any other kernel is built (a kernel destroyed
+  // between others' runs disturbed their results under GL), with a kernel whose answer is known.
+  let keepsSubnormals: boolean;
+  {
+    const probe = gpu.createKernel('function(x) { if (x[this.thread.x] > 0) { return 1; } return 0; }', {
+      output: [2],
+      constants: {},
+      loopMaxIterations: 1,
+      precision: 'single',
+      tactic: 'precision',
+    });
+    // The smallest and the largest subnormal float32.
+    const values = outputRows(probe(new Float32Array([1e-45, 1.1754942e-38])))[0];
+    keepsSubnormals = values !== undefined && values[0] === 1 && values[1] === 1;
+    probe.kernel.destroy(false);
+  }
+
   const shapes = new Map<string, ShapeKernels>();
   let destroyed = false;
+
 
   function shapeOf(rows: number, components: number, features: number): ShapeKernels {
     const key = `${rows}x${components}x${features}`;
@@ -446,13 +466,16 @@ export function createGpujsKernel(options: GpujsKernelOptions): GpujsKernel {
         const data = t.data.subarray(rows.start * C * F, rows.end * C * F);
         const shape = shapeOf(R, C, F);
         if (needs.abs) out.abs = sumRows(run(kernelFor(shape, 'abs'), [input(data, [F, V])]), V);
-        if (needs.nonZero) {
+        if ((needs.nonZero || needs.fired) && !keepsSubnormals) {
+          // Exact counts that a flushing GPU would miss: from the JavaScript pass.
+          Object.assign(out, jsFusedKernel({ learnedActivations: t }, rows, { nonZero: !!needs.nonZero, fired: !!needs.fired }));
+        } else if (needs.nonZero) {
           const perVector = sumRows(run(kernelFor(shape, 'nonZero'), [input(data, [F, V])]), V);
           const nonZero = new Float64Array(C);
           for (let v = 0; v < V; v++) nonZero[v % C] = (nonZero[v % C] as number) + (perVector[v] as number);
           out.nonZero = nonZero;
         }
-        if (needs.fired) {
+        if (needs.fired && out.fired === undefined) {
           const planes = run(kernelFor(shape, 'fired'), [input(data, [F, C, R])]);
           // planes are (rowBlock, component) in storage order; each holds the F features.
           const fired = new Float64Array(C * F);
