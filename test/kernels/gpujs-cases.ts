@@ -110,6 +110,31 @@ export function expectNanStats(actual: ShardStats): void {
   expect(Array.from(actual.mse as Float64Array)).toEqual([NaN, Infinity]);
 }
 
+/**
+ * A 4 x 3 shard of values at both ends of float32: sums of |x| and squared errors that overflow a
+ * float32 block (3e38 + 3e38, (2e19 + 2e19)^2), that are subnormal (flushed to zero by some GPUs),
+ * exact zeros, and ordinary ones; the subnormal activations fire.
+ */
+export function extremeBatch(): Batch {
+  return {
+    learnedActivations: tensor(new Float32Array([3e38, 3e38, 1, 1e-40, 1e-41, 1e-45, 0, 0, 0, 1, -2, 0.5]), [4, 3]),
+    sourceActivations: tensor(new Float32Array([2e19, -2e19, 0, 1e-20, 2e-20, 0, 1, 2, 3, 1, -2, 0.5]), [4, 3]),
+    decodedActivations: tensor(new Float32Array([-2e19, 2e19, 0, 0, 0, 3e-20, 1, 2, 3, 1.5, -1, 0]), [4, 3]),
+  };
+}
+
+/** The statistics of extremeBatch() over its four rows are jsFusedKernel's, number for number (float64 where float32 blocks cannot hold them). */
+export function expectExtremeStats(actual: ShardStats): void {
+  const batch = extremeBatch();
+  const expected = jsFusedKernel(batch, { start: 0, end: 4 }, { abs: true, nonZero: true, fired: true, mse: true });
+  for (const key of KEYS) expect(Array.from(actual[key] as Float64Array), key).toEqual(Array.from(expected[key] as Float64Array));
+  // Finite, and not 0 for the subnormal rows.
+  expect((actual.abs as Float64Array)[0]).toBe(6.0000000109955115e38);
+  expect((actual.abs as Float64Array)[1]).toBeGreaterThan(1e-40);
+  expect((actual.mse as Float64Array)[1]).toBeGreaterThan(1e-40);
+  expect(Array.from(actual.fired as Float64Array)).toEqual([3, 2, 3]);
+}
+
 /** Integer-valued data past 2^24 elements whose every statistic is exact in float32 blocks. */
 export interface BigCase {
   readonly batch: Batch;

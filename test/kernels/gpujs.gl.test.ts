@@ -16,7 +16,9 @@ import {
   compare,
   expectEveryNeeds,
   expectExact,
+  expectExtremeStats,
   expectNanStats,
+  extremeBatch,
   loopCase,
   measured,
   nanBatch,
@@ -133,6 +135,11 @@ describe('gpu.js kernels in mode headlessgl', () => {
   it('treats NaN as non-zero and not fired, and propagates NaN and Infinity into the sums, as the reference does', () => {
     const { kernel } = built();
     expectNanStats(kernel.fused(nanBatch(), { start: 0, end: 2 }, EVERY));
+  });
+
+  it('sums that overflow a float32 block or are subnormal are float64, as jsFusedKernel gives them (GLSL may flush subnormals)', () => {
+    const { kernel } = built();
+    expectExtremeStats(kernel.fused(extremeBatch(), { start: 0, end: 4 }, EVERY));
   });
 
   it('counts subnormal activations as fired and non-zero, as jsFusedKernel and the fired entries do (GLSL may flush them to zero)', async () => {

@@ -20,7 +20,9 @@ import {
   compare,
   expectEveryNeeds,
   expectExact,
+  expectExtremeStats,
   expectNanStats,
+  extremeBatch,
   loopCase,
   nanBatch,
   measured,
@@ -109,6 +111,10 @@ describe.each(['cpu', 'webasm'] as const)('gpu.js kernels in mode %s', (mode) =>
 
   it('treats NaN as non-zero and not fired, and propagates NaN and Infinity into the sums, as the reference does', () => {
     expectNanStats(kernel.fused(nanBatch(), { start: 0, end: 2 }, EVERY));
+  });
+
+  it('sums that overflow a float32 block or are subnormal are float64, as jsFusedKernel gives them', () => {
+    expectExtremeStats(kernel.fused(extremeBatch(), { start: 0, end: 4 }, EVERY));
   });
 
   it('trap: a shard past 2^24 elements gives exact sums and counts (flat indexing is float32 in webasm)', async () => {

@@ -283,6 +283,22 @@ function sumRows(rows: readonly Float32Array[], length: number): Float64Array {
   return out;
 }
 
+/** 2^-100: a vector's sum below it (or not finite) is recomputed in float64, as the WebAssembly pass does. */
+const TINY = 2 ** -100;
+
+/**
+ * Per-vector sums from float32 blocks, made float64 where the blocks could not hold them: a block
+ * that overflowed (two values of 3e38) or a sum below 2^-100 (a GPU may flush subnormal values and
+ * squares to zero) is recomputed from the values by `exact(v)`. NaN stays NaN.
+ */
+function refine(sums: Float64Array, exact: (v: number) => number): Float64Array {
+  for (let v = 0; v < sums.length; v++) {
+    const x = sums[v] as number;
+    if (!(x >= TINY && x < Infinity)) sums[v] = exact(v);
+  }
+  return sums;
+}
+
 function positiveInteger(fn: string, name: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback;
   if (!Number.isSafeInteger(value) || (value as number) < 1) {
@@ -299,7 +315,8 @@ const FN = 'createGpujsKernel';
  *
  * `fused(batch, rows, needs)` has `jsFusedKernel`'s contract: the needed statistics of rows
  * `[start, end)` of a validated batch. Sums are float32 within a block of `featureBlock` features
- * and float64 across blocks; counts are exact integers. Kernels are built once per shard shape
+ * and float64 across blocks (a vector whose sum overflows or comes below 2^-100 is summed again in
+ * float64); counts are exact integers. Kernels are built once per shard shape
  * `(rows, components, features)` and cached. A shard with no rows, components or features is
  * computed by `jsFusedKernel` (no gpu.js kernel can have an empty output).
  *
@@ -465,7 +482,13 @@ export function createGpujsKernel(options: GpujsKernelOptions): GpujsKernel {
         const V = R * C;
         const data = t.data.subarray(rows.start * C * F, rows.end * C * F);
         const shape = shapeOf(R, C, F);
-        if (needs.abs) out.abs = sumRows(run(kernelFor(shape, 'abs'), [input(data, [F, V])]), V);
+        if (needs.abs) {
+          out.abs = refine(sumRows(run(kernelFor(shape, 'abs'), [input(data, [F, V])]), V), (v) => {
+            let sum = 0;
+            for (let f = v * F; f < (v + 1) * F; f++) sum += Math.abs(data[f] as number);
+            return sum;
+          });
+        }
         if ((needs.nonZero || needs.fired) && !keepsSubnormals) {
           // Exact counts that a flushing GPU would miss: from the JavaScript pass.
           Object.assign(out, jsFusedKernel({ learnedActivations: t }, rows, { nonZero: !!needs.nonZero, fired: !!needs.fired }));
@@ -498,10 +521,16 @@ export function createGpujsKernel(options: GpujsKernelOptions): GpujsKernel {
         const V = R * C;
         const first = rows.start * C * F;
         const last = rows.end * C * F;
-        const sums = sumRows(
-          run(kernelFor(shapeOf(R, C, F), 'mse'), [input(d.data.subarray(first, last), [F, V]), input(s.data.subarray(first, last), [F, V])]),
-          V,
-        );
+        const dd = d.data.subarray(first, last);
+        const ss = s.data.subarray(first, last);
+        const sums = refine(sumRows(run(kernelFor(shapeOf(R, C, F), 'mse'), [input(dd, [F, V]), input(ss, [F, V])]), V), (v) => {
+          let sum = 0;
+          for (let f = v * F; f < (v + 1) * F; f++) {
+            const e = (dd[f] as number) - (ss[f] as number);
+            sum += e * e;
+          }
+          return sum;
+        });
         for (let v = 0; v < V; v++) sums[v] = (sums[v] as number) / F;
         out.mse = sums;
       }
