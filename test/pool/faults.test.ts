@@ -196,23 +196,22 @@ describe('a worker that throws on one shard', () => {
       expect((expected as InvalidBatchError).field).toBe('learnedActivations');
     }, TIMEOUT);
 
-    it('behind good batches in flight, it is not dispatched either (and is not a WorkerError)', async () => {
+    it('behind good batches in flight, it is not dispatched either (and is not a WorkerError); their values come first, as in-thread', async () => {
       await settled(pool);
-      let error: unknown;
+      const source = [goodBatches[0] as Batch, goodBatches[1] as Batch, bad];
       const evaluate = vi.spyOn(pool, 'evaluate');
+      let out: Promise<Outcome<unknown>>;
       try {
-        from([goodBatches[0] as Batch, goodBatches[1] as Batch, bad])
-          .pipe(accumulateMetric(metrics(), { pool }))
-          .subscribe({ error: (e: unknown) => (error = e) });
+        out = collect(from(source).pipe(accumulateMetric(metrics(), { pool })));
         expect(evaluate).toHaveBeenCalledTimes(2); // the two good batches only
       } finally {
         evaluate.mockRestore();
       }
+      const { values: seen, error } = await out;
       expect(error).toBeInstanceOf(InvalidBatchError);
-      // The error cancelled the two good batches: their slots are free at once.
-      expect(pool.inFlight).toBe(0);
-      const expected = (await inThreadError([goodBatches[0] as Batch, goodBatches[1] as Batch, bad])) as Error;
+      const expected = (await inThreadError(source)) as Error;
       expect((error as Error).message).toBe(expected.message);
+      expect(seen.map(bits)).toEqual(await inThread(source.slice(0, 2)));
       await settled(pool);
     }, TIMEOUT);
   });

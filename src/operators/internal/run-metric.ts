@@ -156,6 +156,8 @@ export function metricOperator<R, O>(
       let pending = 0;
       let sourceDone = false;
       let failed = false;
+      // A failure waits behind the batches handed over before it (see failAfterPending).
+      let stopping = false;
       let tail: Promise<void> = Promise.resolve();
 
       const fail = (error: unknown): void => {
@@ -163,6 +165,15 @@ export function metricOperator<R, O>(
         failed = true;
         controller.abort(error);
         subscriber.error(error);
+      };
+      // A rejected batch or a source error comes after the values of the batches handed over
+      // before it, as in-thread: batches still on the pool finish and emit, then the error.
+      const failAfterPending = (error: unknown): void => {
+        if (failed || stopping) return;
+        if (pending === 0) return fail(error);
+        stopping = true;
+        inner.unsubscribe(); // take no more batches
+        tail = tail.then(() => fail(error));
       };
       const maybeComplete = (): void => {
         if (failed || !sourceDone || pending > 0) return;
@@ -185,14 +196,14 @@ export function metricOperator<R, O>(
 
       const inner = new SourceSubscriber(subscriber, {
         next(batch) {
-          if (failed || subscriber.closed) return;
+          if (failed || stopping || subscriber.closed) return;
           let plan: BatchPlan;
           let result: ReadonlyMap<string, unknown> | Promise<ReadonlyMap<string, unknown>>;
           try {
             plan = runner.prepareBatch(batch);
             result = evaluate(plan, index++);
           } catch (error) {
-            fail(error);
+            failAfterPending(error);
             return;
           }
           const rows = Math.max(...plan.map((p) => p.rows));
@@ -216,7 +227,7 @@ export function metricOperator<R, O>(
           });
           tail = tail.catch(fail);
         },
-        error: fail,
+        error: failAfterPending,
         complete() {
           sourceDone = true;
           maybeComplete();

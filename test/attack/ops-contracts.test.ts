@@ -1,0 +1,130 @@
+/**
+ * Attack on the metric operators' RxJS contracts, on a pool and in-thread, with seeded schedules:
+ * whatever the schedule, a subscription's values, and how it ends, must be those of the same
+ * batches through the same operator in-thread (the operators' documented promise), values once
+ * each and in batch order, an error or completion exactly once, nothing after it, and no
+ * unhandled promise rejection.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Subject, type OperatorFunction } from 'rxjs';
+import {
+  accumulateMetric,
+  computeEvery,
+  createMetricPool,
+  forwardMetric,
+  L1AbsoluteLoss,
+  MetricCollection,
+  NeuronActivityMetric,
+  reduceMetric,
+  TopActivations,
+  type Batch,
+  type MetricOperatorOptions,
+  type MetricPool,
+} from '../../src/index.js';
+import { randomTensor } from '../support/batches.js';
+import { bits } from '../support/compare.js';
+import { mulberry32 } from '../support/random.js';
+
+const FEATURES = 5;
+const COMPONENTS = 2;
+
+function metrics(): MetricCollection {
+  const o = { numLearnedFeatures: FEATURES, numComponents: COMPONENTS };
+  return new MetricCollection({
+    l1: new L1AbsoluteLoss({ numComponents: COMPONENTS }),
+    dead: new NeuronActivityMetric(o),
+    top: new TopActivations({ ...o, k: 2 }),
+  });
+}
+
+const batchOf = (seed: number, rows: number): Batch => ({ learnedActivations: randomTensor([rows, COMPONENTS, FEATURES], seed, -1, 2, 0.4) });
+
+type OperatorName = 'accumulate' | 'forward' | 'reduce' | 'every';
+const operators: Record<OperatorName, (o: MetricOperatorOptions) => OperatorFunction<Batch, unknown>> = {
+  accumulate: (o) => accumulateMetric(metrics(), o),
+  forward: (o) => forwardMetric(metrics(), o),
+  reduce: (o) => reduceMetric(metrics(), o),
+  every: (o) => computeEvery(metrics(), { batches: 2 }, { ...o, emitPartial: true }),
+};
+
+/** What a subscription saw: its values (as bits), then how it ended, in order. */
+interface Seen {
+  readonly events: unknown[];
+  readonly ended: Promise<void>;
+}
+
+function watch(subject: Subject<Batch>, operator: OperatorFunction<Batch, unknown>): Seen {
+  const events: unknown[] = [];
+  let end: () => void = () => undefined;
+  const ended = new Promise<void>((resolve) => (end = resolve));
+  subject.pipe(operator).subscribe({
+    next: (v) => events.push(bits(v)),
+    error: (e: Error) => {
+      events.push({ error: e.constructor.name, message: e.message });
+      end();
+    },
+    complete: () => {
+      events.push('complete');
+      end();
+    },
+  });
+  return { events, ended };
+}
+
+let pool: MetricPool;
+const rejections: unknown[] = [];
+const onRejection = (reason: unknown): void => {
+  rejections.push(reason);
+};
+beforeAll(() => {
+  pool = createMetricPool({ workers: 2, shardRows: 2, maxInFlight: 3 });
+  process.on('unhandledRejection', onRejection);
+});
+afterAll(async () => {
+  process.off('unhandledRejection', onRejection);
+  await pool.close();
+});
+afterEach(async () => {
+  // Let any stray rejection surface before it is checked.
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  expect(rejections).toEqual([]);
+});
+
+describe('a rejected batch or a source error after batches still on the pool', () => {
+  const SEED = 0x0e5c0de;
+  const PLANS = 24;
+  it(`their values come first, then the error, as in-thread (${PLANS} seeded schedules)`, async () => {
+    const random = mulberry32(SEED);
+    for (let p = 0; p < PLANS; p++) {
+      const n = 2 + Math.floor(random() * 7);
+      const batches = Array.from({ length: n }, (_, i) => batchOf(1000 * p + i, 1 + Math.floor(random() * 9)));
+      const name = (['accumulate', 'forward', 'reduce', 'every'] as const)[p % 4] as OperatorName;
+      const failure = random() < 0.5 ? 'rejected batch' : 'source error';
+      // Waits between pushes (turns of the event loop), so that some batches are done by then.
+      const waits = batches.map(() => (random() < 0.3 ? Math.floor(random() * 3) : 0));
+      const run = async (options: MetricOperatorOptions): Promise<{ events: unknown[]; observed: boolean }> => {
+        const subject = new Subject<Batch>();
+        const seen = watch(subject, operators[name](options));
+        for (const [i, b] of batches.entries()) {
+          subject.next(b);
+          for (let w = 0; w < (waits[i] as number); w++) await new Promise((resolve) => setImmediate(resolve));
+        }
+        if (failure === 'rejected batch') subject.next({});
+        else subject.error(new Error(`the source failed after ${n} batches`));
+        // Nothing that comes later is taken.
+        subject.next(batchOf(7, 3));
+        await seen.ended;
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        return { events: seen.events, observed: subject.observed };
+      };
+      const inThread = await run({ shardRows: 2 });
+      const onPool = await run({ pool });
+      const label = `plan ${p}: ${name}, ${n} batches, then a ${failure}`;
+      expect(onPool.events, label).toEqual(inThread.events);
+      expect(onPool.observed, label).toBe(false);
+      expect(String((inThread.events.at(-1) as { error?: string }).error), label).toMatch(/Error$/);
+    }
+    expect(pool.inFlight + pool.queued).toBe(0);
+    expect(pool.memoryUsage().used).toBe(0);
+  }, 60_000);
+});
