@@ -6,7 +6,7 @@
  * unhandled promise rejection.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Subject, type OperatorFunction } from 'rxjs';
+import { Observable, retry, Subject, type OperatorFunction } from 'rxjs';
 import {
   accumulateMetric,
   computeEvery,
@@ -127,4 +127,47 @@ describe('a rejected batch or a source error after batches still on the pool', (
     expect(pool.inFlight + pool.queued).toBe(0);
     expect(pool.memoryUsage().used).toBe(0);
   }, 60_000);
+});
+
+describe('the metric is a template, taken when the operator is made', () => {
+  const batches = [1, 2, 3, 4].map((seed) => batchOf(seed, 2 + seed));
+  /** The running L1 values of `batches`, by a metric used alone. */
+  const runningL1 = (): unknown[] => {
+    const m = new L1AbsoluteLoss({ numComponents: COMPONENTS });
+    return batches.map((b) => {
+      m.update(b);
+      return bits(m.compute());
+    });
+  };
+
+  for (const where of ['in-thread', 'on a pool'] as const) {
+    it(`${where}: neither an option changed afterwards nor the template's state changed while it runs is seen, retry included`, async () => {
+      const template = new L1AbsoluteLoss({ numComponents: COMPONENTS });
+      const operator = accumulateMetric(template, where === 'on a pool' ? { pool } : {});
+      template.keepBatchDim = true;
+      let attempt = 0;
+      const seen = await new Promise<unknown[]>((resolve, reject) => {
+        const out: unknown[] = [];
+        const source = new Observable<Batch>((subscriber) => {
+          const first = attempt++ === 0;
+          // Between the attempts, the option goes back and forth; meanwhile the state changes.
+          template.keepBatchDim = !template.keepBatchDim;
+          for (const [i, b] of batches.entries()) {
+            subscriber.next(b);
+            template.update(batchOf(99, 3));
+            template.loadState(template.state());
+            template.mergeState(template);
+            if (first && i === 1) {
+              subscriber.error(new Error('the first attempt fails after 2 batches'));
+              return;
+            }
+          }
+          subscriber.complete();
+        });
+        source.pipe(operator, retry(1)).subscribe({ next: (v) => out.push(bits(v)), error: reject, complete: () => resolve(out) });
+      });
+      const expected = runningL1();
+      expect(seen).toEqual([...expected.slice(0, 2), ...expected]);
+    }, 20_000);
+  }
 });

@@ -116,14 +116,16 @@ export function checkTarget(operator: string, target: unknown, options: unknown)
   }
 }
 
-function freshRunner<R>(target: MetricTarget): Runner<R> {
+/** A copy of `target` with the identity state (the same options, and nothing shared). */
+function blankCopy(target: MetricTarget): MetricTarget {
   const copy = target.clone();
   copy.reset();
-  return copy as unknown as Runner<R>;
+  return copy;
 }
 
 /**
- * Builds a cold operator: per subscription, a fresh copy of `target` and fresh handlers
+ * Builds a cold operator: per subscription, a fresh copy of `target` as it was when the operator
+ * was built, and fresh handlers
  * (`makeHandlers()`); each source batch is
  * validated at once (a rejected batch errors the output before any work is dispatched),
  * evaluated (in-thread synchronously, or on the pool with at most `maxInFlight` batches at once),
@@ -135,11 +137,14 @@ export function metricOperator<R, O>(
   options: MetricOperatorOptions | undefined,
   makeHandlers: () => Handlers<R, O>,
 ): OperatorFunction<BatchInput, O> {
+  // The template as it is now: a later change to `target` (an option such as keepBatchDim) is
+  // not seen by this operator's subscriptions, however late they come (retry, repeat).
+  const template = blankCopy(target);
   // A tensor that is not float32 type-checks as a BatchInput and is refused by validation.
   return (input) => {
     const source = input as Observable<Batch>;
     return new Observable<O>((subscriber) => {
-      const runner = freshRunner<R>(target);
+      const runner = blankCopy(template) as unknown as Runner<R>;
       const handlers = makeHandlers();
       let executor: ShardExecutor;
       try {
