@@ -59,9 +59,11 @@ export function computeEvery<T extends MetricTarget>(
         runner.applyPartialsById(byId, false);
         seen += unit === 'batches' ? 1 : rows;
         if (seen >= size) {
-          emit(runner.compute());
+          // Reset before emitting: a subscriber may push the next batch from inside `next`.
+          const value = runner.compute();
           runner.reset();
           seen = 0;
+          emit(value);
         }
       },
       complete(runner, emit) {

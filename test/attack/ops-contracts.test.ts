@@ -171,3 +171,145 @@ describe('the metric is a template, taken when the operator is made', () => {
     }, 20_000);
   }
 });
+
+describe('a subscriber that pushes the next batch from inside next (re-entrant)', () => {
+  const batches = Array.from({ length: 6 }, (_, i) => batchOf(7000 + i, 1 + ((i * 3) % 5)));
+  /** Each batch's value alone, by a collection used alone. */
+  const alone = batches.map((b) => {
+    const m = metrics();
+    m.update(b);
+    return bits(m.compute());
+  });
+
+  for (const where of ['in-thread', 'on a pool'] as const) {
+    for (const window of [{ batches: 1 }, { vectors: 1 }] as const) {
+      it(`${where}: computeEvery(${JSON.stringify(window)}) gives each batch's own value (the window is reset before it is emitted)`, async () => {
+        const subject = new Subject<Batch>();
+        let pushed = 0;
+        const seen = await new Promise<unknown[]>((resolve, reject) => {
+          const out: unknown[] = [];
+          subject.pipe(computeEvery(metrics(), window, where === 'on a pool' ? { pool } : { shardRows: 2 })).subscribe({
+            next: (v) => {
+              out.push(bits(v));
+              if (pushed < batches.length) subject.next(batches[pushed++] as Batch);
+              else subject.complete();
+            },
+            error: reject,
+            complete: () => resolve(out),
+          });
+          subject.next(batches[pushed++] as Batch);
+        });
+        expect(seen).toEqual(alone);
+      }, 20_000);
+    }
+  }
+});
+
+describe('many subscriptions on one pool at once, under seeded schedules', () => {
+  const SEED = 0x5ced;
+  const ROUNDS = 4;
+  const AT_ONCE = 8;
+
+  interface Plan {
+    readonly name: OperatorName;
+    readonly batches: Batch[];
+    readonly waits: number[];
+    readonly failure: 'rejected batch' | 'source error' | undefined;
+    /** Unsubscribe from inside `next` once this many values came (undefined: never). */
+    readonly stopAfter: number | undefined;
+    /** Push the next batch from inside `next` (re-entrant), instead of from the loop. */
+    readonly reentrant: boolean;
+  }
+
+  function makePlan(random: () => number, p: number): Plan {
+    const n = 1 + Math.floor(random() * 6);
+    const name = (['accumulate', 'forward', 'reduce', 'every'] as const)[Math.floor(random() * 4)] as OperatorName;
+    const r = random();
+    return {
+      name,
+      batches: Array.from({ length: n }, (_, i) => batchOf(50_000 + 100 * p + i, 1 + Math.floor(random() * 8))),
+      waits: Array.from({ length: n }, () => (random() < 0.4 ? 1 + Math.floor(random() * 2) : 0)),
+      failure: r < 0.25 ? 'rejected batch' : r < 0.4 ? 'source error' : undefined,
+      stopAfter: random() < 0.25 ? Math.floor(random() * n) + 1 : undefined,
+      reentrant: name !== 'reduce' && random() < 0.3,
+    };
+  }
+
+  /** Runs a plan; resolves with what the subscriber saw once the run is over. */
+  async function run(plan: Plan, options: MetricOperatorOptions): Promise<unknown[]> {
+    const subject = new Subject<Batch>();
+    const events: unknown[] = [];
+    let pushed = 0;
+    let done: () => void = () => undefined;
+    const over = new Promise<void>((resolve) => (done = resolve));
+    const finish = (): void => {
+      if (plan.failure === 'rejected batch') subject.next({});
+      else if (plan.failure === 'source error') subject.error(new Error('the source failed'));
+      else subject.complete();
+    };
+    const subscription = subject.pipe(operators[plan.name](options)).subscribe({
+      next: (v) => {
+        events.push(bits(v));
+        if (plan.stopAfter !== undefined && events.length >= plan.stopAfter) {
+          subscription?.unsubscribe();
+          done();
+          return;
+        }
+        if (plan.reentrant && pushed < plan.batches.length) subject.next(plan.batches[pushed++] as Batch);
+        else if (plan.reentrant && pushed === plan.batches.length) {
+          pushed++;
+          finish();
+        }
+      },
+      error: (e: Error) => {
+        events.push({ error: e.constructor.name, message: e.message });
+        done();
+      },
+      complete: () => {
+        events.push('complete');
+        done();
+      },
+    });
+    if (plan.reentrant) {
+      subject.next(plan.batches[pushed++] as Batch);
+    } else {
+      for (const [i, b] of plan.batches.entries()) {
+        if (subscription.closed) break;
+        subject.next(b);
+        pushed++;
+        for (let w = 0; w < (plan.waits[i] as number); w++) await new Promise((resolve) => setImmediate(resolve));
+      }
+      if (!subscription.closed) finish();
+    }
+    // A re-entrant plan whose operator emits no value for some batches (every, reduce) is pushed on from here.
+    while (plan.reentrant && !subscription.closed && pushed <= plan.batches.length) {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      if (subscription.closed) break;
+      if (pushed < plan.batches.length) subject.next(plan.batches[pushed++] as Batch);
+      else {
+        pushed++;
+        finish();
+      }
+    }
+    await over;
+    // Anything that came after the end would be here now.
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    return events;
+  }
+
+  for (let round = 0; round < ROUNDS; round++) {
+    it(`round ${round}: each subscription sees what it sees in-thread, once, in order; the pool ends idle`, async () => {
+      const random = mulberry32(SEED + round);
+      const plans = Array.from({ length: AT_ONCE }, (_, p) => makePlan(random, round * AT_ONCE + p));
+      const expected = await Promise.all(plans.map((plan) => run(plan, { shardRows: 2 })));
+      const got = await Promise.all(plans.map((plan) => run(plan, { pool })));
+      for (const [p, plan] of plans.entries()) {
+        const label = `round ${round}, plan ${p}: ${plan.name}, ${plan.batches.length} batches, ${plan.failure ?? 'no failure'}, stop after ${String(plan.stopAfter)}, ${plan.reentrant ? 're-entrant' : 'pushed'}`;
+        expect(got[p], label).toEqual(expected[p]);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(pool.inFlight + pool.queued).toBe(0);
+      expect(pool.memoryUsage().used).toBe(0);
+    }, 30_000);
+  }
+});
