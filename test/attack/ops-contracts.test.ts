@@ -6,7 +6,7 @@
  * unhandled promise rejection.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Observable, retry, Subject, type OperatorFunction } from 'rxjs';
+import { Observable, retry, Subject, type OperatorFunction, type Subscription } from 'rxjs';
 import {
   accumulateMetric,
   computeEvery,
@@ -18,6 +18,7 @@ import {
   reduceMetric,
   TopActivations,
   type Batch,
+  type LearnedBatch,
   type MetricOperatorOptions,
   type MetricPool,
 } from '../../src/index.js';
@@ -37,7 +38,7 @@ function metrics(): MetricCollection {
   });
 }
 
-const batchOf = (seed: number, rows: number): Batch => ({ learnedActivations: randomTensor([rows, COMPONENTS, FEATURES], seed, -1, 2, 0.4) });
+const batchOf = (seed: number, rows: number): LearnedBatch => ({ learnedActivations: randomTensor([rows, COMPONENTS, FEATURES], seed, -1, 2, 0.4) });
 
 type OperatorName = 'accumulate' | 'forward' | 'reduce' | 'every';
 const operators: Record<OperatorName, (o: MetricOperatorOptions) => OperatorFunction<Batch, unknown>> = {
@@ -51,14 +52,20 @@ const operators: Record<OperatorName, (o: MetricOperatorOptions) => OperatorFunc
 interface Seen {
   readonly events: unknown[];
   readonly ended: Promise<void>;
+  readonly subscription: Subscription;
 }
 
-function watch(subject: Subject<Batch>, operator: OperatorFunction<Batch, unknown>): Seen {
+/** Subscribes; `onValue` runs after each value is recorded (it may push, or unsubscribe and `end()`). */
+function watch(subject: Subject<Batch>, operator: OperatorFunction<Batch, unknown>, onValue?: (seen: Seen, end: () => void) => void): Seen {
   const events: unknown[] = [];
   let end: () => void = () => undefined;
   const ended = new Promise<void>((resolve) => (end = resolve));
-  subject.pipe(operator).subscribe({
-    next: (v) => events.push(bits(v)),
+  const seen: { events: unknown[]; ended: Promise<void>; subscription: Subscription | undefined } = { events, ended, subscription: undefined };
+  seen.subscription = subject.pipe(operator).subscribe({
+    next: (v) => {
+      events.push(bits(v));
+      onValue?.(seen as Seen, end);
+    },
     error: (e: Error) => {
       events.push({ error: e.constructor.name, message: e.message });
       end();
@@ -68,7 +75,7 @@ function watch(subject: Subject<Batch>, operator: OperatorFunction<Batch, unknow
       end();
     },
   });
-  return { events, ended };
+  return seen as Seen;
 }
 
 let pool: MetricPool;
@@ -238,38 +245,25 @@ describe('many subscriptions on one pool at once, under seeded schedules', () =>
   /** Runs a plan; resolves with what the subscriber saw once the run is over. */
   async function run(plan: Plan, options: MetricOperatorOptions): Promise<unknown[]> {
     const subject = new Subject<Batch>();
-    const events: unknown[] = [];
     let pushed = 0;
-    let done: () => void = () => undefined;
-    const over = new Promise<void>((resolve) => (done = resolve));
     const finish = (): void => {
       if (plan.failure === 'rejected batch') subject.next({});
       else if (plan.failure === 'source error') subject.error(new Error('the source failed'));
       else subject.complete();
     };
-    const subscription = subject.pipe(operators[plan.name](options)).subscribe({
-      next: (v) => {
-        events.push(bits(v));
-        if (plan.stopAfter !== undefined && events.length >= plan.stopAfter) {
-          subscription?.unsubscribe();
-          done();
-          return;
-        }
-        if (plan.reentrant && pushed < plan.batches.length) subject.next(plan.batches[pushed++] as Batch);
-        else if (plan.reentrant && pushed === plan.batches.length) {
-          pushed++;
-          finish();
-        }
-      },
-      error: (e: Error) => {
-        events.push({ error: e.constructor.name, message: e.message });
-        done();
-      },
-      complete: () => {
-        events.push('complete');
-        done();
-      },
+    const seen = watch(subject, operators[plan.name](options), ({ events: values, subscription: self }, end) => {
+      if (plan.stopAfter !== undefined && values.length >= plan.stopAfter) {
+        self.unsubscribe();
+        end();
+        return;
+      }
+      if (plan.reentrant && pushed < plan.batches.length) subject.next(plan.batches[pushed++] as Batch);
+      else if (plan.reentrant && pushed === plan.batches.length) {
+        pushed++;
+        finish();
+      }
     });
+    const { subscription } = seen;
     if (plan.reentrant) {
       subject.next(plan.batches[pushed++] as Batch);
     } else {
@@ -291,10 +285,10 @@ describe('many subscriptions on one pool at once, under seeded schedules', () =>
         finish();
       }
     }
-    await over;
+    await seen.ended;
     // Anything that came after the end would be here now.
     await new Promise((resolve) => setTimeout(resolve, 10));
-    return events;
+    return seen.events;
   }
 
   for (let round = 0; round < ROUNDS; round++) {
