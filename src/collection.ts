@@ -163,20 +163,31 @@ export class MetricCollection<M extends Record<string, AnyMetric> = Record<strin
   }
 
   /**
+   * The batch as it is now, each field that any metric reads read once (see `snapshotBatch` in
+   * `sae-metrics/functional`).
+   *
+   * @internal
+   */
+  snapshotBatch(batch: Batch): Batch {
+    return snapshotBatch(batch, this.#currentLayout().reads);
+  }
+
+  /**
    * Snapshots a batch (each field read once), validates it with every metric (so that a rejected
    * batch changes none) and groups the distinct state parts by the number of rows their metrics
-   * read (in practice one group).
+   * read (in practice one group). With `againstState` false, only what does not depend on the
+   * metrics' states is checked.
    *
    * @throws {InvalidBatchError} when any metric rejects the batch.
    * @internal
    */
-  prepareBatch(batch: Batch): BatchPlan {
+  prepareBatch(batch: Batch, againstState = true): BatchPlan {
     if (typeof batch !== 'object' || batch === null) {
       throw batchError(NAME, 'batch', `a batch must be a plain object of tensors, got ${describeValue(batch)}`);
     }
     const layout = this.#currentLayout();
     const b = snapshotBatch(batch, layout.reads);
-    const rows = this.#list.map((metric) => metric.validateBatch(b));
+    const rows = this.#list.map((metric) => metric.validateBatch(b, againstState));
     if (rows.every((n) => n === rows[0])) return [{ rows: rows[0] as number, parts: layout.parts, batch: b }];
     const byRows = new Map<number, StatePart<unknown>[]>();
     this.#list.forEach((metric, i) => {

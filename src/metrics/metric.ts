@@ -138,14 +138,15 @@ export abstract class Metric<S extends MetricState<object> = MetricState, R = un
 
   /**
    * Snapshots and validates a batch, and says which state parts must be evaluated over how many
-   * rows of the snapshot (`plan[i].batch`).
+   * rows of the snapshot (`plan[i].batch`). With `againstState` false, only what does not depend
+   * on the state is checked (the batch will meet a state that is not this one yet).
    *
    * @throws {InvalidBatchError} when the batch is rejected.
    * @internal
    */
-  prepareBatch(batch: Batch): BatchPlan {
+  prepareBatch(batch: Batch, againstState = true): BatchPlan {
     const b = this.snapshotBatch(batch);
-    return [{ rows: this.validateBatch(b), parts: Object.values(this.#definition.parts), batch: b }];
+    return [{ rows: this.validateBatch(b, againstState), parts: Object.values(this.#definition.parts), batch: b }];
   }
 
   /**
@@ -208,14 +209,14 @@ export abstract class Metric<S extends MetricState<object> = MetricState, R = un
   }
 
   /**
-   * Checks a batch (a snapshot, see {@link snapshotBatch}) against the options and the current
-   * state; returns its number of rows.
+   * Checks a batch (a snapshot, see {@link snapshotBatch}) against the options and, unless
+   * `againstState` is false, the current state; returns its number of rows.
    *
    * @throws {InvalidBatchError} when the batch is rejected.
    * @internal
    */
-  validateBatch(batch: Batch): number {
-    return this.#definition.validate(batch, this.#state);
+  validateBatch(batch: Batch, againstState = true): number {
+    return this.#definition.validate(batch, againstState ? this.#state : undefined);
   }
 
   /**

@@ -9,18 +9,22 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Observable, retry, Subject, type OperatorFunction, type Subscription } from 'rxjs';
 import {
   accumulateMetric,
+  CapacityMetric,
   computeEvery,
+  DeadFeaturesOverWindow,
   createMetricPool,
   forwardMetric,
   L1AbsoluteLoss,
   MetricCollection,
   NeuronActivityMetric,
   reduceMetric,
+  tensor,
   TopActivations,
   type Batch,
   type LearnedBatch,
   type MetricOperatorOptions,
   type MetricPool,
+  type MetricTarget,
 } from '../../src/index.js';
 import { randomTensor } from '../support/batches.js';
 import { bits } from '../support/compare.js';
@@ -210,6 +214,99 @@ describe('a subscriber that pushes the next batch from inside next (re-entrant)'
       }, 20_000);
     }
   }
+});
+
+/** A resizable ArrayBuffer (Node 20 has them; this TypeScript lib does not declare them). */
+const Resizable = ArrayBuffer as unknown as new (bytes: number, options: { maxByteLength: number }) => ArrayBuffer & { resize(bytes: number): void };
+
+describe('checks that depend on earlier batches, while those are still on the pool', () => {
+  // L1 keepBatchDim and Capacity keep one row shape; TopActivations and DeadFeaturesOverWindow
+  // refuse a firstVectorIndex below the vectors seen. In-thread, a batch meets the state of every
+  // batch before it (or, in computeEvery, the reset after its window): on a pool it must too,
+  // whether those batches are still on the pool or not.
+  const SEED = 0x57a7e;
+  const PLANS = 32;
+  const o = { numLearnedFeatures: FEATURES, numComponents: COMPONENTS };
+  const targets = [
+    () => new MetricCollection({ l1: new L1AbsoluteLoss({ numComponents: COMPONENTS, keepBatchDim: true }), top: new TopActivations({ ...o, k: 2 }) }),
+    () => new MetricCollection({ capacity: new CapacityMetric(), window: new DeadFeaturesOverWindow({ ...o, windowVectors: 4 }) }),
+    () => new L1AbsoluteLoss({ numComponents: COMPONENTS, keepBatchDim: true }),
+    () => new CapacityMetric(),
+    () => new TopActivations({ ...o, k: 2 }),
+  ];
+
+  it(`a batch is refused, or taken, as in-thread, with the in-thread error (${PLANS} seeded schedules)`, async () => {
+    const random = mulberry32(SEED);
+    let refused = 0;
+    let taken = 0;
+    for (let p = 0; p < PLANS; p++) {
+      const target = targets[p % targets.length] as () => MetricTarget;
+      const n = 2 + Math.floor(random() * 6);
+      const components = random() < 0.7;
+      let vectors = 0;
+      const batches = Array.from({ length: n }, (_, i): Batch => {
+        const rows = 1 + Math.floor(random() * 3);
+        // Now and then the other rank (one component, no component axis) or a declared first index.
+        const rank3 = random() < 0.2 ? !components : components;
+        const learned = randomTensor(rank3 ? [rows, COMPONENTS, FEATURES] : [rows, FEATURES], 9000 + 100 * p + i, -1, 2, 0.4);
+        const r = random();
+        const first = r < 0.15 ? Math.max(0, vectors - 1 - Math.floor(random() * 2)) : r < 0.3 ? vectors + Math.floor(random() * 3) : undefined;
+        vectors = (first ?? vectors) + rows;
+        return first === undefined ? { learnedActivations: learned } : { learnedActivations: learned, firstVectorIndex: first };
+      });
+      const waits = batches.map(() => (random() < 0.3 ? 1 + Math.floor(random() * 3) : 0));
+      const every = random() < 0.4;
+      const make = (options: MetricOperatorOptions): OperatorFunction<Batch, unknown> =>
+        every ? computeEvery(target(), { batches: 1 + Math.floor(p / 5) % 2 }, { ...options, emitPartial: true }) : accumulateMetric(target(), options);
+      const run = async (options: MetricOperatorOptions): Promise<unknown[]> => {
+        const subject = new Subject<Batch>();
+        const seen = watch(subject, make(options));
+        for (const [i, b] of batches.entries()) {
+          subject.next(b);
+          for (let w = 0; w < (waits[i] as number); w++) await new Promise((resolve) => setTimeout(resolve, 1));
+        }
+        subject.complete();
+        await seen.ended;
+        return seen.events;
+      };
+      const inThread = await run({ shardRows: 2 });
+      const onPool = await run({ pool });
+      expect(onPool, `plan ${p}: ${every ? 'computeEvery' : 'accumulateMetric'}, ${n} batches`).toEqual(inThread);
+      if (inThread.at(-1) === 'complete') taken++;
+      else refused++;
+    }
+    // The schedules exercise both outcomes.
+    expect(refused).toBeGreaterThan(3);
+    expect(taken).toBeGreaterThan(3);
+  }, 60_000);
+
+  it("the caller's memory transferred or shrunk right after next, behind batches on the pool, changes nothing", async () => {
+    // The pool copies a batch inside next; whatever checks come later must not read the caller's memory.
+    const shapes = [[3, COMPONENTS, FEATURES], [2, COMPONENTS, FEATURES], [4, COMPONENTS, FEATURES], [1, COMPONENTS, FEATURES]];
+    const pristine = shapes.map((shape, i) => randomTensor(shape, 4242 + i, -1, 2, 0.4));
+    const expected: unknown[] = [];
+    const alone = new L1AbsoluteLoss({ numComponents: COMPONENTS, keepBatchDim: true });
+    for (const t of pristine) {
+      alone.update({ learnedActivations: t });
+      expected.push(bits(alone.compute()));
+    }
+    const subject = new Subject<Batch>();
+    const seen = watch(subject, accumulateMetric(new L1AbsoluteLoss({ numComponents: COMPONENTS, keepBatchDim: true }), { pool }));
+    for (const [i, t] of pristine.entries()) {
+      const n = t.data.length;
+      // Even batches on a buffer that is transferred away (detached), odd ones on a resizable one shrunk to nothing.
+      const buffer = i % 2 === 0 ? new ArrayBuffer(4 * n) : new Resizable(4 * n, { maxByteLength: 8 * n });
+      const data = new Float32Array(buffer);
+      data.set(t.data);
+      subject.next({ learnedActivations: tensor(data, [...t.shape]) });
+      if (i % 2 === 0) structuredClone(buffer, { transfer: [buffer] });
+      else (buffer as InstanceType<typeof Resizable>).resize(0);
+      expect(data.length).toBe(0);
+    }
+    subject.complete();
+    await seen.ended;
+    expect(seen.events).toEqual([...expected, 'complete']);
+  }, 20_000);
 });
 
 describe('many subscriptions on one pool at once, under seeded schedules', () => {

@@ -39,7 +39,8 @@ export type TargetResult<T> = T extends MetricCollection<infer M>
 
 /** The mutable copy an operator works on, one per subscription. */
 export interface Runner<R> {
-  prepareBatch(batch: Batch): BatchPlan;
+  snapshotBatch(batch: Batch): Batch;
+  prepareBatch(batch: Batch, againstState?: boolean): BatchPlan;
   applyPartialsById(byId: ReadonlyMap<string, unknown>, withValue: boolean): R | undefined;
   compute(): R;
   reset(): void;
@@ -173,12 +174,36 @@ export function metricOperator<R, O>(
       };
       // A rejected batch or a source error comes after the values of the batches handed over
       // before it, as in-thread: batches still on the pool finish and emit, then the error.
-      const failAfterPending = (error: unknown): void => {
+      /**
+       * Checks a batch, handed over while others were on the pool, against the state they left:
+       * throws what the in-thread run would have thrown. `before` is what checking the batch alone
+       * gave at hand-over (undefined: it passed). Checks read the caller's memory, which it may have
+       * resized or transferred since (the pool holds its own copy): when the batch alone is no
+       * longer judged as it was, the hand-over judgement stands.
+       */
+      const checkAgainstState = (snapshot: Batch, before: unknown): void => {
+        let alone: unknown;
+        try {
+          runner.prepareBatch(snapshot, false);
+        } catch (error) {
+          alone = error;
+        }
+        if (alone !== before && !(alone instanceof Error && before instanceof Error && alone.message === before.message)) return;
+        runner.prepareBatch(snapshot);
+      };
+      // `snapshot`: a batch refused before the batches on the pool were folded in; in-thread it
+      // would have been checked against the state they make, which may refuse it otherwise.
+      const failAfterPending = (error: unknown, snapshot?: Batch): void => {
         if (failed || stopping) return;
         if (pending === 0) return fail(error);
         stopping = true;
         inner.unsubscribe(); // take no more batches
-        tail = tail.then(() => fail(error));
+        tail = tail
+          .then(() => {
+            if (snapshot !== undefined) checkAgainstState(snapshot, error);
+            throw error;
+          })
+          .catch(fail);
       };
       const maybeComplete = (): void => {
         if (failed || !sourceDone || pending > 0) return;
@@ -202,15 +227,21 @@ export function metricOperator<R, O>(
       const inner = new SourceSubscriber(subscriber, {
         next(batch) {
           if (failed || stopping || subscriber.closed) return;
+          // With batches still on the pool, the state this batch will meet is not there yet: check
+          // now only what does not depend on it, and the rest when the batch's turn comes.
+          const current = pending === 0;
+          let snapshot: Batch | undefined;
           let plan: BatchPlan;
           let result: ReadonlyMap<string, unknown> | Promise<ReadonlyMap<string, unknown>>;
           try {
-            plan = runner.prepareBatch(batch);
+            snapshot = runner.snapshotBatch(batch);
+            plan = runner.prepareBatch(snapshot, current);
             result = evaluate(plan, index++);
           } catch (error) {
-            failAfterPending(error);
+            failAfterPending(error, current ? undefined : snapshot);
             return;
           }
+          const checked = snapshot;
           const rows = Math.max(...plan.map((p) => p.rows));
           if (!(result instanceof Promise) && pending === 0) {
             try {
@@ -224,6 +255,8 @@ export function metricOperator<R, O>(
           const ready = Promise.resolve(result);
           ready.catch(() => undefined); // handled in order below
           tail = tail.then(async () => {
+            if (failed) return;
+            if (!current) checkAgainstState(checked, undefined);
             const byId = await ready;
             if (failed) return;
             handlers.batch(runner, byId, rows, emit);
