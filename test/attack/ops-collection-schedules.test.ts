@@ -10,6 +10,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   CapacityMetric,
+  ClasswiseWrapperWithMean,
   CosineSimilarity,
   DeadFeaturesOverWindow,
   ExplainedVariance,
@@ -63,6 +64,8 @@ function members(): Record<string, AnyMetric> {
     l2ratio: new L2Ratio({ numComponents: C }),
     bias: new RelativeReconstructionBias({ numComponents: C }),
     nmse: new NormalizedMse({ numComponents: C }),
+    // A wrapper shares its metric's parts (here L2's) and flattens its record into the collection's.
+    classwise: new ClasswiseWrapperWithMean(new L2ReconstructionLoss({ numComponents: C }), { componentNames: ['a', 'b'] }),
   };
 }
 
