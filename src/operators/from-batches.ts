@@ -89,7 +89,13 @@ export function fromBatches<B extends BatchInput = Batch>(
     })();
     return () => {
       stopped = true;
-      void Promise.resolve(iterator.return?.()).catch(() => undefined);
+      // A generator whose `finally` throws: the subscriber is gone, as on the in-thread path, and
+      // `unsubscribe()` must not throw at the caller.
+      try {
+        void Promise.resolve(iterator.return?.()).catch(() => undefined);
+      } catch {
+        // nothing to report it to
+      }
     };
   });
 }

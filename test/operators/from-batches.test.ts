@@ -93,6 +93,25 @@ describe('fromBatches', () => {
     expect(returned).toBe(true);
   });
 
+  it('unsubscribing does not throw when the generator throws as it stops, with a pool or without', async () => {
+    function* throwsOnReturn(): Generator<Batch> {
+      try {
+        for (let i = 0; ; i++) yield batch(i);
+      } finally {
+        // eslint-disable-next-line no-unsafe-finally
+        throw new Error('cleanup failed');
+      }
+    }
+    // In-thread, a synchronous iterable is drained inside subscribe: unsubscribed from downstream.
+    expect(() => fromBatches(throwsOnReturn()).pipe(take(2)).subscribe()).not.toThrow();
+    let values = 0;
+    const subscription = fromBatches(throwsOnReturn(), { pool })
+      .pipe(accumulateMetric(new L1AbsoluteLoss(), { pool }))
+      .subscribe({ next: () => values++ });
+    while (values < 2) await new Promise((resolve) => setTimeout(resolve, 1));
+    expect(() => subscription.unsubscribe()).not.toThrow();
+  });
+
   it('passes an error thrown by the producer to the subscriber', async () => {
     async function* failing(): AsyncGenerator<Batch> {
       yield batch(0);
