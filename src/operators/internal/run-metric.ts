@@ -126,12 +126,13 @@ function blankCopy(target: MetricTarget): MetricTarget {
 
 /**
  * Builds a cold operator: per subscription, a fresh copy of `target` as it was when the operator
- * was built, and fresh handlers
- * (`makeHandlers()`); each source batch is
- * validated at once (a rejected batch errors the output before any work is dispatched),
- * evaluated (in-thread synchronously, or on the pool with at most `maxInFlight` batches at once),
- * and handed to `handlers.batch` in arrival order. Unsubscribing cancels this subscription's
- * batches on the pool at once (see `MetricPool`: shards already running finish, unused).
+ * was built, and fresh handlers (`makeHandlers()`); each source batch is validated on arrival (a
+ * batch refused for what it is alone is never dispatched; what depends on the batches before it
+ * is checked against the state they leave, at its turn), evaluated (in-thread synchronously, or
+ * on the pool with at most `maxInFlight` batches at once), and handed to `handlers.batch` in
+ * arrival order. An error (a refused batch, the source's) comes after the values of the batches
+ * before it, as in-thread. Unsubscribing cancels this subscription's batches on the pool at once
+ * (see `MetricPool`: shards already running finish, unused).
  */
 export function metricOperator<R, O>(
   target: MetricTarget,
