@@ -422,3 +422,144 @@ describe('many subscriptions on one pool at once, under seeded schedules', () =>
     }, 30_000);
   }
 });
+
+/** The second attack, on the checks made at a batch's turn: its caller changes its memory after next. */
+type ResizableBuffer = InstanceType<typeof Resizable>;
+
+/** What the caller does to a batch's memory right after handing it over. */
+type Mutation = 'none' | 'transfer' | 'shrink' | 'grow' | 'overwrite' | 'replace';
+const MUTATIONS: readonly Mutation[] = ['none', 'transfer', 'shrink', 'grow', 'overwrite', 'replace'];
+
+interface BatchSpec {
+  readonly shape: readonly number[];
+  readonly seed: number;
+  readonly first: number | undefined;
+  readonly mutation: Mutation;
+}
+
+/** A fresh batch of `spec` on memory the mutation can act on; `mutate` acts. */
+function build(spec: BatchSpec): { batch: Batch; mutate: () => void } {
+  const random = mulberry32(spec.seed);
+  const n = spec.shape.reduce((a, b) => a * b, 1);
+  const buffer = spec.mutation === 'shrink' || spec.mutation === 'grow' ? new Resizable(4 * n, { maxByteLength: 8 * n + 8 }) : new ArrayBuffer(4 * n);
+  // Length-tracking on a resizable buffer: its length follows the buffer's.
+  const data = new Float32Array(buffer);
+  for (let i = 0; i < n; i++) data[i] = random() < 0.4 ? 0 : -1 + 3 * random();
+  const learnedActivations = { data, shape: [...spec.shape] };
+  const batch: Record<string, unknown> = { learnedActivations };
+  if (spec.first !== undefined) batch.firstVectorIndex = spec.first;
+  const mutate = (): void => {
+    switch (spec.mutation) {
+      case 'transfer':
+        structuredClone(buffer, { transfer: [buffer] });
+        break;
+      case 'shrink':
+        (buffer as ResizableBuffer).resize(0);
+        break;
+      case 'grow':
+        (buffer as ResizableBuffer).resize(8 * n + 8);
+        break;
+      case 'overwrite':
+        data.fill(Number.NaN);
+        break;
+      case 'replace':
+        // The caller's tensor object now names other memory, of another shape, and another first index.
+        learnedActivations.data = new Float32Array(3);
+        learnedActivations.shape = [3];
+        batch.firstVectorIndex = -1;
+        break;
+      case 'none':
+        break;
+    }
+  };
+  return { batch: batch as Batch, mutate };
+}
+
+const shape = { numLearnedFeatures: FEATURES, numComponents: COMPONENTS };
+const stateTargets: readonly (() => MetricTarget)[] = [
+  () => new CapacityMetric(),
+  () => new L1AbsoluteLoss({ numComponents: COMPONENTS, keepBatchDim: true }),
+  () => new TopActivations({ ...shape, k: 2 }),
+  () => new DeadFeaturesOverWindow({ ...shape, windowVectors: 3 }),
+  // The first member passes alone what the second refuses alone, and refuses against the state.
+  () => new MetricCollection({ capacity: new CapacityMetric(), top: new TopActivations({ ...shape, k: 2 }) }),
+  () => new MetricCollection({ l1: new L1AbsoluteLoss({ numComponents: COMPONENTS, keepBatchDim: true }), window: new DeadFeaturesOverWindow({ ...shape, windowVectors: 3 }) }),
+];
+
+/** Pushes the batches (each mutated right after next), then completes; resolves with what was seen. */
+async function runMutated(make: () => OperatorFunction<Batch, unknown>, specs: readonly BatchSpec[], waits: readonly number[]): Promise<unknown[]> {
+  const subject = new Subject<Batch>();
+  const events: unknown[] = [];
+  const ended = new Promise<void>((resolve) => {
+    subject.pipe(make()).subscribe({
+      next: (v) => events.push(bits(v)),
+      error: (e: Error) => {
+        events.push({ error: e.constructor.name, message: e.message });
+        resolve();
+      },
+      complete: () => {
+        events.push('complete');
+        resolve();
+      },
+    });
+  });
+  for (const [i, spec] of specs.entries()) {
+    const { batch, mutate } = build(spec);
+    subject.next(batch);
+    mutate();
+    for (let w = 0; w < (waits[i] as number); w++) await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  subject.complete();
+  await ended;
+  // Anything after the end would be here now.
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  return events;
+}
+
+describe("a batch checked at its turn, whose caller changed its memory after handing it over", () => {
+  const SEED = 0x7e5e7;
+  const PLANS = 64;
+
+  it(`is taken or refused as in-thread, with the in-thread error, after the in-thread values (${PLANS} seeded schedules)`, async () => {
+    const random = mulberry32(SEED);
+    const outcomes = { refused: 0, taken: 0, mutated: 0 };
+    for (let p = 0; p < PLANS; p++) {
+      const target = stateTargets[p % stateTargets.length] as () => MetricTarget;
+      const n = 2 + Math.floor(random() * 5);
+      const components = random() < 0.6;
+      let vectors = 0;
+      const specs = Array.from({ length: n }, (_, i): BatchSpec => {
+        const rows = 1 + Math.floor(random() * 3);
+        const r = random();
+        // Now and then the other rank, another feature count (refused alone) or a first index going back.
+        const rank3 = r < 0.2 ? !components : components;
+        const features = r > 0.9 ? FEATURES + 1 : FEATURES;
+        const f = random();
+        const first = f < 0.2 ? Math.max(0, vectors - 1 - Math.floor(random() * 2)) : f < 0.3 ? vectors + Math.floor(random() * 3) : undefined;
+        vectors = (first ?? vectors) + rows;
+        const mutation = i === 0 ? 'none' : (MUTATIONS[Math.floor(random() * MUTATIONS.length)] as Mutation);
+        return { shape: rank3 ? [rows, COMPONENTS, features] : [rows, features], seed: 31_000 + 100 * p + i, first, mutation };
+      });
+      const waits = specs.map(() => (random() < 0.25 ? 1 + Math.floor(random() * 2) : 0));
+      const kind = Math.floor(random() * 3);
+      const window = random() < 0.5 ? { batches: 1 + Math.floor(random() * 2) } : { vectors: 2 + Math.floor(random() * 4) };
+      const make = (options: MetricOperatorOptions) => (): OperatorFunction<Batch, unknown> =>
+        kind === 0
+          ? accumulateMetric(target(), options)
+          : kind === 1
+            ? computeEvery(target(), window, { ...options, emitPartial: true })
+            : forwardMetric(target(), options);
+      const inThread = await runMutated(make({ shardRows: 2 }), specs, waits);
+      const onPool = await runMutated(make({ pool }), specs, waits);
+      const label = `plan ${p}: ${kind === 1 ? `every ${JSON.stringify(window)}` : kind === 0 ? 'accumulate' : 'forward'}, ${specs.map((s) => `[${s.shape.join(',')}]@${String(s.first)}:${s.mutation}`).join(' ')}`;
+      expect(onPool, label).toEqual(inThread);
+      if (inThread.at(-1) === 'complete') outcomes.taken++;
+      else outcomes.refused++;
+      if (specs.some((s) => s.mutation !== 'none')) outcomes.mutated++;
+    }
+    expect(outcomes.refused).toBeGreaterThan(8);
+    expect(outcomes.taken).toBeGreaterThan(8);
+    expect(pool.inFlight + pool.queued).toBe(0);
+    expect(pool.memoryUsage().used).toBe(0);
+  }, 60_000);
+});

@@ -7,7 +7,7 @@
  */
 import { Observable, Subscriber, type OperatorFunction } from 'rxjs';
 import { describeValue } from '../../errors.js';
-import type { Batch, BatchInput } from '../../functional/core.js';
+import { typedArrayName, type Batch, type BatchInput } from '../../functional/core.js';
 import { Metric, type BatchPlan } from '../../metrics/metric.js';
 import { MetricCollection, type AnyMetric, type CollectionResult } from '../../collection.js';
 import { inThreadExecutor, type ShardExecutor } from '../../pool/executor.js';
@@ -177,31 +177,22 @@ export function metricOperator<R, O>(
       // before it, as in-thread: batches still on the pool finish and emit, then the error.
       /**
        * Checks a batch, handed over while others were on the pool, against the state they left:
-       * throws what the in-thread run would have thrown. `before` is what checking the batch alone
-       * gave at hand-over (undefined: it passed). Checks read the caller's memory, which it may have
-       * resized or transferred since (the pool holds its own copy): when the batch alone is no
-       * longer judged as it was, the hand-over judgement stands.
+       * throws what the in-thread run would have thrown. `held`: its memory as it was at hand-over
+       * (see `heldMemory`); the caller may have transferred or resized it since.
        */
-      const checkAgainstState = (snapshot: Batch, before: unknown): void => {
-        let alone: unknown;
-        try {
-          runner.prepareBatch(snapshot, false);
-        } catch (error) {
-          alone = error;
-        }
-        if (alone !== before && !(alone instanceof Error && before instanceof Error && alone.message === before.message)) return;
-        runner.prepareBatch(snapshot);
+      const checkAgainstState = (snapshot: Batch, held: HeldMemory): void => {
+        runner.prepareBatch(asHandedOver(snapshot, held));
       };
       // `snapshot`: a batch refused before the batches on the pool were folded in; in-thread it
       // would have been checked against the state they make, which may refuse it otherwise.
-      const failAfterPending = (error: unknown, snapshot?: Batch): void => {
+      const failAfterPending = (error: unknown, snapshot?: Batch, held?: HeldMemory): void => {
         if (failed || stopping) return;
         if (pending === 0) return fail(error);
         stopping = true;
         inner.unsubscribe(); // take no more batches
         tail = tail
           .then(() => {
-            if (snapshot !== undefined) checkAgainstState(snapshot, error);
+            if (snapshot !== undefined) checkAgainstState(snapshot, held as HeldMemory);
             throw error;
           })
           .catch(fail);
@@ -232,17 +223,22 @@ export function metricOperator<R, O>(
           // now only what does not depend on it, and the rest when the batch's turn comes.
           const current = pending === 0;
           let snapshot: Batch | undefined;
+          let held: HeldMemory | undefined;
           let plan: BatchPlan;
           let result: ReadonlyMap<string, unknown> | Promise<ReadonlyMap<string, unknown>>;
           try {
             snapshot = runner.snapshotBatch(batch);
+            // Not a snapshot: snapshotBatch returns a non-batch as it is, for validation to refuse.
+            if (!current) held = snapshot === batch ? new Map() : heldMemory(snapshot);
             plan = runner.prepareBatch(snapshot, current);
             result = evaluate(plan, index++);
           } catch (error) {
-            failAfterPending(error, current ? undefined : snapshot);
+            // A non-batch is refused before any check of the state: no check at its turn.
+            failAfterPending(error, held === undefined || snapshot === batch ? undefined : snapshot, held);
             return;
           }
           const checked = snapshot;
+          const memory = held;
           const rows = Math.max(...plan.map((p) => p.rows));
           if (!(result instanceof Promise) && pending === 0) {
             try {
@@ -257,7 +253,7 @@ export function metricOperator<R, O>(
           ready.catch(() => undefined); // handled in order below
           tail = tail.then(async () => {
             if (failed) return;
-            if (!current) checkAgainstState(checked, undefined);
+            if (memory !== undefined) checkAgainstState(checked, memory);
             const byId = await ready;
             if (failed) return;
             handlers.batch(runner, byId, rows, emit);
@@ -276,6 +272,35 @@ export function metricOperator<R, O>(
       source.subscribe(inner);
     });
   };
+}
+
+/** The length of each float32 tensor field of a snapshot at hand-over, by field. */
+type HeldMemory = ReadonlyMap<string, number>;
+
+/** What a snapshot's checks read of the caller's memory (lengths; never values), as it is now. */
+function heldMemory(snapshot: Batch): HeldMemory {
+  const held = new Map<string, number>();
+  if (typeof snapshot !== 'object' || snapshot === null) return held;
+  for (const [key, field] of Object.entries(snapshot)) {
+    const data: unknown = typeof field === 'object' && field !== null && 'data' in field ? field.data : undefined;
+    if (typedArrayName(data) === 'Float32Array') held.set(key, (data as Float32Array).length);
+  }
+  return held;
+}
+
+/**
+ * `snapshot` as its checks saw it at hand-over: a field whose memory the caller has since
+ * transferred or resized is checked on zeros of its length then (checks read lengths, not values).
+ */
+function asHandedOver(snapshot: Batch, held: HeldMemory): Batch {
+  let out: Record<string, unknown> | undefined;
+  for (const [key, length] of held) {
+    const field = snapshot[key] as { readonly data: Float32Array; readonly shape: unknown };
+    if (field.data.length === length) continue;
+    out ??= Object.assign(Object.create(null) as Record<string, unknown>, snapshot);
+    out[key] = Object.freeze({ data: new Float32Array(length), shape: field.shape });
+  }
+  return out === undefined ? snapshot : (Object.freeze(out) as Batch);
 }
 
 function merged(maps: readonly ReadonlyMap<string, unknown>[]): ReadonlyMap<string, unknown> {
