@@ -6,7 +6,7 @@
  * unhandled promise rejection.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Observable, retry, Subject, type OperatorFunction, type Subscription } from 'rxjs';
+import { Observable, retry, Subject, type OperatorFunction } from 'rxjs';
 import {
   accumulateMetric,
   CapacityMetric,
@@ -28,6 +28,7 @@ import {
 } from '../../src/index.js';
 import { randomTensor } from '../support/batches.js';
 import { bits } from '../support/compare.js';
+import { watch } from '../support/watch.js';
 import { mulberry32 } from '../support/random.js';
 
 const FEATURES = 5;
@@ -51,36 +52,6 @@ const operators: Record<OperatorName, (o: MetricOperatorOptions) => OperatorFunc
   reduce: (o) => reduceMetric(metrics(), o),
   every: (o) => computeEvery(metrics(), { batches: 2 }, { ...o, emitPartial: true }),
 };
-
-/** What a subscription saw: its values (as bits), then how it ended, in order. */
-interface Seen {
-  readonly events: unknown[];
-  readonly ended: Promise<void>;
-  readonly subscription: Subscription;
-}
-
-/** Subscribes; `onValue` runs after each value is recorded (it may push, or unsubscribe and `end()`). */
-function watch(subject: Subject<Batch>, operator: OperatorFunction<Batch, unknown>, onValue?: (seen: Seen, end: () => void) => void): Seen {
-  const events: unknown[] = [];
-  let end: () => void = () => undefined;
-  const ended = new Promise<void>((resolve) => (end = resolve));
-  const seen: { events: unknown[]; ended: Promise<void>; subscription: Subscription | undefined } = { events, ended, subscription: undefined };
-  seen.subscription = subject.pipe(operator).subscribe({
-    next: (v) => {
-      events.push(bits(v));
-      onValue?.(seen as Seen, end);
-    },
-    error: (e: Error) => {
-      events.push({ error: e.constructor.name, message: e.message });
-      end();
-    },
-    complete: () => {
-      events.push('complete');
-      end();
-    },
-  });
-  return seen as Seen;
-}
 
 let pool: MetricPool;
 const rejections: unknown[] = [];
@@ -489,20 +460,7 @@ const stateTargets: readonly (() => MetricTarget)[] = [
 /** Pushes the batches (each mutated right after next), then completes; resolves with what was seen. */
 async function runMutated(make: () => OperatorFunction<Batch, unknown>, specs: readonly BatchSpec[], waits: readonly number[]): Promise<unknown[]> {
   const subject = new Subject<Batch>();
-  const events: unknown[] = [];
-  const ended = new Promise<void>((resolve) => {
-    subject.pipe(make()).subscribe({
-      next: (v) => events.push(bits(v)),
-      error: (e: Error) => {
-        events.push({ error: e.constructor.name, message: e.message });
-        resolve();
-      },
-      complete: () => {
-        events.push('complete');
-        resolve();
-      },
-    });
-  });
+  const { events, ended } = watch(subject, make());
   for (const [i, spec] of specs.entries()) {
     const { batch, mutate } = build(spec);
     subject.next(batch);
