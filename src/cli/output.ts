@@ -64,12 +64,14 @@ export async function prepareOutput(path: string, what: string): Promise<Prepare
   }
   const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now().toString(36)}.tmp`);
   let handle: FileHandle;
+  // Listed before it exists: an exit may come between the file's creation and this continuation.
+  pending.add(temp);
   try {
     handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
   } catch (error) {
+    pending.delete(temp);
     throw new CliError(path, `cannot write ${what} (${reason(error)})`);
   }
-  pending.add(temp);
   let done = false;
   const discard = async (): Promise<void> => {
     if (!done) await handle.close().catch(() => undefined);
