@@ -47,6 +47,8 @@ const argv = process.argv.slice(2);
 const queueCommand = argv[0] === 'coordinate' || argv[0] === 'worker';
 // A worker (or coordinator) stopped by its supervisor finishes as on Ctrl-C.
 if (queueCommand) process.on('SIGTERM', () => (interrupt.signal.aborted ? dieBy('SIGTERM') : interrupt.abort()));
+// Any other command ends at once, as by default, but without leaving its temporary files behind.
+else process.on('SIGTERM', () => dieBy('SIGTERM'));
 process.exitCode = await run(argv, { stdout: process.stdout, stderr: process.stderr, signal: interrupt.signal });
 // BullMQ's connections may still hold the event loop (reconnecting to a Redis that is gone):
 // once stdout and stderr are flushed (pipes are asynchronous on some systems), leave.
