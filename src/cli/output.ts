@@ -37,6 +37,15 @@ export function removePendingOutputs(): void {
   pending.clear();
 }
 
+/**
+ * Lists `temp`, a temporary file about to be written, for {@link removePendingOutputs}; the
+ * function returned unlists it (once it is renamed or removed).
+ */
+export function trackTemporary(temp: string): () => void {
+  pending.add(temp);
+  return () => void pending.delete(temp);
+}
+
 function reason(error: unknown): string {
   const code = (error as NodeJS.ErrnoException).code;
   if (code === 'ENOENT') return 'no such directory';

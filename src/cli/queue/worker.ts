@@ -13,6 +13,7 @@ import { parseCommandLine, type CommandLine } from '../args.js';
 import type { MetricPool, MetricPoolOptions } from '../../pool/metric-pool.js';
 import type { RunIO } from '../compute.js';
 import { CliError, errorLine, UsageError } from '../errors.js';
+import { trackTemporary } from '../output.js';
 import { parseWorkerCommandLine, WORKER_USAGE, type WorkerCommandLine } from './args.js';
 import { jobDataProblem, sha256Hex, type ShardJobData, type ShardJobResult } from './protocol.js';
 import { loadQueueModules, openRedis, overLink, type QueueModules, type RedisLink } from './redis.js';
@@ -137,12 +138,16 @@ async function processShard(job: Job, ctx: Context): Promise<ShardJobResult> {
   // removes its own when its result is refused (see runWorker), never the one that counts.
   const path = partFilePath(data).replace(/\.json$/, `.${randomBytes(4).toString('hex')}.json`);
   const temporary = `${path}.${randomBytes(4).toString('hex')}.tmp`;
+  // A second SIGTERM while it is written removes it before the process ends.
+  const untrack = trackTemporary(temporary);
   try {
     await writeFile(temporary, text);
     await rename(temporary, path);
   } catch (error) {
     await unlink(temporary).catch(() => undefined);
     throw new Error(`worker ${ctx.who}: cannot write the shard's state to ${path}: ${(error as Error).message}`);
+  } finally {
+    untrack();
   }
   if (job.id !== undefined) ctx.written.set(job.id, path);
   ctx.log(`${name}: computed in ${seconds} s (${bytes} bytes of state, written to ${path})`);
