@@ -7,10 +7,11 @@
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { from, lastValueFrom } from 'rxjs';
-import { createMetricPool, reduceMetric, tensor, WorkerError, type Batch, type MetricPool } from '../../src/index.js';
+import { createMetricPool, reduceMetric, WorkerError, type Batch, type MetricPool } from '../../src/index.js';
 import { fullSet } from '../support/full-set.js';
 import { bits } from '../support/compare.js';
 import { mulberry32 } from '../support/random.js';
+import { sparseFullBatch } from '../support/batches.js';
 import { EXIT_VALUE } from '../fixtures/fault-chaos.js';
 
 const PAGE = 65536;
@@ -22,12 +23,7 @@ const ROUNDS = 12;
 const fixture = fileURLToPath(new URL('../fixtures/fault-chaos.ts', import.meta.url));
 
 function sparseBatch(r: () => number, exitAtShard?: number): Batch {
-  const x = new Float32Array(ROWS * FEATURES);
-  for (let i = 0; i < x.length; i++) x[i] = r() < 0.03 ? Math.fround(0.25 + r() * 3) : 0;
-  if (exitAtShard !== undefined) x[exitAtShard * SHARD_ROWS * FEATURES] = EXIT_VALUE;
-  const s = Float32Array.from({ length: ROWS * DIM }, () => r() - 0.5);
-  const d = Float32Array.from({ length: ROWS * DIM }, () => r() - 0.5);
-  return { learnedActivations: tensor(x, [ROWS, FEATURES]), sourceActivations: tensor(s, [ROWS, DIM]), decodedActivations: tensor(d, [ROWS, DIM]) };
+  return sparseFullBatch(r, ROWS, FEATURES, DIM, 0.03, exitAtShard === undefined ? [] : [exitAtShard * SHARD_ROWS], EXIT_VALUE);
 }
 
 describe('threads that exit on a pool running the full metric set (wasm)', () => {

@@ -1,6 +1,6 @@
 /** Seeded random tensors and the batches built from them, shared by the metric and collection tests. */
 import { tensor } from '../../src/index.js';
-import type { LearnedBatch, ReconstructionBatch, ReconstructionScoreBatch, SparseAutoencoderBatch, Tensor } from '../../src/index.js';
+import type { Batch, LearnedBatch, ReconstructionBatch, ReconstructionScoreBatch, SparseAutoencoderBatch, Tensor } from '../../src/index.js';
 import { mulberry32 } from './random.js';
 
 /** A float32 tensor of `shape` with values in [lo, hi), about `zeros` of them exactly 0. */
@@ -50,4 +50,18 @@ export function lossBatch(seed: number): ReconstructionScoreBatch {
 /** A batch every metric accepts: activations with a component axis, and the three losses. */
 export function fullBatch(seed: number): SparseAutoencoderBatch & ReconstructionScoreBatch {
   return { ...saeBatch(seed, true), ...lossBatch(seed) };
+}
+
+/**
+ * A full-set batch of `rows` rows: `features` learned values, about `density` of them fired (in
+ * [0.25, 3.25)), and source and decoded vectors of `dim` values in [-0.5, 0.5), from `r`; the
+ * first learned value of each row in `marked` set to `mark` (a fixture worker's instruction).
+ */
+export function sparseFullBatch(r: () => number, rows: number, features: number, dim: number, density: number, marked: readonly number[] = [], mark = 0): Batch {
+  const x = new Float32Array(rows * features);
+  for (let i = 0; i < x.length; i++) x[i] = r() < density ? Math.fround(0.25 + r() * 3) : 0;
+  for (const row of marked) x[row * features] = mark;
+  const s = Float32Array.from({ length: rows * dim }, () => r() - 0.5);
+  const d = Float32Array.from({ length: rows * dim }, () => r() - 0.5);
+  return { learnedActivations: tensor(x, [rows, features]), sourceActivations: tensor(s, [rows, dim]), decodedActivations: tensor(d, [rows, dim]) };
 }
