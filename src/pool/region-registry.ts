@@ -16,7 +16,7 @@
 import { growPages, type RegionSource } from '../kernels/wasm/index.js';
 
 const PAGE = 65536;
-/** Slots: 12 KiB; a thread holds two regions at once, and the pool keeps its thread count. */
+/** Slots: 12 KiB; a kernel holds three regions (four while one grows), and the pool keeps its thread count. */
 const SLOTS = 1024;
 const NEVER = -1;
 const FREE = 0;
@@ -81,6 +81,8 @@ export function registryRegions(buffer: SharedArrayBuffer, memory: WebAssembly.M
         if (Atomics.compareExchange(slots, 3 * best, FREE, threadId) !== FREE) continue;
         const start = Atomics.load(slots, 3 * best + 1) * PAGE;
         mine.set(start, best);
+        // Another thread grew the memory for it: this thread's view may not reach it yet.
+        if (memory.buffer.byteLength < start + bestPages * PAGE) memory.grow(0);
         return { start, size: bestPages * PAGE };
       }
       const pages = Math.ceil(want / PAGE);
