@@ -62,10 +62,37 @@ export interface InputOptions {
   readonly stateOut?: string | undefined;
 }
 
+/** What tells two paths of one file apart from two files: the device and the inode. */
+export interface FileId {
+  readonly dev: number;
+  readonly ino: number;
+}
+
 /**
- * Refuses an output path that names an opened input file. The names do not tell: a `.npy` file is
- * known by its magic, whatever its name (`acts.json` is read as one), and a path has many
- * spellings; the device and inode do. An output that does not exist yet is no input.
+ * The first of `outputs` (an option and its path, if given) that is one of the files `ids` gives,
+ * by device and inode, and the index of that file. The names do not tell: a `.npy` file is known
+ * by its magic, whatever its name, and a path has many spellings. An output that does not exist
+ * yet is no file; `ids` is called only when one does.
+ */
+export async function outputOverFile(
+  outputs: readonly (readonly [string, string | undefined])[],
+  ids: () => Promise<readonly (FileId | undefined)[]>,
+): Promise<{ readonly option: string; readonly path: string; readonly index: number } | undefined> {
+  let files: readonly (FileId | undefined)[] | undefined;
+  for (const [option, path] of outputs) {
+    if (path === undefined) continue;
+    const out = await stat(path).catch(() => undefined);
+    if (out === undefined) continue;
+    files ??= await ids();
+    const index = files.findIndex((f) => f !== undefined && f.dev === out.dev && f.ino === out.ino);
+    if (index >= 0) return { option, path, index };
+  }
+  return undefined;
+}
+
+/**
+ * Refuses an output path that names an opened input file (see {@link outputOverFile}): `acts.json`
+ * can be a `.npy` input.
  *
  * @throws {UsageError} naming the option, the output and the input.
  */
@@ -76,18 +103,10 @@ export async function refuseOutputsOverInputs(o: Pick<InputOptions, 'histogram' 
     ['--acthist-out', o.actHistOut],
     ['--state-out', o.stateOut],
   ] as const;
-  let inputs: { dev: number; ino: number }[] | undefined;
-  for (const [option, path] of outputs) {
-    if (path === undefined) continue;
-    const out = await stat(path).catch(() => undefined);
-    if (out === undefined) continue;
-    inputs ??= await Promise.all(files.map((f) => f.handle.stat()));
-    for (const [i, f] of files.entries()) {
-      const s = inputs[i] as { dev: number; ino: number };
-      if (s.dev === out.dev && s.ino === out.ino) {
-        throw new UsageError(option, `${JSON.stringify(path)} is the input file ${JSON.stringify(f.path)}: it would be written over; write the output elsewhere`);
-      }
-    }
+  const hit = await outputOverFile(outputs, () => Promise.all(files.map((f) => f.handle.stat())));
+  if (hit !== undefined) {
+    const input = (files[hit.index] as Pick<InputFile, 'path'>).path;
+    throw new UsageError(hit.option, `${JSON.stringify(hit.path)} is the input file ${JSON.stringify(input)}: it would be written over; write the output elsewhere`);
   }
 }
 

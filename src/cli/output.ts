@@ -74,11 +74,11 @@ export async function prepareOutput(path: string, what: string): Promise<Prepare
   const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now().toString(36)}.tmp`);
   let handle: FileHandle;
   // Listed before it exists: an exit may come between the file's creation and this continuation.
-  pending.add(temp);
+  const untrack = trackTemporary(temp);
   try {
     handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
   } catch (error) {
-    pending.delete(temp);
+    untrack();
     throw new CliError(path, `cannot write ${what} (${reason(error)})`);
   }
   let done = false;
@@ -86,7 +86,7 @@ export async function prepareOutput(path: string, what: string): Promise<Prepare
     if (!done) await handle.close().catch(() => undefined);
     done = true;
     await unlink(temp).catch(() => undefined);
-    pending.delete(temp);
+    untrack();
   };
   return {
     path,
@@ -99,7 +99,7 @@ export async function prepareOutput(path: string, what: string): Promise<Prepare
         await handle.close();
         done = true;
         await rename(temp, path);
-        pending.delete(temp);
+        untrack();
       } catch (error) {
         await discard();
         throw new CliError(path, `cannot write ${what} (${reason(error)})`);

@@ -8,7 +8,7 @@ import { stat } from 'node:fs/promises';
 import { parseCommandLine, parseMergeCommandLine, MERGE_USAGE, USAGE, type CommandLine, type MergeCommandLine } from './args.js';
 import { computeStates, type RunIO } from './compute.js';
 import { CliError, errorLine, UsageError } from './errors.js';
-import { openInputs, type Inputs } from './inputs.js';
+import { openInputs, outputOverFile, type Inputs } from './inputs.js';
 import { groupDigits } from './numbers.js';
 import { prepareOutput, type PreparedOutput } from './output.js';
 import { packageVersion } from './version.js';
@@ -119,16 +119,12 @@ async function runShard(cl: CommandLine, stateFile: PreparedOutput, io: RunIO): 
 
 /**
  * Refuses an output that is one of the parts by another path than the command line's check
- * tells (a linked folder, a link): the same device and inode.
+ * tells (a linked folder, a link): see {@link outputOverFile}.
  */
 async function refuseOutputsOverParts(cl: MergeCommandLine): Promise<void> {
-  const parts = await Promise.all(cl.parts.map((p) => stat(p).catch(() => undefined)));
-  for (const [option, out] of [['--histogram', cl.histogram], ['--top-out', cl.topOut], ['--acthist-out', cl.actHistOut]] as const) {
-    const o = out === undefined ? undefined : await stat(out).catch(() => undefined);
-    if (o !== undefined && parts.some((p) => p !== undefined && p.dev === o.dev && p.ino === o.ino)) {
-      throw new UsageError(option, `${JSON.stringify(out)} is one of the parts: write the output elsewhere`);
-    }
-  }
+  const outputs = [['--histogram', cl.histogram], ['--top-out', cl.topOut], ['--acthist-out', cl.actHistOut]] as const;
+  const hit = await outputOverFile(outputs, () => Promise.all(cl.parts.map((p) => stat(p).catch(() => undefined))));
+  if (hit !== undefined) throw new UsageError(hit.option, `${JSON.stringify(hit.path)} is one of the parts: write the output elsewhere`);
 }
 
 /**
