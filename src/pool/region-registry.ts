@@ -14,6 +14,7 @@
  * @module
  */
 import { growPages, type RegionSource } from '../kernels/wasm/index.js';
+import { viewReaching } from './shared-memory.js';
 
 const PAGE = 65536;
 /** Slots: 12 KiB; a kernel holds three regions (four while one grows), and the pool keeps its thread count. */
@@ -82,7 +83,7 @@ export function registryRegions(buffer: SharedArrayBuffer, memory: WebAssembly.M
         const start = Atomics.load(slots, 3 * best + 1) * PAGE;
         mine.set(start, best);
         // Another thread grew the memory for it: this thread's view may not reach it yet.
-        if (memory.buffer.byteLength < start + bestPages * PAGE) memory.grow(0);
+        viewReaching(memory, start + bestPages * PAGE);
         return { start, size: bestPages * PAGE };
       }
       const pages = Math.ceil(want / PAGE);

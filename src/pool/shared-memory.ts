@@ -6,6 +6,16 @@
 import { describeValue, formatShape } from '../errors.js';
 import { shapeSize, Tensor, type TensorLike } from '../tensor.js';
 
+/**
+ * The length of this thread's view of a shared `memory`, refreshed with `grow(0)` when it does not
+ * reach byte `end`: another thread may have grown the memory, and V8 delivers a growth to each
+ * thread's `memory.buffer` late. Shorter than `end` only when the memory is.
+ */
+export function viewReaching(memory: WebAssembly.Memory, end: number): number {
+  if (memory.buffer.byteLength < end) memory.grow(0);
+  return memory.buffer.byteLength;
+}
+
 /** A float32 tensor whose data lives in a `SharedArrayBuffer`, as plain data a worker can receive. */
 export interface SharedTensor {
   readonly buffer: SharedArrayBuffer;

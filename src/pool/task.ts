@@ -9,7 +9,7 @@ import { partFromRecipe } from '../functional/parts/registry.js';
 import { computePartials } from '../functional/core.js';
 import { jsFusedKernel } from '../kernels/js-fused.js';
 import type { FusedKernel } from '../kernels/types.js';
-import { fromShared, type SharedTensor } from './shared-memory.js';
+import { fromShared, viewReaching, type SharedTensor } from './shared-memory.js';
 import type { StatePart } from '../functional/core.js';
 
 /** A float32 tensor in the pool's shared WebAssembly memory, by position. */
@@ -66,9 +66,7 @@ export function coverTask(task: ShardTask, memory: WebAssembly.Memory | undefine
   if (memory === undefined) return;
   let end = task.scratch === undefined ? 0 : task.scratch.byteOffset + task.scratch.byteLength;
   for (const field of Object.values(task.fields)) if ('wasm' in field) end = Math.max(end, field.byteOffset + field.length * 4);
-  if (memory.buffer.byteLength >= end) return;
-  memory.grow(0);
-  const length = memory.buffer.byteLength;
+  const length = viewReaching(memory, end);
   if (length < end) {
     throw new RangeError(`shard ${task.shardIndex} of batch ${task.batchIndex} reads WebAssembly memory up to byte ${end}, but the memory has ${length} bytes`);
   }
